@@ -1,0 +1,140 @@
+"""The harness's vocabulary: frozen values passed down the pipeline load -> validate -> compile -> run -> record -> report.
+
+Every stage is a function from the previous stage's value to the next one's; these types are the
+only thing the stages share. The JSON Schemas in `harness/schemas/` are checked against them in
+tests so the published formats and the code cannot drift.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SourceLocation:
+    """Where a value came from, so every problem can be reported as FILE:LINE."""
+
+    path: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}"
+
+
+class BindingKind(str, enum.Enum):
+    PYTHON = "python"  # module:function, a callable that raises AssertionError on falsification
+    PYTEST = "pytest"  # a node id or a -k expression, with a minimum number of matched tests
+    COMMAND = "command"  # any program; exit 0 = held
+
+
+@dataclass(frozen=True)
+class Binding:
+    kind: BindingKind
+    # python: "module:function"; pytest: a node id ("path::name") or None when `k` is used.
+    target: str | None = None
+    # pytest -k expression and the paths it searches (repository-relative).
+    k: str | None = None
+    paths: tuple[str, ...] = ()
+    # command argv, run from the repository root.
+    argv: tuple[str, ...] = ()
+    # A regex with one group that captures the number of tests a command ran.
+    count_pattern: str | None = None
+    # pytest/command: fewer matched (or executed) tests than this is an error, never a pass.
+    min_tests: int = 1
+
+    def describe(self) -> str:
+        if self.kind is BindingKind.PYTHON:
+            return f"python: {self.target}"
+        if self.kind is BindingKind.PYTEST:
+            if self.k is not None:
+                return f"pytest: -k {self.k!r} {' '.join(self.paths)}".rstrip()
+            return f"pytest: {self.target}"
+        return "command: " + " ".join(self.argv)
+
+
+@dataclass(frozen=True)
+class Requirement:
+    cuda: bool = False
+    packages: tuple[str, ...] = ()
+    min_memory_gib: float | None = None
+
+
+@dataclass(frozen=True)
+class Deferred:
+    reason: str
+    until: date  # after this date a deferral is itself an error: deferrals must not rot
+
+
+@dataclass(frozen=True)
+class Invariant:
+    id: str
+    statement: str
+    kind: str
+    location: SourceLocation
+    guards: tuple[str, ...] = ()  # "module:function" of the code that upholds it (for mutation checks)
+    proof_obligations: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Falsifier:
+    id: str
+    attacks: tuple[str, ...]
+    prediction: str
+    if_fails: str
+    binding: Binding
+    location: SourceLocation
+    requires: Requirement = field(default_factory=Requirement)
+    timeout_s: float = 300.0
+    deferred: Deferred | None = None
+
+
+@dataclass(frozen=True)
+class Contract:
+    id: str
+    version: str
+    title: str
+    description: str
+    path: str  # repository-relative
+    sha256: str
+    invariants: tuple[Invariant, ...]
+    falsifiers: tuple[Falsifier, ...]
+    depends_on: tuple[str, ...] = ()
+    references: tuple[Any, ...] = ()
+    changelog: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One validation problem, printed as `FILE:LINE: ID: message`."""
+
+    location: SourceLocation
+    subject: str  # the contract, invariant or falsifier id the problem is about
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.subject}: {self.message}"
+
+
+class Outcome(str, enum.Enum):
+    PASSED = "passed"  # the invariant held
+    FALSIFIED = "falsified"  # a counterexample was found
+    ERROR = "error"  # the falsifier itself broke, or matched/executed no tests
+    NOT_RUN = "not_run"  # a requirement is unmet; never a pass
+    DEFERRED = "deferred"  # explicitly deferred with a reason and expiry; never a pass
+
+
+@dataclass(frozen=True)
+class FalsifierResult:
+    id: str
+    contract_id: str
+    invariants: tuple[str, ...]
+    outcome: Outcome
+    reason: str
+    duration_s: float
+    binding: Binding
+    tests_matched: int | None = None
+    tests_executed: int | None = None
+    counterexample: str | None = None
