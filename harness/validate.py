@@ -208,6 +208,8 @@ _PATTERN_FORMS = {
     "^[0-9]{4}-[0-9]{2}-[0-9]{2}$": "a date YYYY-MM-DD",
     "\\S": "non-empty text",
     "^[^\\s-][^\\s]*$": "a repository-relative path or node id without spaces, not starting with '-'",
+    "^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)*$":
+        "module:function, e.g. falsifiers.init_arch_match:falsify_llama_claim_on_qwen2_tensors",
 }
 
 
@@ -518,6 +520,18 @@ def _check_bindings(docs: list[_Doc], problems: _Problems) -> None:
         _check_command_bindings(root, root_docs, problems)
 
 
+def _python_fix(reason: str) -> str:
+    if reason.startswith("importing module"):
+        return "make importing that module side-effect free (no exit, crash or endless work at import time)"
+    if "does not import" in reason:
+        return "fix the module name or the import error (python -c 'import MODULE' from the repository root shows it)"
+    if "has no attribute" in reason:
+        return "fix the function name or define the function"
+    if "required arguments" in reason:
+        return "give those parameters defaults or bind a zero-argument function"
+    return "bind a function"
+
+
 def _check_python_bindings(root: Path, docs: list[_Doc], problems: _Problems) -> None:
     # (doc, path to the value, subject, target, packages the falsifier declares it needs)
     uses: list[tuple[_Doc, tuple[Any, ...], str, str, frozenset[str], bool]] = []
@@ -546,7 +560,7 @@ def _check_python_bindings(root: Path, docs: list[_Doc], problems: _Problems) ->
             # The falsifier says it needs this package; the runner reports it not_run where absent.
             continue
         what = "binding python:" if is_binding else "guards:"
-        problems.add(doc.loc(path), subject, f"{what} {target} does not resolve: {reason}; fix the module:function or create it")
+        problems.add(doc.loc(path), subject, f"{what} {target} does not resolve: {reason}; {_python_fix(reason)}")
 
 
 def _check_pytest_bindings(root: Path, docs: list[_Doc], problems: _Problems) -> None:
