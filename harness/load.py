@@ -67,6 +67,7 @@ class LoadedDoc:
 
 _SCALAR_CONSTRUCTOR = yaml.constructor.SafeConstructor()
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+_PLAIN_COLLECTION_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
 _LEADING_TAB = re.compile(r"^[ ]*\t")
 
 
@@ -104,6 +105,11 @@ def _build(root: yaml.Node) -> tuple[Any, dict[LinePath, int]]:
                 "write the value out in full",
             )
         seen.add(id(node))
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_COLLECTION_TAGS:
+            raise LoadError(
+                node.start_mark.line + 1,
+                f"YAML tag {node.tag!r} is not allowed; contracts use plain YAML only: remove the tag",
+            )
         if isinstance(node, yaml.MappingNode):
             value: dict[Any, Any] = {}
             first_line: dict[Any, int] = {}
@@ -189,7 +195,10 @@ def load_contract_file(path: str | os.PathLike[str]) -> LoadedDoc:
             raise LoadError(
                 line, "tab character in indentation; YAML allows only spaces there: replace the tab with spaces"
             ) from None
-        detail = " ".join(part for part in (exc.context, exc.problem) if part)
+        context = exc.context
+        if context and exc.context_mark is not None and exc.context_mark.line + 1 != line:
+            context += f" started on line {exc.context_mark.line + 1}"
+        detail = ", ".join(part for part in (context, exc.problem) if part)
         raise LoadError(line, f"malformed YAML: {detail}; fix the syntax on this line") from None
     except yaml.YAMLError as exc:
         raise LoadError(1, f"malformed YAML: {exc}; fix the syntax") from None
