@@ -161,3 +161,14 @@ def test_schema_defaults_match_model_defaults() -> None:
     assert schema["binding"]["properties"]["min_tests"]["default"] == binding_defaults["min_tests"]
     requirement_defaults = {f.name: f.default for f in dataclasses.fields(model.Requirement)}
     assert schema["requirement"]["properties"]["cuda"]["default"] == requirement_defaults["cuda"]
+
+
+def test_the_documented_example_passes_the_schema(tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "contract-format.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in doc.split("```yaml\n")[1:]]
+    assert blocks, "docs/contract-format.md has no yaml example"
+    validator = jsonschema.Draft202012Validator(load_schema("contract"))
+    for block in blocks:
+        path = tmp_path / "doc.yaml"
+        path.write_text(block)
+        assert list(validator.iter_errors(load_contract_file(path).data)) == []
