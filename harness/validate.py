@@ -30,6 +30,7 @@ Checks, all reported together rather than stopping at the first:
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -423,6 +424,18 @@ def _check_references(docs: list[_Doc], problems: _Problems, today: date) -> Non
             binding = fal.get("binding")
             if isinstance(binding, dict):
                 _check_binding_shape(doc, i, fid, binding, problems)
+            requires = fal.get("requires")
+            for path, number in (
+                (("timeout_s",), fal.get("timeout_s")),
+                (("requires", "min_memory_gib"), requires.get("min_memory_gib") if isinstance(requires, dict) else None),
+            ):
+                # JSON Schema's minimum checks pass NaN and infinity (YAML .nan / .inf).
+                if isinstance(number, float) and not math.isfinite(number):
+                    problems.add(
+                        doc.loc(("falsifiers", i, *path)), fid,
+                        f"{path[-1]} must be a finite number, not {number}; write a number of "
+                        f"{'seconds' if path[-1] == 'timeout_s' else 'GiB'}",
+                    )
         for i, inv in _dicts(doc.data, "invariants"):
             iid = inv.get("id")
             if isinstance(iid, str) and iid not in attacked:

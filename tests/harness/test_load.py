@@ -128,7 +128,20 @@ def test_python_tags_are_refused(tmp_path: Path) -> None:
 def test_several_documents_are_refused(tmp_path: Path) -> None:
     error = load_error(write(tmp_path, "id: a-v1\n---\nid: b-v1\n"))
     assert error.line == 2
-    assert "malformed YAML" in error.message
+    assert "second YAML document" in error.message and "its own file" in error.message
+
+
+def test_deep_nesting_is_refused_not_a_crash(tmp_path: Path) -> None:
+    # The C composer recurses per level and overflows the C stack on input like this.
+    error = load_error(write(tmp_path, "id: " + "[" * 50000 + "]" * 50000 + "\n"))
+    assert error.line == 1
+    assert "nested more than" in error.message
+
+
+def test_merge_keys_are_refused(tmp_path: Path) -> None:
+    error = load_error(write(tmp_path, "id: demo-v1\ninvariants:\n  - <<: {kind: safety}\n"))
+    assert error.line == 3
+    assert "merge keys" in error.message
 
 
 def test_missing_file_is_a_load_error(tmp_path: Path) -> None:

@@ -201,6 +201,14 @@ def test_wrong_types_and_forms_name_the_key(repo: Path) -> None:
     assert_problem(problems, path, line(text, "timeout_s: -5"), "FALSIFY-HV-DEMO-004", "timeout_s must be > 0")
 
 
+def test_nan_and_infinite_numbers_are_refused(repo: Path) -> None:
+    text = VALID.replace("timeout_s: 120", "timeout_s: .nan").replace("min_memory_gib: 4", "min_memory_gib: .inf")
+    path = write(repo, text)
+    problems = problems_of(path, bindings=False)
+    assert_problem(problems, path, line(text, ".nan"), "FALSIFY-HV-DEMO-004", "timeout_s must be a finite number")
+    assert_problem(problems, path, line(text, ".inf"), "FALSIFY-HV-DEMO-004", "min_memory_gib must be a finite number")
+
+
 def test_binding_must_be_exactly_one_kind(repo: Path) -> None:
     text = VALID.replace(
         "binding: {python: hvfix.checks:holds}", 'binding: {python: hvfix.checks:holds, command: ["true"]}'
