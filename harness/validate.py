@@ -184,13 +184,22 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Path], list[
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(
-                p
-                for p in path.rglob("*")
-                if p.suffix in CONTRACT_SUFFIXES
-                and p.is_file()
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
+            try:
+                found = sorted(
+                    p
+                    for p in path.rglob("*")
+                    if p.suffix in CONTRACT_SUFFIXES
+                    and p.is_file()
+                    and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                )
+            except OSError as exc:
+                problems.append(
+                    Problem(
+                        SourceLocation(_display(path), 1), NO_ID,
+                        f"cannot list this directory ({exc.strerror or exc}); check its permissions",
+                    )
+                )
+                continue
             if not found:
                 problems.append(
                     Problem(

@@ -502,3 +502,12 @@ def test_no_bindings_flag_skips_resolution(repo: Path, capsys: pytest.CaptureFix
     write(repo, VALID.replace("hvfix.checks:holds}", "hvfix.checks:vanished}"))
     code, out, _ = run_cli(capsys, "--no-bindings", str(repo / "contracts"))
     assert code == 0, out
+
+
+def test_pytest_that_cannot_start_is_reported_per_binding(repo: Path) -> None:
+    (repo / "tests" / "conftest.py").write_text("raise RuntimeError('conftest boom')\n")
+    path = write(repo, VALID)
+    problems = problems_of(path)
+    assert_problem(problems, path, line(VALID, "test_things.py::test_beta"), "FALSIFY-HV-DEMO-002",
+                   "could not be checked", "pytest --collect-only failed", "conftest boom")
+    assert_problem(problems, path, line(VALID, "slow or alpha"), "FALSIFY-HV-DEMO-003", "could not be checked")
