@@ -285,14 +285,13 @@ def _schema_messages(error: jsonschema.ValidationError) -> list[tuple[tuple[Any,
             out.append((path + (key,), f"unknown key {key!r} in {where} ({hint}); fix or remove it"))
         return out
     if v == "required":
+        # jsonschema raises one error per missing key; each yields them all and the caller
+        # drops repeats, which is simpler than parsing the key back out of the message.
         missing = [k for k in error.validator_value if k not in error.instance]
-        return [(path, f"{where} is missing required key {k!r}; add it (see docs/contract-format.md)") for k in missing[:1]] or [
-            (path, error.message)
-        ]
+        return [(path, f"{where} is missing required key {k!r}; add it (see docs/contract-format.md)") for k in missing]
     if v in ("oneOf", "anyOf"):
-        if path and path[-1] == "binding" or (error.schema.get("oneOf") and all(
-            set(b) == {"required"} for b in error.schema["oneOf"]
-        )):
+        if all(set(branch) == {"required"} for branch in error.validator_value):
+            # The binding's "exactly one of python | pytest | command".
             kinds = [k for k in ("python", "pytest", "command") if isinstance(error.instance, dict) and k in error.instance]
             if not kinds:
                 return [(path, f"{where} needs exactly one of python, pytest or command; add one")]
@@ -326,8 +325,8 @@ def _schema_messages(error: jsonschema.ValidationError) -> list[tuple[tuple[Any,
     if v == "enum":
         allowed = [str(x) for x in error.validator_value]
         close = difflib.get_close_matches(str(error.instance), allowed, n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        return [(path, f"{where} {error.instance!r} is not one of {', '.join(allowed)}; {hint}use one of them".replace("; did", " (did").replace("? use", "?); use"))]
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return [(path, f"{where} {error.instance!r} is not one of {', '.join(allowed)}{hint}; use one of them")]
     if v == "minItems":
         return [(path, f"{where} needs at least {error.validator_value} entr{'y' if error.validator_value == 1 else 'ies'}; add one")]
     if v == "uniqueItems":

@@ -184,6 +184,16 @@ def test_unknown_keys_get_did_you_mean(repo: Path) -> None:
     assert_problem(problems, path, 1, "hv-demo-v1", "missing required key 'title'")
     assert_problem(problems, path, line(text, "timeuot_s"), "FALSIFY-HV-DEMO-004", "unknown key 'timeuot_s'", "'timeout_s'")
     assert_problem(problems, path, line(text, "pths"), "FALSIFY-HV-DEMO-003", "unknown key 'pths'", "'paths'")
+    assert_problem(problems, path, line(text, "pths"), "FALSIFY-HV-DEMO-003", "missing required key 'paths'")
+
+
+def test_every_missing_key_is_reported(repo: Path) -> None:
+    text = VALID.replace("    prediction: holds returns.\n    if_fails: It does not hold.\n", "")
+    path = write(repo, text)
+    problems = problems_of(path, bindings=False)
+    falsifier_line = line(text, "id: FALSIFY-HV-DEMO-001")
+    assert_problem(problems, path, falsifier_line, "FALSIFY-HV-DEMO-001", "missing required key 'prediction'")
+    assert_problem(problems, path, falsifier_line, "FALSIFY-HV-DEMO-001", "missing required key 'if_fails'")
 
 
 def test_wrong_types_and_forms_name_the_key(repo: Path) -> None:
