@@ -16,10 +16,9 @@ mis-shaped tensor is a `StrictLoadError` listing them.
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -417,20 +416,12 @@ def from_pretrained(path: str | os.PathLike[str], device: str | torch.device = "
 
     Order matters: header only (no tensor data) -> arch-match gate -> config -> name/shape check -> data.
     """
-    from pretrain import checkpoint, families
+    from pretrain import checkpoint
 
-    header = checkpoint.read_header(path)
-    families.validate_init_arch_matches_tensor_evidence(header.arch_claim, header.tensor_names)
+    header = checkpoint.check_init_arch(checkpoint.read_header(path))
     cfg = config_from_header(header)
     check_tensor_names_and_shapes(cfg, {k: tuple(v.shape) for k, v in header.tensors.items()}, str(path))
     tensors = checkpoint.load_tensors(path, device="cpu")
     model = load_state_strict(cfg, tensors, str(path), device=device, dtype=dtype)
     return model.eval()
 
-
-def config_field_names() -> tuple[str, ...]:
-    return tuple(f.name for f in fields(ModelConfig))
-
-
-def config_as_dict(cfg: ModelConfig) -> dict[str, Any]:
-    return asdict(cfg)

@@ -161,7 +161,7 @@ def load_init(args: argparse.Namespace, device: torch.device) -> tuple[CausalLM,
     except checkpoint.CheckpointError as exc:
         raise TrainError(f"--init {args.init}: {exc}") from None
     try:
-        families.validate_init_arch_matches_tensor_evidence(header.arch_claim, header.tensor_names)
+        checkpoint.check_init_arch(header)
     except families.InitArchMismatchError as exc:
         msg = str(exc)
         if "pretrain stamp" not in msg:
