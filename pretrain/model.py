@@ -407,7 +407,21 @@ def config_from_header(header: Any) -> ModelConfig:
             f"{header.path}: no model config found (no config.json beside the weights and no `config` "
             "metadata); put the model's HF config.json next to it or re-save it with `pretrain train`"
         )
-    return ModelConfig.from_hf_dict(header.config, source=str(header.path))
+    config = dict(header.config)
+    # The arch claim has passed the tensor-evidence gate by now; a stale model_type left in the config
+    # (e.g. after `pretrain stamp` rewrote only the metadata) must not override it.
+    claimed = _claimed_family(header.arch_claim)
+    if claimed is not None and config.get("model_type") != claimed:
+        config["model_type"] = claimed
+        config["architectures"] = [HF_ARCHITECTURES[claimed]]
+    return ModelConfig.from_hf_dict(config, source=str(header.path))
+
+
+def _claimed_family(arch_claim: str | None) -> str | None:
+    from pretrain.families import normalize_metadata_arch_family
+
+    family = normalize_metadata_arch_family(arch_claim)
+    return family if family in FAMILIES else None
 
 
 def from_pretrained(path: str | os.PathLike[str], device: str | torch.device = "cpu",

@@ -113,6 +113,17 @@ def init_distributed(device_kind: str) -> Dist:
                 world_size=dist.get_world_size())
 
 
+def global_mean(value: torch.Tensor, dist: Dist) -> float:
+    """The mean of a scalar over all ranks, so the logged train loss is the global batch's, not rank 0's."""
+    if dist.world_size > 1:
+        import torch.distributed as tdist
+
+        value = value.clone()
+        tdist.all_reduce(value, op=tdist.ReduceOp.SUM)
+        value /= dist.world_size
+    return float(value.item())
+
+
 # ---------------------------------------------------------------- config resolution
 
 def config_from_flags(args: argparse.Namespace) -> ModelConfig:
@@ -386,7 +397,7 @@ def train(args: argparse.Namespace) -> int:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
             optimizer.step()
             step += 1
-            loss_value = loss.item()
+            loss_value = global_mean(loss.detach(), dist)
             if not math.isfinite(loss_value):
                 raise TrainError(f"train loss became {loss_value} at step {step}; lower --lr or use --dtype fp32")
             elapsed = time.perf_counter() - start
