@@ -1,0 +1,58 @@
+"""`harness validate PATH...` and `harness schema NAME`.
+
+validate: exit 0 and a one-line summary when every contract is valid; exit 2 and one
+`FILE:LINE: ID: message` line per problem (all of them, on stdout) otherwise.
+schema: print a published JSON Schema (e.g. `harness schema contract`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from harness.schema import load_schema, schema_names
+from harness.validate import validate_report
+
+EXIT_OK = 0
+EXIT_INVALID = 2
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "validate",
+        help="check contract files: schema, ids, references, bindings",
+        description="Check contract YAML files (or directories of them) and report every problem as FILE:LINE: ID: message.",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="contract files or directories (searched for *.yaml, *.yml)")
+    p.add_argument(
+        "--no-bindings",
+        action="store_true",
+        help="skip resolving bindings (imports, pytest collection, programs): schema and cross-references only",
+    )
+    p.set_defaults(func=run_validate)
+
+    s = subparsers.add_parser("schema", help="print a published JSON Schema", description="Print a published JSON Schema.")
+    s.add_argument("name", choices=schema_names(), help="which schema")
+    s.set_defaults(func=run_schema)
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    result = validate_report(args.paths, check_bindings=not args.no_bindings)
+    if result.problems:
+        for problem in result.problems:
+            print(problem)
+        n = len(result.problems)
+        print(
+            f"harness validate: {n} problem{'s' if n != 1 else ''} in {len(result.files)} file"
+            f"{'s' if len(result.files) != 1 else ''}; fix them and run harness validate again",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
+    print(f"{result.summary()}: valid")
+    return EXIT_OK
+
+
+def run_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(load_schema(args.name), indent=2))
+    return EXIT_OK

@@ -1,0 +1,202 @@
+"""Family inference, claim normalisation and the INV-INIT-ARCH-MATCH-001 gate, on real HF tensor names."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from falsifiers.tiny_hf import HF_CLASSES, expected_family, hf_tensor_names, names_at_depth
+from pretrain.families import (
+    CANONICAL_HF,
+    FAMILIES,
+    InitArchMismatchError,
+    family_from_tensor_names,
+    normalize_metadata_arch_family,
+    validate_init_arch_matches_tensor_evidence,
+)
+
+HEAD_PREFIXES = ("lm_head.", "head.", "cls.", "embed_out.")
+
+
+@pytest.mark.parametrize("cls_name", HF_CLASSES)
+@pytest.mark.parametrize("layers", [1, 3])
+def test_real_hf_state_dict_names_infer_their_family(cls_name: str, layers: int) -> None:
+    names = hf_tensor_names(cls_name, layers)
+    assert family_from_tensor_names(names) == expected_family(cls_name)
+
+
+@pytest.mark.parametrize("cls_name", HF_CLASSES)
+def test_family_survives_dropping_the_lm_head(cls_name: str) -> None:
+    # save_pretrained omits a tied lm_head; the body alone must still say the family.
+    names = [n for n in hf_tensor_names(cls_name) if not n.startswith(HEAD_PREFIXES)]
+    assert family_from_tensor_names(names) == expected_family(cls_name)
+
+
+@pytest.mark.parametrize("cls_name", ["LlamaForCausalLM", "Qwen2ForCausalLM", "BertModel"])
+def test_family_from_mapping_keys_and_wrapper_prefixes(cls_name: str) -> None:
+    names = hf_tensor_names(cls_name)
+    assert family_from_tensor_names(dict.fromkeys(names, 0)) == expected_family(cls_name)
+    assert family_from_tensor_names([f"module._orig_mod.{n}" for n in names]) == expected_family(cls_name)
+
+
+def test_llama_with_attention_bias_is_not_mistaken_for_qwen2() -> None:
+    import torch
+    import transformers
+
+    config = transformers.LlamaConfig(
+        hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2, vocab_size=256,
+        num_hidden_layers=1, attention_bias=True,
+    )
+    with torch.device("meta"):
+        names = list(transformers.LlamaForCausalLM(config).state_dict())
+    assert "model.layers.0.self_attn.q_proj.bias" in names
+    assert family_from_tensor_names(names) == "llama"
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ["token_embd.weight", "blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.0.ffn_gate.weight", "output.weight"],
+        [],
+        ["optimizer.state.0.exp_avg", "model.rotary_emb.inv_freq"],
+        ["weight", "bias"],
+    ],
+    ids=["gguf", "empty", "only-extras", "anonymous"],
+)
+def test_names_that_say_nothing_give_unknown(names: list[str]) -> None:
+    assert family_from_tensor_names(names) == "unknown"
+
+
+def test_a_single_string_is_refused_rather_than_read_as_characters() -> None:
+    with pytest.raises(TypeError, match="iterable of tensor names"):
+        family_from_tensor_names("model.layers.0.mlp.gate_proj.weight")
+
+
+@pytest.mark.parametrize(
+    ("claim", "family"),
+    [
+        ("Qwen2ForCausalLM", "qwen2"),
+        ("Qwen3ForCausalLM", "qwen3"),
+        ("LlamaForCausalLM", "llama"),
+        ("MistralForCausalLM", "llama"),
+        ("GPT2LMHeadModel", "gpt2"),
+        ("GPTNeoXForCausalLM", "gpt-neox"),
+        ("OPTForCausalLM", "opt"),
+        ("BertModel", "bert"),
+        ("BertForMaskedLM", "bert"),
+        ("MambaForCausalLM", "mamba"),
+        ("RwkvForCausalLM", "rwkv"),
+        ("qwen2", "qwen2"),
+        ("gpt-neox", "gpt-neox"),
+        ("gpt_neox", "gpt-neox"),
+        ("gptneox", "gpt-neox"),
+        ("mistral", "llama"),
+        ("Qwen2", "qwen2"),
+        ("Llama", "llama"),
+        ("  llama ", "llama"),
+    ],
+)
+def test_claims_in_every_form_normalise_to_the_slug(claim: str, family: str) -> None:
+    assert normalize_metadata_arch_family(claim) == family
+
+
+@pytest.mark.parametrize("claim", [None, "", "unknown", "Qwen2MoeForCausalLM", "Mamba2ForCausalLM", "FooBarForCausalLM", "Model", 7])
+def test_unmappable_claims_are_no_claim(claim: object) -> None:
+    assert normalize_metadata_arch_family(claim) is None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_canonical_hf_identity_round_trips_to_its_family(family: str) -> None:
+    ident = CANONICAL_HF[family]
+    assert normalize_metadata_arch_family(ident.architecture) == family
+    assert normalize_metadata_arch_family(ident.model_type) == family
+    assert normalize_metadata_arch_family(family) == family
+
+
+# --- the gate ----------------------------------------------------------------------------------------
+
+
+def test_canonical_case_llama_claim_on_qwen2_tensors_is_refused() -> None:
+    names = hf_tensor_names("Qwen2ForCausalLM")
+    with pytest.raises(InitArchMismatchError) as info:
+        validate_init_arch_matches_tensor_evidence("LlamaForCausalLM", names, path="runs/a/ckpt.safetensors")
+    err = info.value
+    assert (err.claimed, err.inferred) == ("llama", "qwen2")
+    message = str(err)
+    assert "FALSIFY-INIT-ARCH-MATCH-001" in message and "llama" in message and "qwen2" in message
+    assert (
+        "pretrain stamp runs/a/ckpt.safetensors --architecture qwen2 --hf-architecture Qwen2ForCausalLM "
+        "--hf-model-type qwen2 -o runs/a/ckpt.fixed.safetensors" in message
+    )
+
+
+def test_inverse_qwen2_claim_on_llama_tensors_is_refused() -> None:
+    with pytest.raises(InitArchMismatchError) as info:
+        validate_init_arch_matches_tensor_evidence("Qwen2ForCausalLM", hf_tensor_names("LlamaForCausalLM"))
+    assert (info.value.claimed, info.value.inferred) == ("qwen2", "llama")
+    assert "--architecture llama --hf-architecture LlamaForCausalLM --hf-model-type llama" in str(info.value)
+
+
+def test_skip_when_the_claim_is_absent() -> None:
+    validate_init_arch_matches_tensor_evidence(None, hf_tensor_names("Qwen2ForCausalLM"))
+    validate_init_arch_matches_tensor_evidence("", hf_tensor_names("Qwen2ForCausalLM"))
+
+
+def test_skip_when_the_claim_is_a_novel_architecture() -> None:
+    validate_init_arch_matches_tensor_evidence("Qwen2MoeForCausalLM", hf_tensor_names("Qwen2ForCausalLM"))
+
+
+def test_skip_when_the_tensor_names_say_nothing() -> None:
+    gguf_names = ["token_embd.weight", "blk.0.attn_q.weight", "blk.0.attn_q.bias", "output_norm.weight"]
+    validate_init_arch_matches_tensor_evidence("LlamaForCausalLM", gguf_names)
+
+
+@pytest.mark.parametrize("cls_name", HF_CLASSES)
+def test_matching_claims_pass_for_every_family(cls_name: str) -> None:
+    family = expected_family(cls_name)
+    names = hf_tensor_names(cls_name)
+    for claim in (cls_name, family, CANONICAL_HF[family].model_type):
+        validate_init_arch_matches_tensor_evidence(claim, names)
+
+
+@pytest.mark.parametrize("cls_name", HF_CLASSES)
+def test_every_wrong_family_claim_is_refused(cls_name: str) -> None:
+    inferred = expected_family(cls_name)
+    names = hf_tensor_names(cls_name)
+    for claimed in FAMILIES:
+        if claimed == inferred:
+            continue
+        with pytest.raises(InitArchMismatchError) as info:
+            validate_init_arch_matches_tensor_evidence(CANONICAL_HF[claimed].architecture, names)
+        assert (info.value.claimed, info.value.inferred) == (claimed, inferred)
+
+
+EXTRAS = [
+    "optimizer.state.0.exp_avg",
+    "optimizer.state.0.exp_avg_sq",
+    "optimizer.state.0.step",
+    "model.rotary_emb.inv_freq",
+    "scheduler.last_epoch",
+    "rng_state",
+    "model.layers.0.self_attn.rotary_emb.inv_freq",
+    "ema.shadow.0",
+]
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    cls_name=st.sampled_from(HF_CLASSES),
+    depth=st.integers(min_value=1, max_value=12),
+    extras=st.lists(st.sampled_from(EXTRAS), max_size=len(EXTRAS), unique=True),
+    drop_head=st.booleans(),
+    data=st.data(),
+)
+def test_inferred_family_is_stable_under_depth_order_and_extra_tensors(
+    cls_name: str, depth: int, extras: list[str], drop_head: bool, data: st.DataObject
+) -> None:
+    names = names_at_depth(cls_name, depth) + extras
+    if drop_head:
+        names = [n for n in names if not n.startswith(HEAD_PREFIXES)]
+    shuffled = data.draw(st.permutations(names))
+    assert family_from_tensor_names(shuffled) == expected_family(cls_name)
