@@ -15,20 +15,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-ROOT_MARKERS = ("pyproject.toml", ".git")
-
-
-def find_repo_root(start: str | os.PathLike[str]) -> Path:
-    """The nearest directory at or above `start` holding pyproject.toml or .git; `start`'s dir if none."""
-    path = Path(start).resolve()
-    if path.is_file():
-        path = path.parent
-    for candidate in (path, *path.parents):
-        if any((candidate / marker).exists() for marker in ROOT_MARKERS):
-            return candidate
-    return path
-
-
 def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str] | None:
     try:
         return subprocess.run(

@@ -44,6 +44,8 @@ def child_env(repo_root: Path) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(parts))
     # Unbuffered, so the output of a falsifier that then hangs is still there when we kill it.
     env["PYTHONUNBUFFERED"] = "1"
+    # verify turns plugin autoload off for its own pytest session; bound tests run as the project runs them.
+    env.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
     return env
 
 

@@ -23,7 +23,6 @@ from typing import Any
 
 import pytest
 
-from harness.environment import find_repo_root
 from harness.execute import run_falsifier
 from harness.model import Contract, Falsifier, FalsifierResult, Outcome, Problem
 from harness.record import result_to_dict
@@ -57,7 +56,7 @@ def matches_selection(patterns: Sequence[str], contract: Contract, falsifier: Fa
         p = pattern.lower()
         for name in names:
             n = name.lower()
-            if p in n or fnmatch.fnmatchcase(n, p):
+            if p in n or fnmatch.fnmatchcase(n, p) or fnmatch.fnmatchcase(n, f"*{p}*"):
                 return True
     return False
 
@@ -82,31 +81,76 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
 
 class InvalidContract(Exception):
-    def __init__(self, problems: Sequence[Problem]) -> None:
-        super().__init__("\n".join(map(str, problems)))
+    def __init__(self, problems: Sequence[Problem], others: Sequence[Problem] = ()) -> None:
+        lines = [str(p) for p in problems]
+        if others:
+            lines.append("contract files validated together with this one have problems:")
+            lines += [f"  {p}" for p in others]
+        super().__init__("\n".join(lines))
         self.problems = tuple(problems)
+
+
+_VALIDATIONS = pytest.StashKey[dict]()
+
+
+def _contract_group(config: pytest.Config, path: Path) -> tuple[Path, ...]:
+    """The contract files validated together with `path`, so cross-file checks (`depends_on`,
+    `attacks`, unique ids) see the same set as `harness validate`: the contract files named on the
+    command line when `path` is one of them, else every contract file under the named directory
+    that holds it."""
+    base = config.invocation_params.dir
+    args = [(base / str(a).split("::")[0]).resolve() for a in config.args]
+    named = tuple(a for a in args if a.is_file() and a.suffix in CONTRACT_SUFFIXES)
+    if path in named:
+        return named
+    holders = [a for a in args if a.is_dir() and a in path.parents]
+    top = max(holders, key=lambda a: len(a.parts)) if holders else path.parent
+    return tuple(
+        sorted(
+            p
+            for p in top.rglob("*")
+            if p.suffix in CONTRACT_SUFFIXES
+            and not any(part.startswith(".") for part in p.relative_to(top).parts)
+            and p.is_file()
+            and (p == path or looks_like_contract(p))
+        )
+    )
+
+
+def _validation(config: pytest.Config, group: tuple[Path, ...]) -> Any:
+    # Imported here so `pytest` runs that never meet a contract file never import the validator.
+    from harness.validate import validate_report
+
+    cache = config.stash.setdefault(_VALIDATIONS, {})
+    if group not in cache:
+        # Bindings are not resolved here: running them is the resolution, and a binding that does not
+        # import or match any test becomes that falsifier's `error` with evidence, not a collection error.
+        cache[group] = validate_report(group, check_bindings=False)
+    return cache[group]
 
 
 class ContractFile(pytest.File):
     """One contract YAML file; its falsifiers are the items."""
 
     def collect(self) -> Iterator[pytest.Item]:
-        # Imported here so `pytest` runs that never meet a contract file never import the validator.
-        from harness.validate import validate
-
-        contracts, problems = validate([self.path])
-        if problems:
-            raise InvalidContract(problems)
-        for contract in contracts:
+        me = self.path.resolve()
+        result = _validation(self.config, _contract_group(self.config, me))
+        if result.problems:
+            mine = [p for p in result.problems if Path(p.location.path).resolve() == me]
+            others = [p for p in result.problems if p not in mine]
+            raise InvalidContract(mine, others)
+        for contract in result.contracts:
+            root = Path(result.roots[contract.id])
+            if (root / contract.path).resolve() != me:
+                continue
             for falsifier in contract.falsifiers:
-                yield FalsifierItem.from_parent(self, name=falsifier.id, contract=contract, falsifier=falsifier)
+                yield FalsifierItem.from_parent(
+                    self, name=falsifier.id, contract=contract, falsifier=falsifier, repo_root=root
+                )
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> str:  # type: ignore[override]
         if isinstance(excinfo.value, InvalidContract):
-            return (
-                f"{excinfo.value}\n"
-                f"fix the contract, then check it with `harness validate {self.path}`"
-            )
+            return f"{excinfo.value}\nfix the contract, then check it with `harness validate {self.path}`"
         return str(super().repr_failure(excinfo))
 
 
@@ -119,10 +163,11 @@ class FalsifierOutcome(Exception):
 
 
 class FalsifierItem(pytest.Item):
-    def __init__(self, *, contract: Contract, falsifier: Falsifier, **kwargs: Any) -> None:
+    def __init__(self, *, contract: Contract, falsifier: Falsifier, repo_root: Path, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.contract = contract
         self.falsifier = falsifier
+        self.repo_root = repo_root
         # So plain `pytest -k INV-...` and `-k <contract id>` select falsifiers too.
         self.extra_keyword_matches.update({contract.id, *falsifier.attacks})
 
@@ -130,8 +175,7 @@ class FalsifierItem(pytest.Item):
         self.user_properties.append((IDS_PROPERTY, json.dumps([self.contract.id, self.falsifier.id])))
 
     def runtest(self) -> None:
-        repo_root = find_repo_root(self.path)
-        result = run_falsifier(self.falsifier, self.contract, repo_root)
+        result = run_falsifier(self.falsifier, self.contract, self.repo_root)
         self.user_properties.append((RESULT_PROPERTY, json.dumps(result_to_dict(result))))
         if result.outcome is Outcome.PASSED:
             return

@@ -20,7 +20,7 @@ import jsonschema
 
 import harness
 from harness.model import Binding, BindingKind, Contract, FalsifierResult, Outcome
-from harness.schemas import load_schema
+from harness.schema import load_schema
 
 SCHEMA_VERSION = 1
 UNCOMMITTED = "uncommitted"

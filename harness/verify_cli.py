@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.metadata
 import importlib.util
 import io
 import json
@@ -24,10 +23,10 @@ from typing import Any, TextIO
 
 import pytest
 
-from harness.environment import collect_environment, find_repo_root, git_state
+from harness.environment import collect_environment, git_state
 from harness.execute import HARNESS_PARENT
 from harness.model import Contract, Falsifier, FalsifierResult, Outcome
-from harness.plugin import CONTRACT_SUFFIXES, IDS_PROPERTY, RESULT_PROPERTY, matches_selection, report_properties
+from harness.plugin import IDS_PROPERTY, RESULT_PROPERTY, matches_selection, report_properties
 from harness.record import build_evidence, evidence_dir, now_iso, result_from_dict, write_evidence
 from harness.report import totals_line, write_reports
 
@@ -79,31 +78,9 @@ def run_verify(argv: Sequence[str]) -> int:
 # ---------------------------------------------------------------------------------------- inputs
 
 
-def expand_paths(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[Path], list[str]]:
-    """Contract files named directly or found (recursively, *.yaml / *.yml) under named directories."""
-    files: list[Path] = []
-    missing: list[str] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found = sorted(
-                p
-                for p in path.rglob("*")
-                if p.suffix in CONTRACT_SUFFIXES
-                and p.is_file()
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
-            files.extend(found)
-        elif path.is_file():
-            files.append(path)
-        else:
-            missing.append(str(raw))
-    return list(dict.fromkeys(p.resolve() for p in files)), missing
-
-
-def _print_problems(lines: Sequence[str], hint: str) -> None:
+def _print_problems(lines: Sequence[str], hint: str, stream: TextIO | None = None) -> None:
     for line in lines:
-        print(line, file=sys.stderr)
+        print(line, file=stream or sys.stderr)
     print(hint, file=sys.stderr)
 
 
@@ -209,14 +186,6 @@ def error_result(key: Key, pair: tuple[Contract, Falsifier], reason: str) -> Fal
     )
 
 
-def _plugin_args() -> list[str]:
-    """`-p harness.plugin` unless the installed entry point already loads it (pytest refuses a double registration)."""
-    for ep in importlib.metadata.entry_points(group="pytest11"):
-        if ep.value == "harness.plugin":
-            return []
-    return ["-p", "harness.plugin"]
-
-
 def run_pytest(
     files: Sequence[Path], repo_root: Path, select: Sequence[str], jobs: int, collector: ResultCollector
 ) -> tuple[int, str]:
@@ -226,23 +195,29 @@ def run_pytest(
         # are for its tests, not for the harness's items.
         ini = Path(scratch) / "pytest.ini"
         ini.write_text("[pytest]\n")
-        args = [*_plugin_args(), "-c", str(ini), f"--rootdir={repo_root}", "-p", "no:cacheprovider", "-s", "-q"]
+        # Only the plugins the harness needs, loaded explicitly: whatever else is installed (benchmark,
+        # randomly, timeout...) has no business around falsifier items, which run in children anyway.
+        # Explicit `-p harness.plugin` also cannot collide with the installed entry point, which
+        # autoload-off leaves unloaded.
+        args = ["-p", "harness.plugin", "-c", str(ini), f"--rootdir={repo_root}", "-p", "no:cacheprovider", "-s", "-q"]
         args += [f"--harness-select={p}" for p in select]
         if jobs > 1:
-            args += ["-n", str(jobs)]
+            args += ["-p", "xdist.plugin", "-n", str(jobs)]
         args += [str(f) for f in files]
-        old_pythonpath = os.environ.get("PYTHONPATH")
+        saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "PYTEST_DISABLE_PLUGIN_AUTOLOAD")}
         # xdist workers are fresh interpreters: they must import the same harness as this process.
-        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (HARNESS_PARENT, old_pythonpath) if p)
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (HARNESS_PARENT, saved["PYTHONPATH"]) if p)
+        os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
         buffer = io.StringIO()
         try:
             with contextlib.redirect_stdout(buffer):
                 status = int(pytest.main(args, plugins=[collector]))
         finally:
-            if old_pythonpath is None:
-                os.environ.pop("PYTHONPATH", None)
-            else:
-                os.environ["PYTHONPATH"] = old_pythonpath
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
     return status, buffer.getvalue()
 
 
@@ -267,20 +242,21 @@ def verify(
     if jobs > 1 and importlib.util.find_spec("xdist") is None:
         _print_problems(["harness verify: -j needs pytest-xdist, which is not installed"], "pip install pytest-xdist, or drop -j")
         return EXIT_INVALID
-    files, missing = expand_paths(paths)
-    if missing:
-        _print_problems([f"{m}: no such file or directory" for m in missing], "pass existing contract files or directories")
-        return EXIT_INVALID
-    if not files:
-        _print_problems([f"{', '.join(map(str, paths))}: no contract files (*.yaml, *.yml) found"], "pass the directory holding your contracts, e.g. `harness verify contracts/`")
-        return EXIT_INVALID
+    from harness.validate import validate_report
 
-    from harness.validate import validate
-
-    contracts, problems = validate(files)
-    if problems:
-        _print_problems([str(p) for p in problems], f"harness: {len(problems)} problem(s); nothing was run. Fix them, then re-run `harness validate` and `harness verify`.")
+    # Structure and cross-references only: bindings are resolved by running them, so one that does
+    # not import or match a test is that falsifier's `error`, recorded with evidence.
+    validation = validate_report(paths, check_bindings=False)
+    if validation.problems:
+        _print_problems(
+            [str(p) for p in validation.problems],
+            f"harness: {len(validation.problems)} problem(s); nothing was run. Fix them, then re-run "
+            "`harness validate PATH` and `harness verify PATH`.",
+            sys.stdout,
+        )
         return EXIT_INVALID
+    contracts = list(validation.contracts)
+    files = [Path(f).resolve() for f in validation.files]
 
     selected: dict[Key, tuple[Contract, Falsifier]] = {
         (c.id, f.id): (c, f) for c in contracts for f in c.falsifiers if matches_selection(select, c, f)
@@ -290,7 +266,7 @@ def verify(
         _print_problems([f"harness verify: no falsifier {what} in {len(files)} contract file(s)"], "check the ids with `harness validate PATH`, or widen -k")
         return EXIT_INVALID
 
-    repo_root = find_repo_root(files[0])
+    repo_root = Path(validation.roots[contracts[0].id]) if contracts else files[0].parent
     commit, dirty = git_state(repo_root)
     started_at, t0 = now_iso(), time.monotonic()
     display = Display(len(selected), stream)
