@@ -9,6 +9,7 @@ with the evidence so far written and marked incomplete.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import importlib.util
 import io
@@ -269,6 +270,34 @@ def verify(
     repo_root = Path(validation.roots[contracts[0].id]) if contracts else files[0].parent
     commit, dirty = git_state(repo_root)
     started_at, t0 = now_iso(), time.monotonic()
+    # Importing torch for the environment facts takes seconds; do it while the falsifiers run.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        environment = pool.submit(collect_environment)
+        return _run_and_record(
+            contracts, files, selected, repo_root, commit, dirty, started_at, t0, environment,
+            out=out, select=select, jobs=jobs, strict=strict, command=command or ["harness", "verify", *map(str, paths)],
+            stream=stream,
+        )
+
+
+def _run_and_record(
+    contracts: list[Contract],
+    files: list[Path],
+    selected: dict[Key, tuple[Contract, Falsifier]],
+    repo_root: Path,
+    commit: str | None,
+    dirty: bool | None,
+    started_at: str,
+    t0: float,
+    environment: concurrent.futures.Future[dict[str, Any]],
+    *,
+    out: str | os.PathLike[str],
+    select: Sequence[str],
+    jobs: int,
+    strict: bool,
+    command: Sequence[str],
+    stream: TextIO,
+) -> int:
     display = Display(len(selected), stream)
     collector = ResultCollector(selected, display.result)
     interrupted = False
@@ -302,8 +331,8 @@ def verify(
         started_at=started_at,
         finished_at=now_iso(),
         duration_s=time.monotonic() - t0,
-        command=list(command) or ["harness", "verify", *map(str, paths)],
-        environment=collect_environment(),
+        command=list(command),
+        environment=environment.result(),
     )
     directory = evidence_dir(out, commit)
     evidence_path = write_evidence(directory, evidence)
