@@ -14,7 +14,7 @@ import sys
 from typing import Sequence
 
 # Imported when the parser is built, so a command's heavy imports stay inside its own module.
-COMMAND_MODULES: tuple[str, ...] = ("harness.validate_cli",)
+COMMAND_MODULES: tuple[str, ...] = ("harness.validate_cli", "harness.verify_cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

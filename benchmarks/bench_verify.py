@@ -1,0 +1,73 @@
+"""What `harness verify` costs on top of plain pytest for the same checks.
+
+20 trivial falsifiers, run two ways in the same session: as plain pytest tests (`python -m pytest`,
+the peer) and as a contract (`python -m harness verify`, which adds validation, one isolated child
+interpreter per falsifier, evidence, junit and summary). The ratio verify/pytest goes into the
+benchmark's extra_info; under --benchmark-disable each side runs once.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+N = 20
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    env["CI"] = "1"
+    env.pop("PYTEST_ADDOPTS", None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("bench-verify")
+    (root / "pyproject.toml").write_text("[project]\nname = 'bench'\nversion = '0'\n")
+    body = "".join(f"def check_{i}():\n    assert sorted([{i}, 1, 0]) == [0, 1, {i}] or {i} < 2\n\n" for i in range(N))
+    (root / "bench_falsifiers.py").write_text(body)
+    (root / "test_bench_falsifiers.py").write_text(
+        "import bench_falsifiers\n\n"
+        + "".join(f"def test_check_{i}():\n    bench_falsifiers.check_{i}()\n\n" for i in range(N))
+    )
+    lines = [
+        "id: bench-verify-v1", "version: 1.0.0", "title: Verify overhead benchmark", "description: Trivial falsifiers.",
+        "invariants:", "  - id: INV-BENCH-001", "    kind: safety", "    statement: Sorting sorts.", "falsifiers:",
+    ]
+    for i in range(N):
+        lines += [
+            f"  - id: FALSIFY-BENCH-{i:03d}", "    attacks: [INV-BENCH-001]", "    prediction: Sorted.",
+            "    if_fails: sorted is broken.", f"    binding: {{python: 'bench_falsifiers:check_{i}'}}",
+        ]
+    (root / "contracts").mkdir()
+    (root / "contracts" / "bench.yaml").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def _run(argv: list[str], cwd: Path) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(argv, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=120)
+    elapsed = time.perf_counter() - start
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return elapsed
+
+
+def test_verify_overhead_against_bare_pytest(benchmark, project: Path) -> None:
+    bare = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_bench_falsifiers.py"]
+    verify = [sys.executable, "-m", "harness", "verify", "contracts", "--out", "out"]
+    pytest_s = _run(bare, project)
+    verify_s = benchmark.pedantic(_run, args=(verify, project), rounds=1, iterations=1)
+    evidence = (project / "out" / "uncommitted" / "evidence.json").read_text()
+    assert evidence.count('"outcome": "passed"') == N
+    benchmark.extra_info.update(
+        {"falsifiers": N, "pytest_s": round(pytest_s, 3), "verify_s": round(verify_s, 3),
+         "overhead_ratio": round(verify_s / pytest_s, 2)}
+    )

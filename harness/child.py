@@ -1,0 +1,90 @@
+"""Run one python falsifier in this (child) process and report its result as JSON.
+
+    python -m harness.child MODULE:FUNCTION RESULT_FILE
+
+The parent (harness.execute) owns the timeout and the process group; this side only classifies
+what the falsifier did. Anything that stops us from writing RESULT_FILE (os._exit, a signal, a
+hang) is classified by the parent from the exit status instead, so a falsifier cannot forge a pass
+by crashing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+MAX_TEXT = 8000
+
+
+def _where(exc: BaseException) -> str:
+    """`file:line in function` of the innermost frame, so a bare `assert` still says what failed."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return ""
+    last = frames[-1]
+    source = f": {last.line}" if last.line else ""
+    return f"{last.filename}:{last.lineno} in {last.name}{source}"
+
+
+def _message(exc: BaseException) -> str:
+    text = str(exc)
+    notes = getattr(exc, "__notes__", None) or []
+    # hypothesis puts "Falsifying example: f(x=...)" in the exception's notes (PEP 678).
+    if notes:
+        text = "\n".join([text, *map(str, notes)]) if text else "\n".join(map(str, notes))
+    return text[:MAX_TEXT]
+
+
+def classify(target: str) -> dict[str, Any]:
+    """Import and call `module:function`; the result dict the parent turns into a FalsifierResult."""
+    module_name, _, func_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+        func = getattr(module, func_name)
+    except BaseException as exc:  # noqa: BLE001 - any import failure is the falsifier's error
+        return {
+            "outcome": "error",
+            "reason": f"cannot import {target}: {type(exc).__name__}: {exc}",
+            "counterexample": None,
+        }
+    try:
+        func()
+    except AssertionError as exc:
+        message = _message(exc)
+        where = _where(exc)
+        counterexample = message if message else f"assertion failed at {where}"
+        first_line = (message.splitlines() or [""])[0] or f"assertion failed at {where}"
+        return {"outcome": "falsified", "reason": f"AssertionError: {first_line}"[:500], "counterexample": counterexample}
+    except BaseException as exc:  # noqa: BLE001 - SystemExit/KeyboardInterrupt inside a falsifier are its errors too
+        where = _where(exc)
+        detail = _message(exc)
+        return {
+            "outcome": "error",
+            "reason": f"{type(exc).__name__}: {detail} (at {where})"[:MAX_TEXT],
+            "counterexample": None,
+        }
+    return {"outcome": "passed", "reason": "returned without an AssertionError", "counterexample": None}
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m harness.child MODULE:FUNCTION RESULT_FILE", file=sys.stderr)
+        return 2
+    target, result_file = argv
+    # The falsifier is resolved against the repository root (our cwd), like `python -m pytest` does.
+    sys.path.insert(0, os.getcwd())
+    result = classify(target)
+    out = Path(result_file)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(result))
+    os.replace(tmp, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,310 @@
+"""Run one falsifier in isolation and classify what happened as a FalsifierResult.
+
+Every binding runs in a child process in its own process group, so a falsifier that hangs, calls
+`os._exit`, or dies of a signal is recorded as `error` and cannot take the harness (or any other
+falsifier's result) down with it. The parent owns the timeout and kills the whole group.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import date
+from functools import lru_cache
+from pathlib import Path
+
+from harness.model import Binding, BindingKind, Contract, Falsifier, FalsifierResult, Outcome, Requirement
+
+HARNESS_PARENT = str(Path(__file__).resolve().parents[1])
+OUTPUT_TAIL = 2000
+
+
+@dataclass(frozen=True)
+class ProcessRun:
+    returncode: int | None  # None when we killed it at the timeout
+    output: str
+    timed_out: bool
+
+
+def child_env(repo_root: Path) -> dict[str, str]:
+    """The environment for a child: the repository and the harness itself importable, output unbuffered."""
+    env = dict(os.environ)
+    parts = [str(repo_root), HARNESS_PARENT]
+    if env.get("PYTHONPATH"):
+        parts.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(parts))
+    # Unbuffered, so the output of a falsifier that then hangs is still there when we kill it.
+    env["PYTHONUNBUFFERED"] = "1"
+    # verify turns plugin autoload off for its own pytest session; bound tests run as the project runs them.
+    env.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
+    return env
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def run_isolated(argv: list[str], cwd: Path, timeout_s: float, env: dict[str, str]) -> ProcessRun:
+    """Run argv in a new session; kill its whole process group at the timeout or on Ctrl-C."""
+    proc = subprocess.Popen(
+        argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        out, _ = proc.communicate(timeout=timeout_s)
+        return ProcessRun(proc.returncode, out.decode(errors="replace"), False)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        out, _ = proc.communicate()
+        return ProcessRun(None, out.decode(errors="replace"), True)
+    except BaseException:
+        # Ctrl-C while a falsifier runs: the child sits in its own session and would outlive us.
+        _kill_group(proc)
+        proc.wait()
+        raise
+    finally:
+        # A falsifier may leave grandchildren behind in its group even when it exits cleanly.
+        _kill_group(proc)
+
+
+def _tail(text: str, limit: int = OUTPUT_TAIL) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else "..." + text[-limit:]
+
+
+def describe_exit(run: ProcessRun, timeout_s: float, what: str = "exited") -> str:
+    """The reason for a child that ended without reporting: timeout, signal, or exit status."""
+    if run.timed_out:
+        return f"timed out after {timeout_s:g}s"
+    assert run.returncode is not None
+    if run.returncode < 0:
+        try:
+            name = signal.Signals(-run.returncode).name
+        except ValueError:
+            name = f"signal {-run.returncode}"
+        return f"killed by signal {name}"
+    return f"{what} with status {run.returncode} without reporting"
+
+
+def _with_output(reason: str, output: str) -> str:
+    tail = _tail(output, 500)
+    return f"{reason}; last output: {tail}" if tail else reason
+
+
+# ---------------------------------------------------------------------------------------- requirements
+
+
+@lru_cache(maxsize=1)
+def cuda_available() -> bool:
+    if importlib.util.find_spec("torch") is None:
+        return False
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:
+        return False
+
+
+def _package_present(name: str) -> bool:
+    try:
+        if importlib.util.find_spec(name.replace("-", "_")) is not None:
+            return True
+    except (ImportError, ValueError):
+        pass
+    try:
+        importlib.metadata.distribution(name)
+        return True
+    except importlib.metadata.PackageNotFoundError:
+        return False
+
+
+def available_memory_gib() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 2**20
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def unmet_requirement(req: Requirement) -> str | None:
+    """The reason a falsifier cannot run here, or None when every requirement is met."""
+    if req.cuda and not cuda_available():
+        return "requires CUDA"
+    for package in req.packages:
+        if not _package_present(package):
+            return f"requires package {package}"
+    if req.min_memory_gib is not None:
+        have = available_memory_gib()
+        if have is not None and have < req.min_memory_gib:
+            return f"requires {req.min_memory_gib:g} GiB memory"
+    return None
+
+
+# ---------------------------------------------------------------------------------------- bindings
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    outcome: Outcome
+    reason: str
+    counterexample: str | None = None
+    tests_matched: int | None = None
+    tests_executed: int | None = None
+
+
+def _run_python(binding: Binding, repo_root: Path, timeout_s: float) -> _Verdict:
+    with tempfile.TemporaryDirectory(prefix="harness-child-") as scratch:
+        result_file = Path(scratch) / "result.json"
+        run = run_isolated(
+            [sys.executable, "-m", "harness.child", str(binding.target), str(result_file)],
+            repo_root,
+            timeout_s,
+            child_env(repo_root),
+        )
+        if not run.timed_out and result_file.exists():
+            data = json.loads(result_file.read_text())
+            return _Verdict(Outcome(data["outcome"]), data["reason"], data.get("counterexample"))
+    return _Verdict(Outcome.ERROR, _with_output(describe_exit(run, timeout_s), run.output))
+
+
+def _pytest_argv(binding: Binding) -> list[str]:
+    argv = [sys.executable, "-m", "pytest", "-p", "harness.pytest_counter", "-p", "no:cacheprovider"]
+    # The bound tests must not re-enter the harness by collecting contract files themselves.
+    argv += ["-p", "no:harness", "-p", "no:harness.plugin", "-q", "-rN", "--no-header"]
+    if binding.k is not None:
+        argv += ["-k", binding.k, *binding.paths]
+    else:
+        argv.append(str(binding.target))
+    return argv
+
+
+def _run_pytest(binding: Binding, repo_root: Path, timeout_s: float) -> _Verdict:
+    with tempfile.TemporaryDirectory(prefix="harness-pytest-") as scratch:
+        count_file = Path(scratch) / "counts.json"
+        env = child_env(repo_root)
+        env["HARNESS_COUNT_FILE"] = str(count_file)
+        run = run_isolated(_pytest_argv(binding), repo_root, timeout_s, env)
+        if run.timed_out or not count_file.exists():
+            return _Verdict(Outcome.ERROR, _with_output(describe_exit(run, timeout_s, "pytest exited"), run.output))
+        counts = json.loads(count_file.read_text())
+    matched = int(counts["collected"])
+    executed = int(counts["passed"]) + int(counts["failed"])
+    base = {"tests_matched": matched, "tests_executed": executed}
+    if counts["collect_errors"]:
+        return _Verdict(Outcome.ERROR, "collection failed: " + _tail("\n".join(counts["collect_errors"]), 1500), **base)
+    if matched < binding.min_tests:
+        return _Verdict(
+            Outcome.ERROR,
+            f"matched {matched} tests, fewer than min_tests {binding.min_tests}; fix the binding's node id or -k",
+            **base,
+        )
+    if counts["failed"]:
+        failures = "\n\n".join(f"{f['nodeid']}\n{f['text']}" for f in counts["failures"] if "when" not in f)
+        return _Verdict(
+            Outcome.FALSIFIED, f"{counts['failed']} of {matched} matched tests failed",
+            _tail(failures, 8000) or "a bound test failed without a failure text",
+            **base,
+        )
+    if counts["errors"]:
+        failures = "\n\n".join(f"{f['nodeid']} ({f.get('when')})\n{f['text']}" for f in counts["failures"])
+        return _Verdict(Outcome.ERROR, f"{counts['errors']} tests errored outside the test body: " + _tail(failures, 1500), **base)
+    if executed == 0:
+        return _Verdict(Outcome.ERROR, f"all {matched} matched tests were skipped; none executed", **base)
+    if executed < binding.min_tests:
+        return _Verdict(
+            Outcome.ERROR, f"executed {executed} tests, fewer than min_tests {binding.min_tests}", **base
+        )
+    return _Verdict(Outcome.PASSED, f"{counts['passed']} passed, {counts['skipped']} skipped", **base)
+
+
+def _run_command(binding: Binding, repo_root: Path, timeout_s: float) -> _Verdict:
+    argv = list(binding.argv)
+    try:
+        run = run_isolated(argv, repo_root, timeout_s, child_env(repo_root))
+    except FileNotFoundError:
+        return _Verdict(Outcome.ERROR, f"command not found: {argv[0]}; install it or fix binding.command")
+    except PermissionError:
+        return _Verdict(Outcome.ERROR, f"command not executable: {argv[0]}; chmod +x it or fix binding.command")
+    if run.timed_out or (run.returncode is not None and run.returncode < 0):
+        return _Verdict(Outcome.ERROR, _with_output(describe_exit(run, timeout_s), run.output))
+    matched: int | None = None
+    if binding.count_pattern is not None:
+        # Summed: test runners such as cargo print one "N passed" line per test binary.
+        found = re.findall(binding.count_pattern, run.output, flags=re.MULTILINE)
+        matched = sum(int(m[0] if isinstance(m, tuple) else m) for m in found) if found else 0
+    if run.returncode != 0:
+        return _Verdict(
+            Outcome.FALSIFIED,
+            f"exited with status {run.returncode}",
+            _tail(run.output) or f"exited with status {run.returncode} and printed nothing",
+            matched,
+            matched,
+        )
+    if matched is not None and matched < binding.min_tests:
+        return _Verdict(
+            Outcome.ERROR,
+            f"count_pattern {binding.count_pattern!r} counted {matched} tests, fewer than min_tests {binding.min_tests}",
+            None,
+            matched,
+            matched,
+        )
+    return _Verdict(Outcome.PASSED, "exited with status 0", None, matched, matched)
+
+
+_RUNNERS = {BindingKind.PYTHON: _run_python, BindingKind.PYTEST: _run_pytest, BindingKind.COMMAND: _run_command}
+
+
+def run_falsifier(
+    falsifier: Falsifier, contract: Contract, repo_root: str | os.PathLike[str], *, today: date | None = None
+) -> FalsifierResult:
+    """Decide and run one falsifier; never raises for anything the falsifier does (Ctrl-C excepted)."""
+    start = time.monotonic()
+    verdict = _decide(falsifier, Path(repo_root), today or date.today())
+    return FalsifierResult(
+        id=falsifier.id,
+        contract_id=contract.id,
+        invariants=tuple(falsifier.attacks),
+        outcome=verdict.outcome,
+        reason=verdict.reason,
+        duration_s=round(time.monotonic() - start, 3),
+        binding=falsifier.binding,
+        tests_matched=verdict.tests_matched,
+        tests_executed=verdict.tests_executed,
+        counterexample=verdict.counterexample,
+    )
+
+
+def _decide(falsifier: Falsifier, repo_root: Path, today: date) -> _Verdict:
+    if falsifier.deferred is not None:
+        until = falsifier.deferred.until
+        if today > until:
+            return _Verdict(
+                Outcome.ERROR,
+                f"deferral expired on {until.isoformat()} ({falsifier.deferred.reason}); "
+                "make the falsifier runnable or extend deferred.until",
+            )
+        return _Verdict(Outcome.DEFERRED, f"deferred until {until.isoformat()}: {falsifier.deferred.reason}")
+    unmet = unmet_requirement(falsifier.requires)
+    if unmet is not None:
+        return _Verdict(Outcome.NOT_RUN, unmet)
+    try:
+        return _RUNNERS[falsifier.binding.kind](falsifier.binding, repo_root, falsifier.timeout_s)
+    except OSError as exc:
+        return _Verdict(Outcome.ERROR, f"could not start the falsifier: {exc}")

@@ -1,0 +1,219 @@
+"""The harness's pytest plugin: contract YAML files become pytest items, one per falsifier.
+
+Registered as the `pytest11` entry point `harness`, so an installed harness makes `pytest contracts/`
+run falsifiers (`pytest -p harness.plugin contracts/` from a plain checkout). It is inert in any
+other pytest run: it only claims YAML files that look like contracts (a top-level `id:` and
+`falsifiers:`) or that were named on the command line, and it only deselects items when
+`--harness-select` is given.
+
+Each item runs its falsifier through `harness.execute` (in a child process) and attaches the
+FalsifierResult as JSON in `report.user_properties`, which pytest-xdist serialises from its workers,
+so a `-n N` run still delivers every result to the controller.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.execute import run_falsifier
+from harness.model import Contract, Falsifier, FalsifierResult, Outcome, Problem
+from harness.record import result_to_dict
+
+RESULT_PROPERTY = "harness_result"
+IDS_PROPERTY = "harness_ids"
+CONTRACT_SUFFIXES = (".yaml", ".yml")
+_TOP_LEVEL_ID = re.compile(r"^id\s*:", re.MULTILINE)
+_TOP_LEVEL_FALSIFIERS = re.compile(r"^falsifiers\s*:", re.MULTILINE)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("harness", "contract falsifiers (harness)")
+    group.addoption(
+        "--harness-select",
+        action="append",
+        default=[],
+        metavar="ID-PATTERN",
+        help="run only falsifiers whose id, contract id or attacked invariant id matches this glob or substring "
+        "(repeatable; case-insensitive)",
+    )
+
+
+def matches_selection(patterns: Sequence[str], contract: Contract, falsifier: Falsifier) -> bool:
+    """True when no patterns are given, or any pattern matches the falsifier id, the contract id or
+    an attacked invariant id, as a glob (`FALSIFY-INIT-*`) or a plain substring (`INIT-ARCH`)."""
+    if not patterns:
+        return True
+    names = [falsifier.id, contract.id, *falsifier.attacks]
+    for pattern in patterns:
+        p = pattern.lower()
+        for name in names:
+            n = name.lower()
+            if p in n or fnmatch.fnmatchcase(n, p) or fnmatch.fnmatchcase(n, f"*{p}*"):
+                return True
+    return False
+
+
+def looks_like_contract(path: Path) -> bool:
+    """A YAML file with a top-level `id:` and `falsifiers:`; other YAML (CI configs, data) is left alone."""
+    if path.suffix not in CONTRACT_SUFFIXES:
+        return False
+    try:
+        head = path.read_text(encoding="utf-8", errors="replace")[:1_000_000]
+    except OSError:
+        return False
+    return bool(_TOP_LEVEL_ID.search(head) and _TOP_LEVEL_FALSIFIERS.search(head))
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.suffix not in CONTRACT_SUFFIXES:
+        return None
+    if parent.session.isinitpath(file_path) or looks_like_contract(file_path):
+        return ContractFile.from_parent(parent, path=file_path)
+    return None
+
+
+class InvalidContract(Exception):
+    def __init__(self, problems: Sequence[Problem], others: Sequence[Problem] = ()) -> None:
+        lines = [str(p) for p in problems]
+        if others:
+            lines.append("contract files validated together with this one have problems:")
+            lines += [f"  {p}" for p in others]
+        super().__init__("\n".join(lines))
+        self.problems = tuple(problems)
+
+
+_VALIDATIONS = pytest.StashKey[dict]()
+
+
+def _contract_group(config: pytest.Config, path: Path) -> tuple[Path, ...]:
+    """The contract files validated together with `path`, so cross-file checks (`depends_on`,
+    `attacks`, unique ids) see the same set as `harness validate`: the contract files named on the
+    command line when `path` is one of them, else every contract file under the named directory
+    that holds it."""
+    base = config.invocation_params.dir
+    args = [(base / str(a).split("::")[0]).resolve() for a in config.args]
+    named = tuple(a for a in args if a.is_file() and a.suffix in CONTRACT_SUFFIXES)
+    if path in named:
+        return named
+    holders = [a for a in args if a.is_dir() and a in path.parents]
+    top = max(holders, key=lambda a: len(a.parts)) if holders else path.parent
+    return tuple(
+        sorted(
+            p
+            for p in top.rglob("*")
+            if p.suffix in CONTRACT_SUFFIXES
+            and not any(part.startswith(".") for part in p.relative_to(top).parts)
+            and p.is_file()
+            and (p == path or looks_like_contract(p))
+        )
+    )
+
+
+def _validation(config: pytest.Config, group: tuple[Path, ...]) -> Any:
+    # Imported here so `pytest` runs that never meet a contract file never import the validator.
+    from harness.validate import validate_report
+
+    cache = config.stash.setdefault(_VALIDATIONS, {})
+    if group not in cache:
+        # Bindings are not resolved here: running them is the resolution, and a binding that does not
+        # import or match any test becomes that falsifier's `error` with evidence, not a collection error.
+        cache[group] = validate_report(group, check_bindings=False)
+    return cache[group]
+
+
+class ContractFile(pytest.File):
+    """One contract YAML file; its falsifiers are the items."""
+
+    def collect(self) -> Iterator[pytest.Item]:
+        me = self.path.resolve()
+        result = _validation(self.config, _contract_group(self.config, me))
+        if result.problems:
+            mine = [p for p in result.problems if Path(p.location.path).resolve() == me]
+            others = [p for p in result.problems if p not in mine]
+            raise InvalidContract(mine, others)
+        for contract in result.contracts:
+            root = Path(result.roots[contract.id])
+            if (root / contract.path).resolve() != me:
+                continue
+            for falsifier in contract.falsifiers:
+                yield FalsifierItem.from_parent(
+                    self, name=falsifier.id, contract=contract, falsifier=falsifier, repo_root=root
+                )
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> str:  # type: ignore[override]
+        if isinstance(excinfo.value, InvalidContract):
+            return f"{excinfo.value}\nfix the contract, then check it with `harness validate {self.path}`"
+        return str(super().repr_failure(excinfo))
+
+
+class FalsifierOutcome(Exception):
+    """Raised by an item whose falsifier was falsified or broke; carries the result for the report."""
+
+    def __init__(self, result: FalsifierResult) -> None:
+        super().__init__(result.reason)
+        self.result = result
+
+
+class FalsifierItem(pytest.Item):
+    def __init__(self, *, contract: Contract, falsifier: Falsifier, repo_root: Path, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.contract = contract
+        self.falsifier = falsifier
+        self.repo_root = repo_root
+        # So plain `pytest -k INV-...` and `-k <contract id>` select falsifiers too.
+        self.extra_keyword_matches.update({contract.id, *falsifier.attacks})
+
+    def setup(self) -> None:
+        self.user_properties.append((IDS_PROPERTY, json.dumps([self.contract.id, self.falsifier.id])))
+
+    def runtest(self) -> None:
+        result = run_falsifier(self.falsifier, self.contract, self.repo_root)
+        self.user_properties.append((RESULT_PROPERTY, json.dumps(result_to_dict(result))))
+        if result.outcome is Outcome.PASSED:
+            return
+        if result.outcome in (Outcome.FALSIFIED, Outcome.ERROR):
+            raise FalsifierOutcome(result)
+        pytest.skip(f"{result.outcome.value}: {result.reason}")
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:  # type: ignore[override]
+        if isinstance(excinfo.value, FalsifierOutcome):
+            r = excinfo.value.result
+            text = [f"{r.outcome.value.upper()} {r.id} ({r.binding.describe()}): {r.reason}"]
+            if r.counterexample:
+                text += ["counterexample:", r.counterexample]
+            if r.outcome is Outcome.FALSIFIED:
+                text.append(f"if it fails: {self.falsifier.if_fails}")
+            return "\n".join(text)
+        return str(super().repr_failure(excinfo))
+
+    def reportinfo(self) -> tuple[os.PathLike[str] | str, int | None, str]:
+        return self.path, max(self.falsifier.location.line - 1, 0), f"{self.contract.id}::{self.falsifier.id}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    patterns = config.getoption("harness_select", default=[]) or []
+    if not patterns:
+        return
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        if isinstance(item, FalsifierItem) and not matches_selection(patterns, item.contract, item.falsifier):
+            dropped.append(item)
+        else:
+            keep.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
+def report_properties(user_properties: Iterable[Any]) -> dict[str, str]:
+    """user_properties as a dict; xdist turns the (name, value) tuples into lists on the way."""
+    return {str(p[0]): p[1] for p in user_properties if len(p) == 2}
