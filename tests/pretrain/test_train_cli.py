@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -47,16 +48,6 @@ def val_losses(out: Path) -> dict[int, float]:
 def meta(path: Path) -> dict[str, str]:
     with safe_open(str(path), "pt") as f:
         return f.metadata()
-
-
-def restamp(src: Path, dst: Path, family: str) -> None:
-    """Rewrite only the family claim, as a careless tool would (the tensors stay as they are)."""
-    from pretrain.families import canonical_hf_identity
-
-    ident = canonical_hf_identity(family)
-    m = {**meta(src), "architecture": family, "hf_architecture": ident.architecture,
-         "hf_model_type": ident.model_type}
-    save_file(load_file(src), dst, metadata=m)
 
 
 @pytest.fixture(scope="module")
@@ -110,17 +101,26 @@ def test_seed_scenario_misstamped_init_refused_then_salvaged(trained_qwen2: Path
     ckpt = trained_qwen2 / "model.safetensors"
     recorded = float(meta(ckpt)["val_loss"])
     stamped = tmp_path / "stamped.safetensors"
-    restamp(ckpt, stamped, "llama")
+    # The incident: someone forces a Llama stamp onto Qwen2 tensors.
+    proc = cli("stamp", str(ckpt), "--architecture", "llama", "--force", "-o", str(stamped))
+    assert proc.returncode == 0, proc.stderr
+    assert meta(stamped)["architecture"] == "llama"
 
     refused = tmp_path / "refused"
     proc = cli("train", "--init", str(stamped), "--steps", "3", "--seq-len", "32", "--batch", "4",
                "--out", str(refused))
     assert proc.returncode == 2, proc.stderr
-    assert "llama" in proc.stderr and "qwen2" in proc.stderr and "pretrain stamp" in proc.stderr
+    assert "llama" in proc.stderr and "qwen2" in proc.stderr
     assert not (refused / "metrics.jsonl").exists()
 
-    fixed = tmp_path / "fixed.safetensors"
-    restamp(stamped, fixed, "qwen2")
+    # The salvage is the exact `pretrain stamp` command the refusal printed.
+    salvage = next(line.strip() for line in proc.stderr.splitlines() if line.strip().startswith("pretrain stamp"))
+    argv = shlex.split(salvage)
+    proc = cli(*argv[1:])
+    assert proc.returncode == 0, proc.stderr
+    fixed = Path(argv[argv.index("-o") + 1])
+    assert meta(fixed)["architecture"] == "qwen2"
+
     resumed = tmp_path / "resumed"
     proc = cli("train", "--init", str(fixed), "--steps", "2", "--eval-every", "2", "--seq-len", "32",
                "--batch", "4", "--out", str(resumed))
