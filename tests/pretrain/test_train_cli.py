@@ -223,3 +223,15 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path: Path) -> None:
 def test_train_is_reachable_as_python_dash_m() -> None:
     proc = cli("train", "--help", timeout=60)
     assert proc.returncode == 0 and "--init" in proc.stdout and "--eval-every" in proc.stdout
+
+
+def test_our_checkpoint_loads_with_from_pretrained_bit_for_bit(trained_qwen2: Path) -> None:
+    from pretrain.model import from_pretrained
+
+    ckpt = trained_qwen2 / "model.safetensors"
+    model = from_pretrained(ckpt)
+    on_file = load_file(ckpt)
+    assert model.config.family == "qwen2" and model.config.tie_word_embeddings
+    state = model.state_dict()
+    assert set(state) == set(on_file)
+    assert all(torch.equal(state[k], on_file[k]) for k in on_file)
