@@ -388,6 +388,17 @@ def test_pytest_bindings_that_collect_too_little(repo: Path, monkeypatch: pytest
     assert len(calls) == 1, "all pytest bindings of one repository are collected in one run"
 
 
+def test_pytest_binding_to_a_file_or_directory_counts_its_tests(repo: Path) -> None:
+    text = VALID.replace('"tests/test_things.py::test_beta", min_tests: 2', '"tests/test_things.py", min_tests: 5')
+    text = text.replace("binding: {python: hvfix.checks:holds}", "binding: {pytest: tests, min_tests: 5}")
+    path = write(repo, text)
+    problems = problems_of(path)
+    assert_problem(problems, path, line(text, '"tests/test_things.py"'), "FALSIFY-HV-DEMO-002",
+                   "collects 4 tests, fewer than min_tests 5")
+    assert_problem(problems, path, line(text, "pytest: tests,"), "FALSIFY-HV-DEMO-001",
+                   "collects 4 tests, fewer than min_tests 5")
+
+
 def test_pytest_node_in_a_missing_file_is_reported_without_running_pytest(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def must_not_run(*args: object, **kwargs: object) -> object:
         raise AssertionError("pytest was run for a binding whose file does not exist")
