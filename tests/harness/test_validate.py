@@ -532,3 +532,15 @@ def test_pytest_that_cannot_start_is_reported_per_binding(repo: Path) -> None:
     assert_problem(problems, path, line(VALID, "test_things.py::test_beta"), "FALSIFY-HV-DEMO-002",
                    "could not be checked", "pytest --collect-only failed", "conftest boom")
     assert_problem(problems, path, line(VALID, "slow or alpha"), "FALSIFY-HV-DEMO-003", "could not be checked")
+
+
+def test_hypothesis_falsifier_counts_as_zero_argument(repo: Path) -> None:
+    (repo / "hvfix" / "prop.py").write_text(
+        "from hypothesis import given, settings, strategies as st\n\n"
+        "@settings(max_examples=5, deadline=None, derandomize=True)\n"
+        "@given(st.integers())\n"
+        "def falsify_roundtrip(n):\n"
+        "    assert int(str(n)) == n\n"
+    )
+    path = write(repo, VALID.replace("binding: {python: hvfix.checks:holds}", "binding: {python: hvfix.prop:falsify_roundtrip}"))
+    assert problems_of(path) == []
