@@ -288,7 +288,10 @@ def collect_pytest(
     for node in nodes:
         norm = _norm_node(node)
         file_part = norm.split("::", 1)[0]
-        if norm == file_part:
+        if norm == file_part and (root / file_part).is_dir():
+            prefix = file_part.rstrip("/") + "/"
+            count = sum(len(v) for k, v in by_file.items() if k.startswith(prefix))
+        elif norm == file_part:
             count = len(by_file.get(file_part, ()))
         else:
             count = sum(

@@ -614,7 +614,8 @@ def _check_pytest_bindings(root: Path, docs: list[_Doc], problems: _Problems) ->
             path = ("falsifiers", i, "binding", "pytest")
             if isinstance(value, str) and value.strip():
                 file_part = value.split("::", 1)[0]
-                if not (root / file_part).is_file():
+                exists = (root / file_part).is_file() or ("::" not in value and (root / file_part).is_dir())
+                if not exists:
                     problems.add(
                         doc.loc(path), subject,
                         f"binding pytest: {value}: file {file_part} does not exist under the repository root {root}; "

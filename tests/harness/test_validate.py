@@ -94,6 +94,13 @@ falsifiers:
     deferred: {reason: needs the 7B checkpoint, until: 2027-01-31}
 """
 
+# VALID with its pytest bindings swapped for python ones (same lines): for tests about other
+# bindings, so they do not pay for a pytest collection run.
+PY_ONLY = VALID.replace(
+    'binding: {pytest: "tests/test_things.py::test_beta", min_tests: 2}', "binding: {python: hvfix.checks:holds}"
+).replace('binding: {pytest: {k: "slow or alpha", paths: [tests]}, min_tests: 2}', "binding: {python: hvfix.checks:holds}")
+assert "pytest:" not in PY_ONLY
+
 TODAY = date(2026, 11, 24)
 
 
@@ -293,7 +300,7 @@ def test_expired_deferral(repo: Path) -> None:
 # --- dangling bindings -----------------------------------------------------------------------------
 
 def test_python_bindings_that_do_not_resolve(repo: Path) -> None:
-    text = VALID.replace("binding: {python: hvfix.checks:holds}", "binding: {python: hvfix.checks:vanished}")
+    text = PY_ONLY.replace("binding: {python: hvfix.checks:holds}", "binding: {python: hvfix.checks:vanished}")
     extra = """\
   - id: FALSIFY-HV-DEMO-005
     attacks: [INV-HV-DEMO-001]
@@ -325,7 +332,7 @@ def test_python_bindings_that_do_not_resolve(repo: Path) -> None:
 def test_crashing_imports_are_problems_not_crashes(repo: Path) -> None:
     (repo / "hvfix" / "exits.py").write_text("import os\nos._exit(3)\n")
     (repo / "hvfix" / "segfaults.py").write_text("import ctypes\nctypes.string_at(0)\n")
-    text = VALID.replace("binding: {python: hvfix.checks:holds}", "binding: {python: hvfix.exits:f}") + """\
+    text = PY_ONLY.replace("binding: {python: hvfix.checks:holds}", "binding: {python: hvfix.exits:f}") + """\
   - id: FALSIFY-HV-DEMO-005
     attacks: [INV-HV-DEMO-001]
     prediction: p
@@ -348,7 +355,7 @@ def test_crashing_imports_are_problems_not_crashes(repo: Path) -> None:
 
 
 def test_guards_that_do_not_resolve(repo: Path) -> None:
-    text = VALID.replace("guards: [hvfix.checks:holds, hvfix.checks:Gate.check]", "guards: [hvfix.checks:Gate.missing]")
+    text = PY_ONLY.replace("guards: [hvfix.checks:holds, hvfix.checks:Gate.check]", "guards: [hvfix.checks:Gate.missing]")
     path = write(repo, text)
     problems = problems_of(path)
     assert_problem(problems, path, line(text, "guards"), "INV-HV-DEMO-001", "guards: hvfix.checks:Gate.missing does not resolve",
@@ -357,7 +364,7 @@ def test_guards_that_do_not_resolve(repo: Path) -> None:
 
 def test_missing_package_declared_in_requires_is_not_a_dangling_binding(repo: Path) -> None:
     (repo / "hvfix" / "heavy.py").write_text("import hv_not_installed_pkg\n\ndef f():\n    pass\n")
-    text = VALID.replace("binding: {python: hvfix.checks:holds}", "binding: {python: hvfix.heavy:f}\n    requires: {packages: [hv-not-installed-pkg]}")
+    text = PY_ONLY.replace("binding: {python: hvfix.checks:holds}", "binding: {python: hvfix.heavy:f}\n    requires: {packages: [hv-not-installed-pkg]}")
     path = write(repo, text)
     assert problems_of(path) == []
     path.write_text(text.replace("\n    requires: {packages: [hv-not-installed-pkg]}", ""))
@@ -388,6 +395,17 @@ def test_pytest_bindings_that_collect_too_little(repo: Path, monkeypatch: pytest
     assert len(calls) == 1, "all pytest bindings of one repository are collected in one run"
 
 
+def test_pytest_binding_to_a_file_or_directory_counts_its_tests(repo: Path) -> None:
+    text = VALID.replace('"tests/test_things.py::test_beta", min_tests: 2', '"tests/test_things.py", min_tests: 5')
+    text = text.replace("binding: {python: hvfix.checks:holds}", "binding: {pytest: tests, min_tests: 5}")
+    path = write(repo, text)
+    problems = problems_of(path)
+    assert_problem(problems, path, line(text, '"tests/test_things.py"'), "FALSIFY-HV-DEMO-002",
+                   "collects 4 tests, fewer than min_tests 5")
+    assert_problem(problems, path, line(text, "pytest: tests,"), "FALSIFY-HV-DEMO-001",
+                   "collects 4 tests, fewer than min_tests 5")
+
+
 def test_pytest_node_in_a_missing_file_is_reported_without_running_pytest(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def must_not_run(*args: object, **kwargs: object) -> object:
         raise AssertionError("pytest was run for a binding whose file does not exist")
@@ -413,7 +431,7 @@ def test_pytest_collection_error_is_named(repo: Path) -> None:
 def test_command_programs_that_cannot_run(repo: Path) -> None:
     (repo / "scripts").mkdir()
     (repo / "scripts" / "check.sh").write_text("#!/bin/sh\nexit 0\n")  # not executable
-    text = VALID.replace(
+    text = PY_ONLY.replace(
         'binding: {python: hvfix.checks:holds}', "binding: {command: [hv-no-such-program-xyz, --flag]}"
     ).replace('command: [python, -c, "print(\'3 passed\')"]', "command: [scripts/check.sh]")
     path = write(repo, text)
@@ -487,7 +505,7 @@ def test_paths_resolve_against_the_repo_root_not_the_cwd(repo: Path, tmp_path: P
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.strip() == "1 contract, 2 invariants, 4 falsifiers: valid"
     # Problems are named by the path as typed, so they are clickable from the caller's cwd.
-    write(repo, VALID.replace("hvfix.checks:holds}", "hvfix.checks:vanished}"))
+    write(repo, PY_ONLY.replace("hvfix.checks:holds}", "hvfix.checks:vanished}", 1))
     proc = subprocess.run(
         [sys.executable, "-m", "harness", "validate", relative],
         cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120,
@@ -521,3 +539,15 @@ def test_pytest_that_cannot_start_is_reported_per_binding(repo: Path) -> None:
     assert_problem(problems, path, line(VALID, "test_things.py::test_beta"), "FALSIFY-HV-DEMO-002",
                    "could not be checked", "pytest --collect-only failed", "conftest boom")
     assert_problem(problems, path, line(VALID, "slow or alpha"), "FALSIFY-HV-DEMO-003", "could not be checked")
+
+
+def test_hypothesis_falsifier_counts_as_zero_argument(repo: Path) -> None:
+    (repo / "hvfix" / "prop.py").write_text(
+        "from hypothesis import given, settings, strategies as st\n\n"
+        "@settings(max_examples=5, deadline=None, derandomize=True)\n"
+        "@given(st.integers())\n"
+        "def falsify_roundtrip(n):\n"
+        "    assert int(str(n)) == n\n"
+    )
+    path = write(repo, PY_ONLY.replace("binding: {python: hvfix.checks:holds}", "binding: {python: hvfix.prop:falsify_roundtrip}", 1))
+    assert problems_of(path) == []
