@@ -7,10 +7,12 @@ import inspect
 import pytest
 
 import falsifiers.checkpoint_format as checkpoint_format
+import falsifiers.init_arch_match as init_arch_match
+import falsifiers.inspect_quality as inspect_quality
 
 FALSIFIERS = [
     (module.__name__, name, fn)
-    for module in (checkpoint_format,)
+    for module in (checkpoint_format, init_arch_match, inspect_quality)
     for name, fn in inspect.getmembers(module, inspect.isfunction)
     if name.startswith("falsify_") and fn.__module__ == module.__name__
 ]

@@ -1,0 +1,112 @@
+"""Falsifiers for apr-inspect-quality-v1: `pretrain inspect --quality` never calls a mis-stamped checkpoint
+ship-ready and tells how to fix it, calls a fully stamped one ship-ready, gates on --min-score, and keeps
+scores within 0..100. They run the real CLI in-process on real checkpoints in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from falsifiers.tiny_hf import build_model
+
+PROVENANCE = {"license": "Apache-2.0", "data_source": "tiny synthetic corpus", "data_license": "CC0-1.0"}
+CONFIG = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4, "model_type": "qwen2"}
+
+
+def _qwen2_tensors() -> dict[str, Any]:
+    import torch
+
+    torch.manual_seed(0)
+    model = build_model("Qwen2ForCausalLM", layers=1, device="cpu")
+    return {k: v.clone() for k, v in model.state_dict().items() if k != "lm_head.weight"}
+
+
+def _inspect(*argv: str) -> tuple[int, str, str]:
+    from pretrain.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(["inspect", *argv])
+    return rc, out.getvalue(), err.getvalue()
+
+
+def _write(directory: Path, name: str, metadata: dict[str, Any], tokenizer: bool = True) -> Path:
+    from pretrain.checkpoint import write_checkpoint
+
+    path = directory / name
+    write_checkpoint(path, _qwen2_tensors(), metadata, verify_arch=False)
+    if tokenizer:
+        (directory / "tokenizer.json").write_text("{}")
+    return path
+
+
+def falsify_mis_stamped_scores_below_threshold_with_recipe() -> None:
+    """Llama-stamped Qwen2 tensors, otherwise complete (provenance, config, tokenizer): score < 90 and the stamp recipe is printed."""
+    with tempfile.TemporaryDirectory() as tmp:
+        meta = {"architecture": "llama", "hf_architecture": "LlamaForCausalLM", "hf_model_type": "llama", **PROVENANCE, "config": CONFIG}
+        path = _write(Path(tmp), "incident.safetensors", meta)
+        rc, out, err = _inspect(str(path), "--quality", "--json")
+        assert rc == 0, f"inspect failed ({rc}): {err}"
+        card = json.loads(out)["quality"]
+        assert card["score"] < 90 and not card["ship_ready"], f"mis-stamped checkpoint scored {card['score']} (ship_ready={card['ship_ready']})"
+        rc, text, _ = _inspect(str(path), "--quality")
+        recipe = f"pretrain stamp {path} --architecture qwen2 --hf-architecture Qwen2ForCausalLM --hf-model-type qwen2"
+        assert recipe in text, f"the fixing stamp recipe is not printed:\n{text}"
+
+
+def falsify_fully_stamped_reaches_threshold() -> None:
+    """Correct claim, HF identity, provenance, config and tokenizer: score >= 90 and ship-ready."""
+    with tempfile.TemporaryDirectory() as tmp:
+        meta = {"architecture": "qwen2", "hf_architecture": "Qwen2ForCausalLM", "hf_model_type": "qwen2", **PROVENANCE, "config": CONFIG}
+        path = _write(Path(tmp), "good.safetensors", meta)
+        rc, out, err = _inspect(str(path), "--quality", "--json")
+        assert rc == 0, f"inspect failed ({rc}): {err}"
+        card = json.loads(out)["quality"]
+        assert card["score"] >= 90 and card["ship_ready"], f"fully stamped checkpoint scored {card['score']}: {card['categories']}"
+
+
+def falsify_min_score_exit_code() -> None:
+    """--min-score N exits 1 exactly when the score is below N, 0 otherwise."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = _write(Path(tmp), "bare.safetensors", {}, tokenizer=False)
+        rc, out, _ = _inspect(str(path), "--quality", "--json")
+        score = json.loads(out)["quality"]["score"]
+        assert 0 < score < 100, f"a bare checkpoint scored {score}; cannot probe both sides of the threshold"
+        for threshold, expected in ((score, 0), (score + 1, 1), (max(score - 1, 0), 0), (100, 1)):
+            rc, _, err = _inspect(str(path), "--min-score", str(threshold))
+            assert rc == expected, f"score {score}, --min-score {threshold}: exit {rc}, expected {expected} ({err})"
+
+
+def falsify_scores_within_bounds() -> None:
+    """Property: any mix of metadata and tokenizer presence scores within 0..100, each category within its maximum."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from pretrain.checkpoint import read_header
+    from pretrain.quality import score_header
+
+    keys = ["architecture", "hf_architecture", "hf_model_type", "license", "data_source", "data_license"]
+    values = st.sampled_from(["qwen2", "llama", "Qwen2ForCausalLM", "GPT2LMHeadModel", "gpt_neox", "unknown", "", "MIT", "web"])
+    tensors = _qwen2_tensors()
+
+    @settings(max_examples=40, deadline=None, derandomize=True, database=None)
+    @given(meta=st.dictionaries(st.sampled_from(keys), values), tokenizer=st.booleans(), with_config=st.booleans())
+    def prop(meta: dict[str, str], tokenizer: bool, with_config: bool) -> None:
+        from pretrain.checkpoint import write_checkpoint
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "c.safetensors"
+            write_checkpoint(path, tensors, {**meta, **({"config": CONFIG} if with_config else {})}, verify_arch=False)
+            if tokenizer:
+                (Path(tmp) / "tokenizer.json").write_text("{}")
+            card = score_header(read_header(path))
+            assert 0 <= card.score <= 100 and card.max_score == 100, f"score {card.score}/{card.max_score} for {meta}"
+            for category in card.categories:
+                assert 0 <= category.points <= category.max_points, f"{category.name} {category.points}/{category.max_points}"
+
+    prop()
