@@ -25,7 +25,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import yaml
 
@@ -66,79 +66,127 @@ class LoadedDoc:
 
 
 _SCALAR_CONSTRUCTOR = yaml.constructor.SafeConstructor()
+_RESOLVER = yaml.resolver.Resolver()
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_PLAIN_COLLECTION_TAGS = frozenset({None, "!", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
 _LEADING_TAB = re.compile(r"^[ ]*\t")
+# Contracts nest about six levels; anything far deeper is an attack or an accident.
+MAX_DEPTH = 64
 
 
-def _construct_scalar(node: yaml.ScalarNode) -> Any:
-    if node.tag == _TIMESTAMP_TAG:
-        return node.value
+def _scalar(event: yaml.ScalarEvent) -> Any:
+    line = event.start_mark.line + 1
+    if event.tag in (None, "!") or event.implicit[0]:
+        tag = _RESOLVER.resolve(yaml.ScalarNode, event.value, event.implicit) if event.tag != "!" else None
+    else:
+        tag = event.tag
+    if tag is None or tag == "tag:yaml.org,2002:str":
+        return event.value
+    if tag == _TIMESTAMP_TAG:
+        return event.value
+    if tag == _MERGE_TAG:
+        raise LoadError(line, "YAML merge keys (<<) are not allowed in contracts; write the keys out in full")
     try:
-        return _SCALAR_CONSTRUCTOR.construct_object(node)
+        return _SCALAR_CONSTRUCTOR.construct_object(yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark))
     except yaml.YAMLError as exc:
         raise LoadError(
-            node.start_mark.line + 1,
-            f"cannot read value {node.value!r} ({getattr(exc, 'problem', exc)}); "
+            line,
+            f"cannot read value {event.value!r} ({getattr(exc, 'problem', exc)}); "
             "contracts use plain YAML only: remove the tag",
         ) from None
 
 
-def _build(root: yaml.Node) -> tuple[Any, dict[LinePath, int]]:
-    """Turn a composed node tree into data + line map, refusing aliases and duplicate keys.
+class _Frame:
+    __slots__ = ("value", "path", "key", "key_lines")
 
-    The C composer shares one node object between an anchor and each alias; seeing a node twice
-    is therefore an alias. Refusing it before expanding anything keeps a billion-laughs file
-    as cheap as any other.
+    def __init__(self, value: Any, path: LinePath) -> None:
+        self.value = value
+        self.path = path
+        self.key: str | None = None  # a mapping's key waiting for its value
+        self.key_lines: dict[str, int] = {}
+
+
+def _build(events: Iterable[yaml.Event]) -> tuple[Any, dict[LinePath, int], int]:
+    """Data + line map straight from the parser's event stream.
+
+    Building from events (instead of a composed node tree) keeps this iterative, so deep nesting
+    cannot overflow the C stack, and refuses an anchor or alias the moment it appears, so a
+    "billion laughs" file costs no more than any other. Returns (data, lines, first line).
     """
-    lines: dict[LinePath, int] = {(): root.start_mark.line + 1}
-    seen: set[int] = set()
-    # Iterative: a deeply nested document must not hit Python's recursion limit.
-    result_holder: list[Any] = [None]
-    stack: list[tuple[yaml.Node, LinePath, Any, Any]] = [(root, (), result_holder, 0)]
-    while stack:
-        node, path, parent, slot = stack.pop()
-        if id(node) in seen:
+    lines: dict[LinePath, int] = {}
+    stack: list[_Frame] = []
+    result: Any = None
+    start_line = 1
+    documents = 0
+    for event in events:
+        if isinstance(event, yaml.DocumentStartEvent):
+            documents += 1
+            if documents > 1:
+                raise LoadError(
+                    event.start_mark.line + 1,
+                    "a second YAML document (---) in one file; put each contract in its own file",
+                )
+            continue
+        if isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            stack.pop()
+            continue
+        if not isinstance(event, yaml.NodeEvent):
+            continue
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.AliasEvent) or event.anchor is not None:
             raise LoadError(
-                node.start_mark.line + 1,
-                "YAML anchors and aliases (&name / *name) are not allowed in contracts; "
-                "write the value out in full",
+                line,
+                "YAML anchors and aliases (&name / *name) are not allowed in contracts; write the value out in full",
             )
-        seen.add(id(node))
-        if isinstance(node, yaml.MappingNode):
-            value: dict[Any, Any] = {}
-            first_line: dict[Any, int] = {}
-            for key_node, value_node in node.value:
-                if not isinstance(key_node, yaml.ScalarNode):
-                    raise LoadError(
-                        key_node.start_mark.line + 1,
-                        "a mapping key must be a plain word, not a list or mapping; fix the key",
-                    )
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    raise LoadError(
-                        key_node.start_mark.line + 1,
-                        "YAML merge keys (<<) are not allowed in contracts; write the keys out in full",
-                    )
-                key = key_node.value
-                line = key_node.start_mark.line + 1
-                if key in first_line:
-                    raise LoadError(
-                        line,
-                        f"duplicate key {key!r} (first defined on line {first_line[key]}); "
-                        "YAML would silently keep only the last one: remove or rename one of them",
-                    )
-                first_line[key] = line
-                lines[path + (key,)] = line
-                value[key] = None
-                stack.append((value_node, path + (key,), value, key))
-        elif isinstance(node, yaml.SequenceNode):
-            value = [None] * len(node.value)
-            for index, item in enumerate(node.value):
-                lines[path + (index,)] = item.start_mark.line + 1
-                stack.append((item, path + (index,), value, index))
+        # Where does this node go?
+        if not stack:
+            path: LinePath = ()
+            start_line = line
         else:
-            value = _construct_scalar(node)
-        parent[slot] = value
-    return result_holder[0], lines
+            top = stack[-1]
+            if isinstance(top.value, dict):
+                if top.key is None:
+                    if not isinstance(event, yaml.ScalarEvent):
+                        raise LoadError(line, "a mapping key must be a plain word, not a list or mapping; fix the key")
+                    key = event.value
+                    if event.implicit[0] and _RESOLVER.resolve(yaml.ScalarNode, key, event.implicit) == _MERGE_TAG:
+                        raise LoadError(line, "YAML merge keys (<<) are not allowed in contracts; write the keys out in full")
+                    if key in top.key_lines:
+                        raise LoadError(
+                            line,
+                            f"duplicate key {key!r} (first defined on line {top.key_lines[key]}); "
+                            "YAML would silently keep only the last one: remove or rename one of them",
+                        )
+                    top.key_lines[key] = line
+                    lines[top.path + (key,)] = line
+                    top.key = key
+                    continue
+                path = top.path + (top.key,)
+            else:
+                path = top.path + (len(top.value),)
+                lines[path] = line
+        if isinstance(event, yaml.ScalarEvent):
+            value: Any = _scalar(event)
+        else:
+            if event.tag not in _PLAIN_COLLECTION_TAGS:
+                raise LoadError(line, f"YAML tag {event.tag!r} is not allowed; contracts use plain YAML only: remove the tag")
+            if len(stack) >= MAX_DEPTH:
+                raise LoadError(line, f"nested more than {MAX_DEPTH} levels deep; a contract needs about six: flatten it")
+            value = {} if isinstance(event, yaml.MappingStartEvent) else []
+        if not stack:
+            result = value
+        else:
+            top = stack[-1]
+            if isinstance(top.value, dict):
+                top.value[top.key] = value
+                top.key = None
+            else:
+                top.value.append(value)
+        if isinstance(event, yaml.CollectionStartEvent):
+            stack.append(_Frame(value, path))
+    lines[()] = start_line
+    return result, lines, documents
 
 
 def _describe(value: Any) -> str:
@@ -179,7 +227,7 @@ def load_contract_file(path: str | os.PathLike[str]) -> LoadedDoc:
         ) from None
     text = text.removeprefix("\ufeff")
     try:
-        root = yaml.compose(text, Loader=_Loader)
+        data, lines, _ = _build(yaml.parse(text, Loader=_Loader))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
@@ -189,20 +237,22 @@ def load_contract_file(path: str | os.PathLike[str]) -> LoadedDoc:
             raise LoadError(
                 line, "tab character in indentation; YAML allows only spaces there: replace the tab with spaces"
             ) from None
-        detail = " ".join(part for part in (exc.context, exc.problem) if part)
+        context = exc.context
+        if context and exc.context_mark is not None and exc.context_mark.line + 1 != line:
+            context += f" started on line {exc.context_mark.line + 1}"
+        detail = ", ".join(part for part in (context, exc.problem) if part)
         raise LoadError(line, f"malformed YAML: {detail}; fix the syntax on this line") from None
     except yaml.YAMLError as exc:
         raise LoadError(1, f"malformed YAML: {exc}; fix the syntax") from None
-    if root is None:
+    if data is None:
         raise LoadError(
             1,
-            "file is empty; a contract needs at least id, version, title, invariants and falsifiers "
+            "file is empty (or just null); a contract needs at least id, version, title, invariants and falsifiers "
             "(see docs/contract-format.md)",
         )
-    data, lines = _build(root)
     if not isinstance(data, dict):
         raise LoadError(
-            root.start_mark.line + 1,
+            lines[()],
             f"the top level must be a mapping (id: ..., version: ..., ...), found {_describe(data)}; "
             "see docs/contract-format.md",
         )

@@ -64,7 +64,7 @@ for module_name, checks in spec:
                 break
             walked += ("." if walked != module_name else ":") + part
         if not reason and not callable(obj):
-            reason = f"{target} is a {type(obj).__name__}, not a callable"
+            reason = f"{target} is not callable (it is of type {type(obj).__name__})"
         if not reason and zero_arg:
             try:
                 sig = inspect.signature(obj)
@@ -161,7 +161,7 @@ def check_python_targets(
                     how = _describe_exit(returncode)
                     if returncode is None:
                         how = f"hung for more than {timeout_s:g} s"
-                    reason = f"importing module {module_name!r} {how}; make the import side-effect free"
+                    reason = f"importing module {module_name!r} {how}"
                     for target, _ in checks:
                         results[target] = reason
                     continue

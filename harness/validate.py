@@ -30,6 +30,7 @@ Checks, all reported together rather than stopping at the first:
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -61,10 +62,25 @@ ROOT_MARKERS = ("pyproject.toml", ".git")
 _validator: jsonschema.Draft202012Validator | None = None
 
 
+def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if len(node) == 1 and isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline_refs(defs[ref.rsplit("/", 1)[1]], defs)
+        return {k: _inline_refs(v, defs) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_inline_refs(v, defs) for v in node]
+    return node
+
+
 def _schema_validator() -> jsonschema.Draft202012Validator:
     global _validator
     if _validator is None:
-        _validator = jsonschema.Draft202012Validator(load_schema("contract"))
+        schema = load_schema("contract")
+        # $ref lookups are most of jsonschema's time on 10,000 falsifiers; the published schema
+        # keeps its $defs (our refs are acyclic), the validator gets them inlined.
+        defs = schema.pop("$defs", {})
+        _validator = jsonschema.Draft202012Validator(_inline_refs(schema, defs))
     return _validator
 
 
@@ -168,13 +184,22 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Path], list[
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(
-                p
-                for p in path.rglob("*")
-                if p.suffix in CONTRACT_SUFFIXES
-                and p.is_file()
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
+            try:
+                found = sorted(
+                    p
+                    for p in path.rglob("*")
+                    if p.suffix in CONTRACT_SUFFIXES
+                    and p.is_file()
+                    and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                )
+            except OSError as exc:
+                problems.append(
+                    Problem(
+                        SourceLocation(_display(path), 1), NO_ID,
+                        f"cannot list this directory ({exc.strerror or exc}); check its permissions",
+                    )
+                )
+                continue
             if not found:
                 problems.append(
                     Problem(
@@ -208,6 +233,8 @@ _PATTERN_FORMS = {
     "^[0-9]{4}-[0-9]{2}-[0-9]{2}$": "a date YYYY-MM-DD",
     "\\S": "non-empty text",
     "^[^\\s-][^\\s]*$": "a repository-relative path or node id without spaces, not starting with '-'",
+    "^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)*$":
+        "module:function, e.g. falsifiers.init_arch_match:falsify_llama_claim_on_qwen2_tensors",
 }
 
 
@@ -258,14 +285,13 @@ def _schema_messages(error: jsonschema.ValidationError) -> list[tuple[tuple[Any,
             out.append((path + (key,), f"unknown key {key!r} in {where} ({hint}); fix or remove it"))
         return out
     if v == "required":
+        # jsonschema raises one error per missing key; each yields them all and the caller
+        # drops repeats, which is simpler than parsing the key back out of the message.
         missing = [k for k in error.validator_value if k not in error.instance]
-        return [(path, f"{where} is missing required key {k!r}; add it (see docs/contract-format.md)") for k in missing[:1]] or [
-            (path, error.message)
-        ]
+        return [(path, f"{where} is missing required key {k!r}; add it (see docs/contract-format.md)") for k in missing]
     if v in ("oneOf", "anyOf"):
-        if path and path[-1] == "binding" or (error.schema.get("oneOf") and all(
-            set(b) == {"required"} for b in error.schema["oneOf"]
-        )):
+        if all(set(branch) == {"required"} for branch in error.validator_value):
+            # The binding's "exactly one of python | pytest | command".
             kinds = [k for k in ("python", "pytest", "command") if isinstance(error.instance, dict) and k in error.instance]
             if not kinds:
                 return [(path, f"{where} needs exactly one of python, pytest or command; add one")]
@@ -299,8 +325,8 @@ def _schema_messages(error: jsonschema.ValidationError) -> list[tuple[tuple[Any,
     if v == "enum":
         allowed = [str(x) for x in error.validator_value]
         close = difflib.get_close_matches(str(error.instance), allowed, n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        return [(path, f"{where} {error.instance!r} is not one of {', '.join(allowed)}; {hint}use one of them".replace("; did", " (did").replace("? use", "?); use"))]
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return [(path, f"{where} {error.instance!r} is not one of {', '.join(allowed)}{hint}; use one of them")]
     if v == "minItems":
         return [(path, f"{where} needs at least {error.validator_value} entr{'y' if error.validator_value == 1 else 'ies'}; add one")]
     if v == "uniqueItems":
@@ -406,6 +432,18 @@ def _check_references(docs: list[_Doc], problems: _Problems, today: date) -> Non
             binding = fal.get("binding")
             if isinstance(binding, dict):
                 _check_binding_shape(doc, i, fid, binding, problems)
+            requires = fal.get("requires")
+            for path, number in (
+                (("timeout_s",), fal.get("timeout_s")),
+                (("requires", "min_memory_gib"), requires.get("min_memory_gib") if isinstance(requires, dict) else None),
+            ):
+                # JSON Schema's minimum checks pass NaN and infinity (YAML .nan / .inf).
+                if isinstance(number, float) and not math.isfinite(number):
+                    problems.add(
+                        doc.loc(("falsifiers", i, *path)), fid,
+                        f"{path[-1]} must be a finite number, not {number}; write a number of "
+                        f"{'seconds' if path[-1] == 'timeout_s' else 'GiB'}",
+                    )
         for i, inv in _dicts(doc.data, "invariants"):
             iid = inv.get("id")
             if isinstance(iid, str) and iid not in attacked:
@@ -518,6 +556,18 @@ def _check_bindings(docs: list[_Doc], problems: _Problems) -> None:
         _check_command_bindings(root, root_docs, problems)
 
 
+def _python_fix(reason: str) -> str:
+    if reason.startswith("importing module"):
+        return "make importing that module side-effect free (no exit, crash or endless work at import time)"
+    if "does not import" in reason:
+        return "fix the module name or the import error (python -c 'import MODULE' from the repository root shows it)"
+    if "has no attribute" in reason:
+        return "fix the function name or define the function"
+    if "required arguments" in reason:
+        return "give those parameters defaults or bind a zero-argument function"
+    return "bind a function"
+
+
 def _check_python_bindings(root: Path, docs: list[_Doc], problems: _Problems) -> None:
     # (doc, path to the value, subject, target, packages the falsifier declares it needs)
     uses: list[tuple[_Doc, tuple[Any, ...], str, str, frozenset[str], bool]] = []
@@ -546,7 +596,7 @@ def _check_python_bindings(root: Path, docs: list[_Doc], problems: _Problems) ->
             # The falsifier says it needs this package; the runner reports it not_run where absent.
             continue
         what = "binding python:" if is_binding else "guards:"
-        problems.add(doc.loc(path), subject, f"{what} {target} does not resolve: {reason}; fix the module:function or create it")
+        problems.add(doc.loc(path), subject, f"{what} {target} does not resolve: {reason}; {_python_fix(reason)}")
 
 
 def _check_pytest_bindings(root: Path, docs: list[_Doc], problems: _Problems) -> None:

@@ -13,7 +13,7 @@ import sys
 from typing import Sequence
 
 # Imported lazily so `pretrain stamp` does not pay for importing torch's model code.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("pretrain.train", "pretrain.stamp", "pretrain.inspection")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -234,14 +234,15 @@ def stamp_recipe(path: str | None, family: str) -> str:
     """The `pretrain stamp` command that rewrites a checkpoint's claim to `family`."""
     ident = canonical_hf_identity(family)
     source = path or "ckpt.safetensors"
-    target = _fixed_name(source)
+    target = fixed_name(source)
     return (
         f"pretrain stamp {_shell_quote(source)} --architecture {family} --hf-architecture {ident.architecture} "
         f"--hf-model-type {ident.model_type} -o {_shell_quote(target)}"
     )
 
 
-def _fixed_name(source: str) -> str:
+def fixed_name(source: str) -> str:
+    """Where salvage recipes write the restamped copy: beside the original, never over it."""
     if source.endswith(".safetensors"):
         return source[: -len(".safetensors")] + ".fixed.safetensors"
     return source.rstrip("/") + ".fixed"

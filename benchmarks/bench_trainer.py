@@ -1,0 +1,90 @@
+"""Our model against `transformers`' on the same config and batch (CPU, fp32): training tokens/s, load time.
+
+Each benchmark times ours and the peer in the same run and records the ratio in `extra_info`
+(ours / theirs for tokens/s: > 1 is faster; theirs / ours for load time: > 1 is faster). Under
+`--benchmark-disable` (the pytest default here) each runs once as a test, on tiny shapes.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import torch
+
+from pretrain.model import ModelConfig, build_model, from_pretrained
+
+transformers = pytest.importorskip("transformers")
+
+CFG = ModelConfig(family="qwen2", hidden_size=64, intermediate_size=176, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, head_dim=16, tie_word_embeddings=True)
+BATCH, SEQ = 4, 64
+
+
+def hf_peer(cfg: ModelConfig) -> Any:
+    hf_cfg = transformers.AutoConfig.for_model(**cfg.to_hf_dict())
+    hf_cfg._attn_implementation = "sdpa"
+    return transformers.AutoModelForCausalLM.from_config(hf_cfg)
+
+
+def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, ids: torch.Tensor,
+               logits_of: Callable[[Any], torch.Tensor]) -> None:
+    logits = logits_of(model(ids))
+    loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), ids[:, 1:].flatten())
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def interleaved_medians(ours: Callable[[], None], theirs: Callable[[], None], rounds: int) -> tuple[float, float]:
+    """Median seconds per call of each, alternating calls so machine load hits both alike."""
+    ours(), theirs()  # warm-up
+    times: dict[str, list[float]] = {"ours": [], "theirs": []}
+    for _ in range(rounds):
+        for name, fn in (("ours", ours), ("theirs", theirs)):
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return statistics.median(times["ours"]), statistics.median(times["theirs"])
+
+
+def test_training_tokens_per_second_vs_transformers(benchmark: Any) -> None:
+    ids = torch.randint(0, CFG.vocab_size, (BATCH, SEQ), generator=torch.Generator().manual_seed(0))
+    ours = build_model(CFG, seed=0).train()
+    theirs = hf_peer(CFG).train()
+    opt_ours = torch.optim.AdamW(ours.parameters(), lr=1e-3)
+    opt_theirs = torch.optim.AdamW(theirs.parameters(), lr=1e-3)
+
+    def step_ours() -> None:
+        train_step(ours, opt_ours, ids, lambda out: out)
+
+    def step_theirs() -> None:
+        train_step(theirs, opt_theirs, ids, lambda out: out.logits)
+
+    benchmark(step_ours)
+    ours_s, theirs_s = interleaved_medians(step_ours, step_theirs, 3 if benchmark.disabled else 30)
+    tokens = BATCH * SEQ
+    benchmark.extra_info.update(
+        ours_tokens_per_s=tokens / ours_s, transformers_tokens_per_s=tokens / theirs_s,
+        ratio_ours_over_transformers=theirs_s / ours_s,
+    )
+    assert ours_s > 0 and theirs_s > 0
+
+
+def test_from_pretrained_load_time_vs_transformers(benchmark: Any, tmp_path: Path) -> None:
+    hf_peer(CFG).save_pretrained(tmp_path)
+
+    def load_ours() -> None:
+        from_pretrained(tmp_path)
+
+    def load_theirs() -> None:
+        transformers.AutoModelForCausalLM.from_pretrained(tmp_path)
+
+    benchmark(load_ours)
+    ours_s, theirs_s = interleaved_medians(load_ours, load_theirs, 2 if benchmark.disabled else 15)
+    benchmark.extra_info.update(ours_load_s=ours_s, transformers_load_s=theirs_s,
+                                ratio_transformers_over_ours=theirs_s / ours_s)
+    assert ours_s > 0 and theirs_s > 0

@@ -1,0 +1,336 @@
+"""Falsifiers for apr-checkpoint-format-v1: the checkpoint reader refuses hostile files, reads headers
+at a cost independent of file size, round-trips what it writes, writes atomically, and `pretrain stamp`
+leaves tensor bytes identical.
+
+Each function returns None when the invariant held and raises AssertionError with the counterexample
+when it did not. They drive the real pretrain code on real files in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import hashlib
+import io
+import json
+import struct
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+from unittest import mock
+
+SPARSE_SIZE = 4 << 30  # 4 GiB, sparse: costs no disk
+
+
+def _blob(header: Any, data: bytes = b"", declared: int | None = None) -> bytes:
+    raw = header if isinstance(header, bytes) else json.dumps(header).encode()
+    return struct.pack("<Q", len(raw) if declared is None else declared) + raw + data
+
+
+def hostile_cases() -> dict[str, bytes]:
+    """One file per class of malformed or hostile safetensors input."""
+    t = {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}
+    return {
+        "empty file": b"",
+        "truncated length": b"\x08\x00\x00",
+        "header length past end of file": _blob({"a": t}, b"\0" * 8, declared=1 << 20),
+        "absurd header length": struct.pack("<Q", 2**64 - 1) + b"{}",
+        "header not JSON": _blob(b"\x00garbage\xff"),
+        "header a JSON array": _blob([1, 2, 3]),
+        "unknown dtype": _blob({"a": {**t, "dtype": "F33"}}, b"\0" * 8),
+        "offsets past the data": _blob({"a": t}, b"\0" * 4),
+        "overlapping offsets": _blob({"a": t, "b": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, b"\0" * 8),
+        "gapped offsets": _blob({"a": {**t, "shape": [1], "data_offsets": [0, 4]}, "b": {**t, "shape": [1], "data_offsets": [8, 12]}}, b"\0" * 12),
+        "shape/byte-size mismatch": _blob({"a": {**t, "shape": [3]}}, b"\0" * 8),
+        "negative dimension": _blob({"a": {**t, "shape": [-2]}}, b"\0" * 8),
+        "missing field": _blob({"a": {"dtype": "F32", "shape": [2]}}, b"\0" * 8),
+        "metadata value not a string": _blob({"__metadata__": {"step": 3}, "a": t}, b"\0" * 8),
+        "pathologically nested JSON": _blob(b"[" * 200_000 + b"]" * 200_000),
+        "astronomical shape": _blob({"a": {**t, "shape": [2**62, 2**62, 2**62]}}, b"\0" * 8),
+    }
+
+
+def falsify_hostile_headers_refused() -> None:
+    """Every hostile class raises CheckpointError naming the file; no other exception type, no success."""
+    from pretrain.checkpoint import CheckpointError, read_header
+
+    failures = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for case, data in hostile_cases().items():
+            path = Path(tmp) / "hostile.safetensors"
+            path.write_bytes(data)
+            try:
+                read_header(path)
+            except CheckpointError as exc:
+                if str(path) not in str(exc) or not exc.fault:
+                    failures.append(f"{case}: error does not name the file and fault: {exc}")
+                continue
+            except Exception as exc:  # anything but CheckpointError is the invariant broken
+                failures.append(f"{case}: raised {type(exc).__name__}: {exc}")
+                continue
+            failures.append(f"{case}: read without error")
+        for what, target in (("missing path", Path(tmp) / "absent.safetensors"), ("plain directory", Path(tmp))):
+            try:
+                read_header(target)
+                failures.append(f"{what}: read without error")
+            except CheckpointError:
+                pass
+            except Exception as exc:
+                failures.append(f"{what}: raised {type(exc).__name__}: {exc}")
+    assert not failures, "hostile inputs not refused with CheckpointError:\n" + "\n".join(failures)
+
+
+def falsify_header_fuzz_only_checkpoint_error() -> None:
+    """Mutated valid files (byte flips, truncation, bad lengths, mutated fields) read cleanly or raise CheckpointError."""
+    import numpy as np
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from safetensors import safe_open
+    from safetensors.numpy import save
+
+    from pretrain.checkpoint import CheckpointError, read_header
+
+    base = save(
+        {"model.embed_tokens.weight": np.zeros((4, 2), np.float32), "model.norm.weight": np.ones(2, np.float16)},
+        metadata={"architecture": "llama"},
+    )
+    (n,) = struct.unpack("<Q", base[:8])
+    header = json.loads(base[8 : 8 + n])
+    body = base[8 + n :]
+    json_value = st.recursive(
+        st.none() | st.booleans() | st.integers(-(2**66), 2**66) | st.text(max_size=6),
+        lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=4), c, max_size=3),
+        max_leaves=8,
+    )
+
+    @st.composite
+    def mutated(draw: st.DrawFn) -> bytes:
+        kind = draw(st.sampled_from(["flip", "truncate", "length", "field", "metadata"]))
+        if kind == "flip":
+            buf = bytearray(base)
+            for _ in range(draw(st.integers(1, 4))):
+                buf[draw(st.integers(0, len(buf) - 1))] = draw(st.integers(0, 255))
+            return bytes(buf)
+        if kind == "truncate":
+            return base[: draw(st.integers(0, len(base) - 1))]
+        if kind == "length":
+            return struct.pack("<Q", draw(st.integers(0, 2**64 - 1))) + base[8:]
+        h = json.loads(json.dumps(header))
+        if kind == "metadata":
+            h["__metadata__"] = draw(json_value)
+        else:
+            name = draw(st.sampled_from(["model.embed_tokens.weight", "model.norm.weight"]))
+            h[name][draw(st.sampled_from(["dtype", "shape", "data_offsets"]))] = draw(json_value)
+        return _blob(h, body)
+
+    @settings(max_examples=150, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+    @given(data=mutated())
+    def prop(data: bytes) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "fuzz.safetensors"
+            path.write_bytes(data)
+            try:
+                parsed = read_header(path)
+            except CheckpointError:
+                return
+            except Exception as exc:
+                raise AssertionError(f"read_header raised {type(exc).__name__}: {exc}") from exc
+            with safe_open(str(path), "numpy") as f:  # what we accept, the safetensors library must accept
+                assert set(f.keys()) == set(parsed.tensor_names)
+
+    prop()
+
+
+class _CountingFile(io.RawIOBase):
+    """An unbuffered file whose reads are tallied, so 'bytes read' means bytes the OS delivered."""
+
+    def __init__(self, raw: Any, tally: list[int]):
+        self._raw = raw
+        self._tally = tally
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        n = self._raw.readinto(b)
+        self._tally[0] += n or 0
+        return n
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self._tally[0] += len(data)
+        return data
+
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
+    def seek(self, *args: Any) -> int:
+        return self._raw.seek(*args)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+@contextlib.contextmanager
+def count_bytes_read() -> Iterator[list[int]]:
+    """Tally every byte read through `open` inside pretrain.checkpoint while the context is active."""
+    import pretrain.checkpoint as checkpoint
+
+    tally = [0]
+
+    def counting_open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if "b" in mode and "r" in mode and "+" not in mode:
+            return _CountingFile(builtins.open(file, mode, buffering=0), tally)
+        return builtins.open(file, mode, *args, **kwargs)
+
+    with mock.patch.object(checkpoint, "open", counting_open, create=True):
+        yield tally
+
+
+def make_sparse_checkpoint(path: Path, data_bytes: int = SPARSE_SIZE) -> int:
+    """A valid .safetensors file declaring one U8 tensor of `data_bytes`, sparse on disk. Returns header length."""
+    raw = json.dumps({"__metadata__": {"architecture": "llama"}, "big": {"dtype": "U8", "shape": [data_bytes], "data_offsets": [0, data_bytes]}}).encode()
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(raw)) + raw)
+        f.truncate(8 + len(raw) + data_bytes)
+    return len(raw)
+
+
+def falsify_header_read_independent_of_file_size() -> None:
+    """Reading the header of a sparse 4 GiB file reads no more bytes than 8 + header (+4 magic) — same as a tiny file."""
+    from pretrain.checkpoint import read_header
+
+    with tempfile.TemporaryDirectory() as tmp:
+        big, small = Path(tmp) / "big.safetensors", Path(tmp) / "small.safetensors"
+        big_len = make_sparse_checkpoint(big, SPARSE_SIZE)
+        small_len = make_sparse_checkpoint(small, 1024)
+        with count_bytes_read() as tally:
+            header = read_header(big)
+        big_read = tally[0]
+        with count_bytes_read() as tally:
+            read_header(small)
+        small_read = tally[0]
+        assert header.tensors["big"].nbytes == SPARSE_SIZE
+        assert big_read > 0, "the byte counter saw no reads; the falsifier is not measuring read_header"
+        assert big_read <= 4 + 8 + big_len, f"read {big_read} bytes of a {SPARSE_SIZE}-byte file; header is {8 + big_len}"
+        assert big_read - small_read <= big_len - small_len, (
+            f"4 GiB file cost {big_read} bytes, 1 KiB file {small_read}: cost grows with file size"
+        )
+
+
+def falsify_write_read_round_trip() -> None:
+    """write_checkpoint then read_header/load_tensors returns the same names, dtypes, shapes, values and metadata."""
+    import torch
+
+    from pretrain.checkpoint import load_tensors, read_header, write_checkpoint
+
+    torch.manual_seed(0)
+    tensors = {
+        "model.embed_tokens.weight": torch.randn(16, 8),
+        "model.layers.0.mlp.gate_proj.weight": torch.randn(8, 8).to(torch.bfloat16),
+        "model.layers.0.self_attn.o_proj.weight": torch.randn(8, 8).half(),
+        "model.norm.weight": torch.ones(8),
+        "step_counter": torch.tensor([7], dtype=torch.int64),
+        "empty": torch.zeros(0, 3),
+    }
+    metadata = {
+        "architecture": "llama", "hf_architecture": "LlamaForCausalLM", "hf_model_type": "llama", "license": "Apache-2.0",
+        "data_source": "synthetic", "data_license": "CC0-1.0", "config": json.dumps({"hidden_size": 8}), "step": "3", "val_loss": "4.62",
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "rt.safetensors"
+        write_checkpoint(path, tensors, metadata)
+        header = read_header(path)
+        assert header.metadata == metadata, f"metadata changed: {header.metadata}"
+        assert header.config == {"hidden_size": 8}
+        expected_dtypes = {"model.embed_tokens.weight": "F32", "model.layers.0.mlp.gate_proj.weight": "BF16",
+                           "model.layers.0.self_attn.o_proj.weight": "F16", "model.norm.weight": "F32", "step_counter": "I64", "empty": "F32"}
+        for name, t in tensors.items():
+            info = header.tensors[name]
+            assert (info.dtype, info.shape) == (expected_dtypes[name], tuple(t.shape)), f"{name}: {info}"
+            assert info.nbytes == t.numel() * t.element_size()
+        loaded = load_tensors(path)
+        assert set(loaded) == set(tensors)
+        for name, t in tensors.items():
+            assert loaded[name].dtype == t.dtype and torch.equal(loaded[name], t), f"{name} changed in the round trip"
+
+
+def falsify_write_is_atomic() -> None:
+    """A write that fails half-way leaves the previous checkpoint intact and no temp file behind."""
+    import safetensors.torch
+    import torch
+
+    from pretrain.checkpoint import read_header, write_checkpoint
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "ckpt.safetensors"
+        write_checkpoint(path, {"model.norm.weight": torch.ones(4)}, {"step": "1"})
+        before = path.read_bytes()
+        real_save = safetensors.torch.save_file
+
+        def dies_half_way(tensors: Any, filename: str, metadata: Any = None) -> None:
+            real_save(tensors, filename, metadata=metadata)
+            with open(filename, "r+b") as f:
+                f.truncate(len(Path(filename).read_bytes()) // 2)
+            raise OSError("disk full")
+
+        with mock.patch.object(safetensors.torch, "save_file", dies_half_way):
+            try:
+                write_checkpoint(path, {"model.norm.weight": torch.zeros(1024)}, {"step": "2"})
+            except OSError:
+                pass
+            else:
+                raise AssertionError("the simulated failure was swallowed; write_checkpoint reported success")
+        assert path.read_bytes() == before, "the old checkpoint was damaged by a failed write"
+        assert read_header(path).metadata == {"step": "1"}
+        leftovers = sorted(p.name for p in Path(tmp).iterdir() if p.name != "ckpt.safetensors")
+        assert not leftovers, f"temp files left behind: {leftovers}"
+
+
+def _data_sha256(path: Path) -> str:
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    return hashlib.sha256(raw[8 + n :]).hexdigest()
+
+
+def falsify_stamp_leaves_tensor_bytes_identical() -> None:
+    """`pretrain stamp` changes metadata only: the data section's SHA-256 is the same before and after."""
+    import torch
+
+    from pretrain.checkpoint import read_header, write_checkpoint
+    from pretrain.cli import main
+
+    torch.manual_seed(1)
+    tensors = {
+        "model.embed_tokens.weight": torch.randn(32, 16),
+        "model.layers.0.self_attn.q_proj.weight": torch.randn(16, 16),
+        "model.layers.0.self_attn.q_proj.bias": torch.randn(16),
+        "model.layers.0.self_attn.o_proj.weight": torch.randn(16, 16),
+        "model.layers.0.mlp.gate_proj.weight": torch.randn(32, 16).half(),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        src, out = Path(tmp) / "in.safetensors", Path(tmp) / "out.safetensors"
+        write_checkpoint(src, tensors, {"architecture": "llama", "step": "9"}, verify_arch=False)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:
+            rc = main(["stamp", str(src), "--architecture", "qwen2", "--license", "Apache-2.0", "-o", str(out)])
+        assert rc == 0, f"stamp failed ({rc}): {err.getvalue()}"
+        assert _data_sha256(out) == _data_sha256(src), "tensor bytes differ after stamping"
+        before, after = read_header(src), read_header(out)
+        assert after.tensors == before.tensors
+        assert after.metadata["architecture"] == "qwen2" and after.metadata["step"] == "9"
+
+
+def falsify_cli_reports_hostile_file_with_exit_2() -> None:
+    """`pretrain inspect` on a hostile file exits 2 with `pretrain: error: <path>: <fault>` and no traceback."""
+    from pretrain.cli import main
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bad.safetensors"
+        path.write_bytes(hostile_cases()["header length past end of file"])
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = main(["inspect", str(path), "--quality"])
+        assert rc == 2, f"exit {rc}, expected 2"
+        assert err.getvalue().startswith(f"pretrain: error: {path}: "), f"stderr was {err.getvalue()!r}"
+        assert "Traceback" not in err.getvalue() and out.getvalue() == ""

@@ -1,0 +1,140 @@
+"""Training data: byte-level text or pre-tokenized token files, a fixed train/validation split, seeded batches.
+
+Sources (`--data`):
+- none: the embedded default corpus, a fixed sorted list of the Python standard library's own source files
+  (every machine running this has them), concatenated and capped at `DEFAULT_CORPUS_MAX_BYTES`, byte-level
+  tokens (ids 0..255);
+- a directory: every regular, non-hidden file under it, sorted by relative path, read as bytes;
+- a text file (any suffix other than .npy/.bin): its bytes;
+- `.npy`: a 1-D integer array of token ids (any integer dtype);
+- `.bin`: raw little-endian **uint16** token ids (the nanoGPT convention), no header.
+
+The last `VAL_FRACTION` of the tokens is the validation split; validation always uses the same evenly
+spaced windows, so val loss is comparable across runs with the same data and seq_len.
+"""
+
+from __future__ import annotations
+
+import sys
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DEFAULT_CORPUS_FILES: tuple[str, ...] = (
+    "abc.py", "argparse.py", "bisect.py", "calendar.py", "colorsys.py", "contextlib.py", "copy.py",
+    "dataclasses.py", "difflib.py", "fnmatch.py", "fractions.py", "functools.py", "glob.py", "graphlib.py",
+    "heapq.py", "keyword.py", "operator.py", "queue.py", "shlex.py", "statistics.py", "string.py", "textwrap.py",
+)
+DEFAULT_CORPUS_MAX_BYTES = 400_000
+VAL_FRACTION = 0.1
+DEFAULT_VAL_WINDOWS = 16
+
+
+class DataError(ValueError):
+    """The --data source cannot be used; the message names the path and the fix."""
+
+
+@dataclass(frozen=True)
+class Corpus:
+    train: torch.Tensor  # 1-D int64
+    val: torch.Tensor  # 1-D int64
+    source: str  # recorded in checkpoint metadata as data_source
+    license: str  # recorded as data_license ("" when unknown)
+
+    @property
+    def max_token(self) -> int:
+        return int(max(self.train.max().item(), self.val.max().item()))
+
+
+def default_corpus_bytes() -> bytes:
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    chunks = []
+    for name in sorted(DEFAULT_CORPUS_FILES):
+        path = stdlib / name
+        if path.is_file():
+            chunks.append(path.read_bytes())
+    data = b"\n".join(chunks)[:DEFAULT_CORPUS_MAX_BYTES]
+    if len(data) < 10_000:
+        raise DataError(f"the default corpus (Python stdlib sources under {stdlib}) is missing or tiny "
+                        f"({len(data)} bytes); pass --data DIR with your own text files")
+    return data
+
+
+def _read_tokens(path: Path) -> tuple[np.ndarray, str]:
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file()
+                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        if not files:
+            raise DataError(f"--data {path}: directory has no files; put .txt files in it or pass a token file")
+        raw = b"\n".join(p.read_bytes() for p in files)
+        return np.frombuffer(raw, dtype=np.uint8).astype(np.int64), f"dir:{path} ({len(files)} files, bytes)"
+    if not path.exists():
+        raise DataError(f"--data {path}: no such file or directory; pass an existing directory, .npy, .bin or text file")
+    if path.suffix == ".npy":
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except ValueError as exc:
+            raise DataError(f"--data {path}: not a readable .npy array ({exc}); save it with numpy.save") from None
+        if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+            raise DataError(f"--data {path}: expected a 1-D integer token array, got shape {arr.shape} "
+                            f"dtype {arr.dtype}; save tokens with numpy.save(path, ids.astype('int32'))")
+        if arr.size and arr.min() < 0:
+            raise DataError(f"--data {path}: negative token id {int(arr.min())}; token ids must be >= 0")
+        return arr.astype(np.int64), f"npy:{path}"
+    if path.suffix == ".bin":
+        if path.stat().st_size % 2:
+            raise DataError(f"--data {path}: odd byte length; .bin must be raw little-endian uint16 token ids")
+        return np.fromfile(path, dtype="<u2").astype(np.int64), f"bin-uint16:{path}"
+    return np.frombuffer(path.read_bytes(), dtype=np.uint8).astype(np.int64), f"text:{path} (bytes)"
+
+
+def load_corpus(data: str | Path | None, seq_len: int, vocab_size: int) -> Corpus:
+    """Tokens split into train/validation; refuses data that cannot fill one window or exceeds the vocab."""
+    if data is None:
+        tokens = np.frombuffer(default_corpus_bytes(), dtype=np.uint8).astype(np.int64)
+        v = sys.version_info
+        source, license_ = f"python-stdlib-{v.major}.{v.minor}.{v.micro} (bytes)", "PSF-2.0"
+        where = "the default corpus"
+    else:
+        tokens, source = _read_tokens(Path(data))
+        license_, where = "", f"--data {data}"
+    n_val = max(int(len(tokens) * VAL_FRACTION), seq_len + 1)
+    if len(tokens) - n_val < seq_len + 1:
+        raise DataError(f"{where}: {len(tokens)} tokens cannot fill a train and a validation window of "
+                        f"--seq-len {seq_len}; give more data or a smaller --seq-len")
+    if tokens.max() >= vocab_size:
+        raise DataError(f"{where}: token id {int(tokens.max())} does not fit --vocab {vocab_size}; "
+                        f"pass --vocab {int(tokens.max()) + 1} or larger")
+    t = torch.from_numpy(np.ascontiguousarray(tokens))
+    return Corpus(train=t[:-n_val], val=t[-n_val:], source=source, license=license_)
+
+
+class BatchSampler:
+    """Seeded random windows; under DDP every rank draws the same global batch and takes its own slice."""
+
+    def __init__(self, tokens: torch.Tensor, seq_len: int, batch: int, seed: int,
+                 rank: int = 0, world_size: int = 1) -> None:
+        self.tokens, self.seq_len, self.batch = tokens, seq_len, batch
+        self.rank, self.world_size = rank, world_size
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        hi = len(self.tokens) - self.seq_len - 1
+        starts = torch.randint(0, hi + 1, (self.batch * self.world_size,), generator=self.gen)
+        starts = starts[self.rank * self.batch:(self.rank + 1) * self.batch]
+        return windows(self.tokens, starts, self.seq_len)
+
+
+def windows(tokens: torch.Tensor, starts: torch.Tensor, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    idx = starts[:, None] + torch.arange(seq_len + 1)[None, :]
+    chunk = tokens[idx]
+    return chunk[:, :-1], chunk[:, 1:]
+
+
+def val_windows(val: torch.Tensor, seq_len: int, n: int = DEFAULT_VAL_WINDOWS) -> torch.Tensor:
+    """Start offsets of the fixed validation windows: evenly spaced over the split, same every run."""
+    hi = len(val) - seq_len - 1
+    return torch.linspace(0, hi, steps=min(n, hi + 1)).round().long().unique()

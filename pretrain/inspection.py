@@ -1,0 +1,142 @@
+"""`pretrain inspect`: what a checkpoint holds, what it claims to be, what its tensors say it is.
+
+Reads headers only (safetensors, HF directory, GGUF), so it is instant on any size of checkpoint.
+`--quality` adds the ship-readiness scorecard from pretrain.quality; `--min-score N` and
+`--check-arch` turn it into a gate (exit 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from typing import Any
+
+from pretrain.checkpoint import CheckpointError, Header, read_header
+from pretrain.families import UNKNOWN, family_from_tensor_names, normalize_metadata_arch_family, stamp_recipe
+from pretrain.quality import Scorecard, score_header
+from pretrain.stamp import error
+
+
+def human_bytes(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def summarize(header: Header) -> dict[str, Any]:
+    inferred = family_from_tensor_names(header.tensor_names)
+    claimed = normalize_metadata_arch_family(header.arch_claim)
+    agrees: bool | None = None if claimed is None or inferred == UNKNOWN else claimed == inferred
+    return {
+        "path": header.path,
+        "format": header.format,
+        "tensors": {
+            "count": len(header.tensors),
+            "dtypes": dict(sorted(Counter(t.dtype for t in header.tensors.values()).items())),
+            "total_bytes": header.total_nbytes,
+        },
+        "shards": list(header.shards),
+        "metadata": header.metadata,
+        "claim": header.arch_claim,
+        "claimed_family": claimed,
+        "inferred_family": inferred,
+        "agrees": agrees,
+        "salvage": stamp_recipe(header.path, inferred) if agrees is False else None,
+    }
+
+
+def _clip(text: str, width: int = 100) -> str:
+    text = text.replace("\n", " ")
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    t = summary["tensors"]
+    print(f"{summary['path']} ({summary['format']})")
+    dtypes = ", ".join(f"{d} x{n}" for d, n in t["dtypes"].items()) or "none"
+    print(f"  tensors: {t['count']} ({dtypes}), {human_bytes(t['total_bytes'])}")
+    if summary["shards"] and len(summary["shards"]) > 1:
+        print(f"  shards: {len(summary['shards'])}")
+    if summary["metadata"]:
+        print("  metadata:")
+        for key, value in sorted(summary["metadata"].items()):
+            print(f"    {key}: {_clip(value)}")
+    else:
+        print("  metadata: none")
+    claim = summary["claim"]
+    claimed = summary["claimed_family"]
+    print(f"  claimed family: {claimed or 'none'}" + (f" (from {claim!r})" if claim else " (no architecture claim)"))
+    print(f"  inferred family: {summary['inferred_family']} (from tensor names)")
+    if summary["agrees"] is True:
+        print("  agreement: yes")
+    elif summary["agrees"] is False:
+        print(f"  agreement: NO - the claim ({claimed}) contradicts the tensors ({summary['inferred_family']}); "
+              "loading it with --init is refused (INV-INIT-ARCH-MATCH-001). Fix with:")
+        print(f"    {summary['salvage']}")
+    else:
+        print("  agreement: not checkable (" + ("no usable claim" if claimed is None else "tensor names do not identify a family") + ")")
+
+
+def print_scorecard(card: Scorecard) -> None:
+    verdict = "ship-ready" if card.ship_ready else "NOT ship-ready"
+    extra = " (claim contradicts tensors)" if card.mismatch else ""
+    print(f"quality: {card.score}/{card.max_score} ({verdict}: threshold {card.threshold}{extra})")
+    for category in card.categories:
+        print(f"  {category.name:<12} {category.points:>3}/{category.max_points}")
+        for check in category.checks:
+            mark = "ok " if check.points == check.max_points else "-- "
+            print(f"    {mark}{check.name:<20} {check.points:>2}/{check.max_points}  {check.detail}")
+    if card.fixes:
+        print("to fix:")
+        for fix in card.fixes:
+            print(f"  {fix}")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        header = read_header(args.path)
+    except CheckpointError as exc:
+        return error(str(exc))
+    summary = summarize(header)
+    quality = args.quality or args.min_score is not None
+    card = score_header(header) if quality else None
+    if args.json:
+        out = dict(summary)
+        if card is not None:
+            out["quality"] = card.to_dict()
+        print(json.dumps(out, indent=2))
+    else:
+        print_summary(summary)
+        if card is not None:
+            print_scorecard(card)
+    status = 0
+    if args.check_arch and summary["agrees"] is False:
+        status = 1
+    if card is not None and args.min_score is not None and card.score < args.min_score:
+        if not args.json:
+            print(f"pretrain: score {card.score} is below --min-score {args.min_score}; apply the fixes above")
+        status = 1
+    return status
+
+
+def _score(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be 0..100, got {value}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "inspect", help="show a checkpoint's tensors, metadata and family check", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("path", help=".safetensors file, HF model directory or .gguf file")
+    parser.add_argument("--quality", action="store_true", help="add the 0-100 ship-readiness scorecard")
+    parser.add_argument("--min-score", type=_score, metavar="N", help="exit 1 when the quality score is below N (implies --quality)")
+    parser.add_argument("--check-arch", action="store_true", help="exit 1 when the claimed family contradicts the tensors")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.set_defaults(func=run)

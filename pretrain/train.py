@@ -1,0 +1,432 @@
+"""`pretrain train`: train a small causal LM from scratch or from `--init`, on CPU or CUDA, 1 or N processes.
+
+Under `torchrun --nproc_per_node N -m pretrain train ...` it runs DistributedDataParallel (nccl on CUDA,
+gloo on CPU); only rank 0 writes files or prints. `--init` is checked before anything is built or written:
+header only -> arch-match gate (INV-INIT-ARCH-MATCH-001) -> config vs flags -> strict names/shapes
+(INV-INIT-STRICT-001) -> tensor data. A refused init exits 2 with no metrics written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import torch
+import torch.nn.functional as F
+
+from pretrain import data as data_mod
+from pretrain.model import (CausalLM, LoadError, ModelConfig, build_model, check_tensor_names_and_shapes,
+                            config_from_header, load_state_strict)
+
+EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 2, 130
+
+# Shape flags and the config field each one sets; with --init they must agree with the checkpoint.
+SHAPE_FLAGS: dict[str, str] = {
+    "family": "family",
+    "layers": "num_hidden_layers",
+    "hidden": "hidden_size",
+    "heads": "num_attention_heads",
+    "kv_heads": "num_key_value_heads",
+    "head_dim": "head_dim",
+    "intermediate": "intermediate_size",
+    "vocab": "vocab_size",
+    "rope_theta": "rope_theta",
+    "tie_embeddings": "tie_word_embeddings",
+}
+DEFAULTS: dict[str, Any] = {"layers": 2, "hidden": 64, "heads": 4, "kv_heads": 2, "vocab": 256,
+                            "rope_theta": 10000.0}
+
+
+class TrainError(Exception):
+    """Bad flags or a refused init; the message names the flag/file and the fix."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train", help="train a small Llama/Qwen2/Qwen3 causal LM",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("--family", choices=["llama", "qwen2", "qwen3"], help="model family (default llama)")
+    p.add_argument("--layers", type=int, help="decoder layers (default 2)")
+    p.add_argument("--hidden", type=int, help="hidden size (default 64)")
+    p.add_argument("--heads", type=int, help="attention heads (default 4)")
+    p.add_argument("--kv-heads", type=int, help="key/value heads, divides --heads (default 2)")
+    p.add_argument("--head-dim", type=int, help="per-head dim (default hidden/heads)")
+    p.add_argument("--intermediate", type=int, help="MLP width (default ~8/3 hidden, rounded to 8)")
+    p.add_argument("--vocab", type=int, help="vocabulary size (default 256: byte-level)")
+    p.add_argument("--rope-theta", type=float, help="RoPE base (default 10000)")
+    p.add_argument("--tie-embeddings", action=argparse.BooleanOptionalAction, default=None,
+                   help="tie lm_head to the embedding (default: on for qwen2, off otherwise)")
+    p.add_argument("--seq-len", type=int, default=64)
+    p.add_argument("--batch", type=int, default=8, help="sequences per process per step")
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
+    p.add_argument("--min-lr-ratio", type=float, default=0.1, help="cosine floor as a fraction of --lr")
+    p.add_argument("--warmup", type=int, default=10, help="linear warmup steps")
+    p.add_argument("--weight-decay", type=float, default=0.1)
+    p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--eval-every", type=int, default=25)
+    p.add_argument("--val-windows", type=int, default=data_mod.DEFAULT_VAL_WINDOWS)
+    p.add_argument("--log-every", type=int, default=1, help="write a train-loss metrics line every N steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--dtype", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="autocast dtype; weights stay fp32 (auto: bf16 on CUDA, fp32 on CPU)")
+    p.add_argument("--data", help="directory of text files, a text file, .npy tokens or .bin uint16 tokens "
+                                  "(default: embedded Python-stdlib byte corpus)")
+    p.add_argument("--init", help="start from this checkpoint (ours, an HF directory, or a stamped file)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--license", default="", help="license recorded in the checkpoint metadata")
+    p.add_argument("--out", required=True, help="output directory (metrics.jsonl, model.safetensors)")
+    p.set_defaults(func=run)
+
+
+# ---------------------------------------------------------------- distributed helpers
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_kind: str) -> Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    import torch.distributed as dist
+
+    backend = "nccl" if device_kind == "cuda" else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+    return Dist(rank=dist.get_rank(), local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+                world_size=dist.get_world_size())
+
+
+def global_mean(value: torch.Tensor, dist: Dist) -> float:
+    """The mean of a scalar over all ranks, so the logged train loss is the global batch's, not rank 0's."""
+    if dist.world_size > 1:
+        import torch.distributed as tdist
+
+        value = value.clone()
+        tdist.all_reduce(value, op=tdist.ReduceOp.SUM)
+        value /= dist.world_size
+    return float(value.item())
+
+
+# ---------------------------------------------------------------- config resolution
+
+def config_from_flags(args: argparse.Namespace) -> ModelConfig:
+    family = args.family or "llama"
+    hidden = args.hidden or DEFAULTS["hidden"]
+    heads = args.heads or DEFAULTS["heads"]
+    if args.head_dim is None and hidden % heads:
+        raise TrainError(f"--hidden {hidden} is not divisible by --heads {heads}; pass --head-dim explicitly "
+                         "or pick --hidden as a multiple of --heads")
+    intermediate = args.intermediate or 8 * ((8 * hidden // 3 + 7) // 8)
+    tie = args.tie_embeddings if args.tie_embeddings is not None else family == "qwen2"
+    try:
+        return ModelConfig(
+            family=family, vocab_size=args.vocab or DEFAULTS["vocab"], hidden_size=hidden,
+            intermediate_size=intermediate, num_hidden_layers=args.layers or DEFAULTS["layers"],
+            num_attention_heads=heads, num_key_value_heads=args.kv_heads or DEFAULTS["kv_heads"],
+            head_dim=args.head_dim or hidden // heads, rope_theta=args.rope_theta or DEFAULTS["rope_theta"],
+            tie_word_embeddings=tie, max_position_embeddings=max(2048, args.seq_len),
+        )
+    except LoadError as exc:
+        raise TrainError(f"bad model flags: {exc}") from None
+
+
+def check_flags_agree(args: argparse.Namespace, cfg: ModelConfig, init: str) -> None:
+    for flag, field in SHAPE_FLAGS.items():
+        given = getattr(args, flag)
+        if given is not None and given != getattr(cfg, field):
+            raise TrainError(
+                f"--{flag.replace('_', '-')} {given} contradicts --init {init}, whose config has "
+                f"{field}={getattr(cfg, field)!r}; the model shape comes from the checkpoint: drop the flag"
+            )
+
+
+def salvage_hint(path: str, inferred: str | None) -> str:
+    fam = inferred or "<family>"
+    return (f"If the tensors are right and only the stamp is wrong, re-stamp the checkpoint: "
+            f"`pretrain stamp {path} --arch {fam}`, then rerun with --init.")
+
+
+def load_init(args: argparse.Namespace, device: torch.device) -> tuple[CausalLM, ModelConfig, dict[str, str]]:
+    """Everything that can refuse an init, in order, before the model exists and before any file is written."""
+    from pretrain import checkpoint, families
+
+    try:
+        header = checkpoint.read_header(args.init)
+    except checkpoint.CheckpointError as exc:
+        raise TrainError(f"--init {args.init}: {exc}") from None
+    try:
+        checkpoint.check_init_arch(header)
+    except families.InitArchMismatchError as exc:
+        msg = str(exc)
+        if "pretrain stamp" not in msg:
+            msg += " " + salvage_hint(args.init, exc.inferred)
+        raise TrainError(f"--init {args.init}: refused before step 1: {msg}") from None
+    try:
+        cfg = config_from_header(header)
+        check_flags_agree(args, cfg, args.init)
+        check_tensor_names_and_shapes(cfg, {k: tuple(v.shape) for k, v in header.tensors.items()}, args.init)
+        tensors = checkpoint.load_tensors(args.init, device="cpu")
+        model = load_state_strict(cfg, tensors, args.init, device=device, dtype=torch.float32)
+    except (LoadError, checkpoint.CheckpointError) as exc:
+        raise TrainError(f"--init {args.init}: refused before step 1: {exc}") from None
+    return model, cfg, dict(header.metadata)
+
+
+# ---------------------------------------------------------------- training pieces
+
+def lr_at(step: int, peak: float, warmup: int, total: int, min_ratio: float) -> float:
+    """Linear warmup to `peak` over `warmup` steps, then cosine decay to `min_ratio * peak` at `total`."""
+    if warmup > 0 and step < warmup:
+        return peak * (step + 1) / warmup
+    span = max(1, total - warmup)
+    progress = min(1.0, (step - warmup) / span)
+    return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95))
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, val: torch.Tensor, starts: torch.Tensor, seq_len: int,
+             device: torch.device, amp: torch.dtype | None, batch: int = 8) -> float:
+    """Mean token cross-entropy over the fixed validation windows (identical on every rank)."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(0, len(starts), batch):
+        x, y = data_mod.windows(val, starts[i:i + batch], seq_len)
+        x, y = x.to(device), y.to(device)
+        with autocast(device, amp):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum")
+        total += loss.item()
+        count += y.numel()
+    model.train(was_training)
+    return total / count
+
+
+class Metrics:
+    """metrics.jsonl writer (rank 0 only); one flushed JSON object per line so a crash loses nothing."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.fh: TextIO | None = path.open("w") if path is not None else None
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.fh is not None:
+            self.fh.write(json.dumps(record) + "\n")
+            self.fh.flush()
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+
+
+class Progress:
+    """tqdm bar on a terminal, plain lines otherwise (CI logs, pipes)."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar = None
+        self.every = max(1, total // 10)
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="step", dynamic_ncols=True)
+
+    def step(self, step: int, loss: float, tok_s: float) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tok_s:,.0f}")
+        elif step % self.every == 0:
+            print(f"step {step} loss {loss:.4f} tok/s {tok_s:,.0f}", flush=True)
+
+    def note(self, text: str) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.write(text)
+        else:
+            print(text, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def resolve_device(kind: str, dist: Dist | None = None) -> torch.device:
+    if kind == "auto":
+        kind = "cuda" if torch.cuda.is_available() else "cpu"
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise TrainError("--device cuda: no CUDA device is available here; use --device cpu or auto")
+        return torch.device("cuda", dist.local_rank if dist else 0)
+    return torch.device("cpu")
+
+
+def save_checkpoint(path: Path, model: CausalLM, cfg: ModelConfig, step: int, val_loss: float,
+                    corpus: data_mod.Corpus, license_: str, init: str | None) -> None:
+    from pretrain.checkpoint import write_checkpoint
+
+    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
+    metadata = {
+        "architecture": cfg.family,
+        "hf_architecture": cfg.hf_architecture,
+        "hf_model_type": cfg.family,
+        "config": cfg.to_json(),
+        "step": str(step),
+        "val_loss": repr(val_loss),
+        "data_source": corpus.source,
+        "data_license": corpus.license,
+        "license": license_,
+    }
+    if init:
+        metadata["init"] = str(init)
+    write_checkpoint(path, tensors, metadata)
+
+
+# ---------------------------------------------------------------- the command
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return train(args)
+    except (TrainError, data_mod.DataError) as exc:
+        print(f"pretrain train: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def train(args: argparse.Namespace) -> int:
+    for flag in ("steps", "seq_len", "batch", "eval_every", "log_every", "val_windows"):
+        if getattr(args, flag) is None or getattr(args, flag) < (0 if flag == "steps" else 1):
+            raise TrainError(f"--{flag.replace('_', '-')} must be a positive integer, got {getattr(args, flag)}")
+    kind = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    resolve_device(kind)  # refuses --device cuda without CUDA before any process group starts
+    dist = init_distributed(kind)
+    device = resolve_device(kind, dist)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    amp = {"fp32": None, "bf16": torch.bfloat16}.get(args.dtype, torch.bfloat16 if device.type == "cuda" else None)
+
+    torch.manual_seed(args.seed)
+    if args.init:
+        model, cfg, init_meta = load_init(args, device)
+    else:
+        cfg = config_from_flags(args)
+        model, init_meta = build_model(cfg, device=device, seed=args.seed), {}
+    corpus = data_mod.load_corpus(args.data, args.seq_len, cfg.vocab_size)
+    val_starts = data_mod.val_windows(corpus.val, args.seq_len, args.val_windows)
+
+    out = Path(args.out)
+    metrics_path = ckpt_path = None
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        metrics_path, ckpt_path = out / "metrics.jsonl", out / "model.safetensors"
+    metrics = Metrics(metrics_path)
+    progress = Progress(args.steps, dist.is_main)
+
+    model.train()
+    train_model: torch.nn.Module = torch.compile(model) if args.compile else model
+    if dist.world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        train_model = DDP(train_model, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer = make_optimizer(model, args.lr, args.weight_decay)
+    sampler = data_mod.BatchSampler(corpus.train, args.seq_len, args.batch, args.seed + 1,
+                                    dist.rank, dist.world_size)
+    tokens_per_step = args.batch * args.seq_len * dist.world_size
+    progress.note(f"pretrain train: {cfg.family} {model.num_parameters():,} params on {device} "
+                  f"x{dist.world_size}, data {corpus.source}, {len(corpus.train):,} train tokens"
+                  + (f", init {args.init} (step {init_meta.get('step', '?')}, "
+                     f"val_loss {init_meta.get('val_loss', '?')})" if args.init else ""))
+    start = time.perf_counter()
+    step = 0
+    val_loss = float("nan")
+    last_eval = -1
+
+    def record_val(at: int) -> float:
+        loss = evaluate(model, corpus.val, val_starts, args.seq_len, device, amp)
+        metrics.write({"step": at, "val_loss": loss, "lr": lr_at(at, args.lr, args.warmup, args.steps,
+                                                                   args.min_lr_ratio),
+                       "tokens": at * tokens_per_step, "elapsed_s": time.perf_counter() - start})
+        progress.note(f"step {at} val_loss {loss:.4f}")
+        return loss
+
+    try:
+        val_loss = record_val(0)
+        last_eval = 0
+        while step < args.steps:
+            lr = lr_at(step, args.lr, args.warmup, args.steps, args.min_lr_ratio)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x, y = sampler.next()
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with autocast(device, amp):
+                logits = train_model(x)
+            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if args.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+            optimizer.step()
+            step += 1
+            loss_value = global_mean(loss.detach(), dist)
+            if not math.isfinite(loss_value):
+                raise TrainError(f"train loss became {loss_value} at step {step}; lower --lr or use --dtype fp32")
+            elapsed = time.perf_counter() - start
+            tok_s = step * tokens_per_step / max(elapsed, 1e-9)
+            if step % args.log_every == 0 or step == args.steps:
+                metrics.write({"step": step, "loss": loss_value, "lr": lr, "tokens": step * tokens_per_step,
+                               "elapsed_s": elapsed, "tokens_per_s": tok_s})
+            progress.step(step, loss_value, tok_s)
+            if step % args.eval_every == 0 or step == args.steps:
+                val_loss, last_eval = record_val(step), step
+    except KeyboardInterrupt:
+        progress.close()
+        if dist.is_main and ckpt_path is not None:
+            # Evaluate at exactly the weights being saved, so the recorded val_loss is theirs.
+            val_loss = record_val(step) if last_eval != step else val_loss
+            save_checkpoint(ckpt_path, model, cfg, step, val_loss, corpus, args.license, args.init)
+            print(f"pretrain train: interrupted at step {step}; saved {ckpt_path} (val_loss {val_loss:.4f})",
+                  file=sys.stderr)
+        metrics.close()
+        return EXIT_INTERRUPTED
+    progress.close()
+    if dist.is_main and ckpt_path is not None:
+        save_checkpoint(ckpt_path, model, cfg, step, val_loss, corpus, args.license, args.init)
+        progress.note(f"saved {ckpt_path} at step {step}, val_loss {val_loss:.4f}")
+    metrics.close()
+    if dist.world_size > 1:
+        import torch.distributed as tdist
+
+        tdist.barrier()
+        tdist.destroy_process_group()
+    return EXIT_OK
+

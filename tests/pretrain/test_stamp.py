@@ -1,0 +1,188 @@
+"""`pretrain stamp`: metadata-only rewrites whose tensor bytes are provably untouched."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from falsifiers.tiny_hf import build_model
+from pretrain import stamp as stamp_module
+from pretrain.checkpoint import check_init_arch, load_tensors, read_header, write_checkpoint
+from pretrain.cli import main
+from pretrain.families import InitArchMismatchError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def data_hash(path: Path) -> str:
+    """SHA-256 of everything after the header, computed independently of pretrain's own helpers."""
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    return hashlib.sha256(raw[8 + n :]).hexdigest()
+
+
+def tensors_of(cls_name: str) -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    model = build_model(cls_name, layers=1, device="cpu")
+    return {k: v.clone() for k, v in model.state_dict().items() if k not in ("lm_head.weight", "cls.predictions.decoder.weight")}
+
+
+@pytest.fixture
+def incident(tmp_path: Path) -> Path:
+    """The incident's file: Qwen2 tensors claiming LlamaForCausalLM, plus training facts to preserve."""
+    path = tmp_path / "ckpt.safetensors"
+    write_checkpoint(
+        path,
+        tensors_of("Qwen2ForCausalLM"),
+        {"architecture": "LlamaForCausalLM", "step": 400, "val_loss": 4.62, "config": {"hidden_size": 32}},
+        verify_arch=False,
+    )
+    return path
+
+
+def test_stamp_rewrites_metadata_and_leaves_tensor_bytes_identical(incident: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = incident.with_name("fixed.safetensors")
+    before = read_header(incident)
+    rc = main(["stamp", str(incident), "--architecture", "qwen2", "--license", "Apache-2.0", "-o", str(out)])
+    assert rc == 0
+    assert data_hash(out) == data_hash(incident)
+    after = read_header(out)
+    assert after.tensors == before.tensors
+    assert after.metadata == {
+        **before.metadata,
+        "architecture": "qwen2",
+        "hf_architecture": "Qwen2ForCausalLM",
+        "hf_model_type": "qwen2",
+        "license": "Apache-2.0",
+    }
+    assert after.metadata["step"] == "400" and after.metadata["val_loss"] == "4.62"
+    text = capsys.readouterr().out
+    assert "hf_architecture: <unset> -> Qwen2ForCausalLM  (filled in: canonical for --architecture qwen2)" in text
+    assert f"sha256 {data_hash(incident)}" in text
+    loaded, original = load_tensors(out), load_tensors(incident)
+    assert all(torch.equal(loaded[k], original[k]) for k in original)
+
+
+def test_the_gates_salvage_recipe_runs_and_fixes_the_file(incident: Path) -> None:
+    with pytest.raises(InitArchMismatchError) as info:
+        check_init_arch(incident)
+    recipe = next(line.strip() for line in str(info.value).splitlines() if line.strip().startswith("pretrain stamp"))
+    argv = shlex.split(recipe)
+    assert main(argv[1:]) == 0
+    fixed = Path(argv[argv.index("-o") + 1])
+    header = check_init_arch(fixed)
+    assert header.metadata["architecture"] == "qwen2"
+    assert data_hash(fixed) == data_hash(incident)
+
+
+def test_in_place_requires_the_flag(incident: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    original = incident.read_bytes()
+    assert main(["stamp", str(incident), "--architecture", "qwen2", "-o", str(incident)]) == 2
+    assert "is the input file; pass --in-place" in capsys.readouterr().err
+    assert incident.read_bytes() == original
+    assert main(["stamp", str(incident), "--architecture", "qwen2"]) == 2
+    assert "give -o OUT" in capsys.readouterr().err
+    old_hash = data_hash(incident)
+    assert main(["stamp", str(incident), "--architecture", "qwen2", "--in-place"]) == 0
+    assert read_header(incident).metadata["architecture"] == "qwen2"
+    assert data_hash(incident) == old_hash
+    assert sorted(p.name for p in incident.parent.iterdir()) == ["ckpt.safetensors"]
+
+
+def test_empty_patch_is_refused(incident: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = incident.with_name("out.safetensors")
+    assert main(["stamp", str(incident), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "nothing to stamp" in err and "--architecture qwen2" in err
+    assert not out.exists()
+
+
+def test_empty_value_is_refused(incident: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["stamp", str(incident), "--license", " ", "-o", str(incident.with_name("o.safetensors"))]) == 2
+    assert "--license is empty" in capsys.readouterr().err
+
+
+def test_unknown_slug_names_the_flag_and_the_valid_slugs(incident: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = incident.with_name("out.safetensors")
+    assert main(["stamp", str(incident), "--architecture", "falcon", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pretrain: error: --architecture 'falcon' is not a family slug")
+    assert "qwen3, qwen2, llama, mamba, rwkv, gpt-neox, opt, bert, gpt2" in err
+    assert main(["stamp", str(incident), "--architecture", "Qwen2ForCausalLM", "-o", str(out)]) == 2
+    assert "did you mean --architecture qwen2?" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_hf_fields_contradicting_the_architecture_are_refused(incident: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = incident.with_name("out.safetensors")
+    rc = main(["stamp", str(incident), "--architecture", "qwen2", "--hf-architecture", "LlamaForCausalLM", "-o", str(out)])
+    assert rc == 2
+    assert "--hf-architecture 'LlamaForCausalLM' is family llama, but the architecture is qwen2" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_stamping_a_contradicting_family_needs_force(incident: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = incident.with_name("out.safetensors")
+    assert main(["stamp", str(incident), "--architecture", "gpt2", "-o", str(out)]) == 2
+    assert "stamp --architecture qwen2 instead" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["stamp", str(incident), "--architecture", "gpt2", "--force", "-o", str(out)]) == 0
+    assert read_header(out).metadata["hf_architecture"] == "GPT2LMHeadModel"
+
+
+def test_json_output(incident: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = incident.with_name("out.safetensors")
+    assert main(["stamp", str(incident), "--architecture", "qwen2", "--data-source", "synthetic", "--json", "-o", str(out)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["output"] == str(out)
+    assert result["filled"] == {"hf_architecture": "Qwen2ForCausalLM", "hf_model_type": "qwen2"}
+    assert set(result["changed"]) == {"architecture", "hf_architecture", "hf_model_type", "data_source"}
+    assert result["data_sha256"] == data_hash(out)
+
+
+def test_bert_without_mlm_head_is_stamped_bert_model(tmp_path: Path) -> None:
+    path = tmp_path / "bert.safetensors"
+    write_checkpoint(path, tensors_of("BertModel"), {})
+    assert main(["stamp", str(path), "--architecture", "bert", "-o", str(tmp_path / "b2.safetensors")]) == 0
+    assert read_header(tmp_path / "b2.safetensors").metadata["hf_architecture"] == "BertModel"
+
+
+def test_failure_mid_copy_leaves_nothing_behind(incident: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = incident.with_name("out.safetensors")
+
+    def broken(*args: object, **kwargs: object) -> str:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(stamp_module, "_copy_range", broken)
+    with pytest.raises(OSError, match="disk full"):
+        stamp_module.stamp_checkpoint(incident, out, {"architecture": "qwen2"})
+    assert sorted(p.name for p in incident.parent.iterdir()) == ["ckpt.safetensors"]
+
+
+def test_hf_directory_is_refused_with_guidance(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    build_model("Qwen2ForCausalLM", layers=1, device="cpu").save_pretrained(tmp_path / "hf")
+    assert main(["stamp", str(tmp_path / "hf"), "--architecture", "qwen2", "-o", str(tmp_path / "o.safetensors")]) == 2
+    assert "stamp its model.safetensors" in capsys.readouterr().err
+
+
+def test_hostile_input_exits_2_without_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(struct.pack("<Q", 10**12) + b"{}")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pretrain", "stamp", str(bad), "--architecture", "qwen2", "-o", str(tmp_path / "o.safetensors")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"pretrain: error: {bad}: declared header length")
+    assert "Traceback" not in proc.stderr
