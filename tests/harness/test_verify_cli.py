@@ -240,3 +240,39 @@ def test_schema_subcommand_prints_the_evidence_schema() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+
+
+def test_pytest_reports_an_invalid_contract_as_a_collection_error_with_its_line(tmp_path: Path) -> None:
+    broken = contract_text("broken-v1", PASSING).replace("attacks: [INV-FX-001]", "attacks: [INV-NOPE-001]", 1)
+    make_project(tmp_path, {"broken.yaml": broken})
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "harness.plugin", "-p", "no:cacheprovider", "contracts"],
+        cwd=tmp_path, env=harness_env(), capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr  # pytest: errors during collection
+    assert "INV-NOPE-001" in proc.stdout
+    assert "contracts/broken.yaml:" in proc.stdout
+    assert "harness validate" in proc.stdout
+
+
+def test_terminal_output_shows_a_progress_bar_and_the_same_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from harness.model import Binding, BindingKind, FalsifierResult, Outcome
+    from harness.verify_cli import Display
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.delenv("CI", raising=False)
+    stream = Terminal()
+    display = Display(2, stream)
+    assert display._progress is not None  # rich is driving a live bar
+    binding = Binding(BindingKind.PYTHON, target="m:f")
+    display.result(FalsifierResult("FALSIFY-A-001", "a-v1", ("INV-A-001",), Outcome.PASSED, "ok", 0.4, binding))
+    display.result(FalsifierResult("FALSIFY-A-002", "a-v1", ("INV-A-001",), Outcome.NOT_RUN, "requires CUDA", 0.0, binding))
+    display.close()
+    text = stream.getvalue()
+    assert "PASSED FALSIFY-A-001 (0.4s)" in text
+    assert "NOT_RUN FALSIFY-A-002 (0.0s): requires CUDA" in text
