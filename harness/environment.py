@@ -7,6 +7,7 @@ verifies projects that have never heard of it.
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import os
 import platform
@@ -58,11 +59,32 @@ def _total_memory_gib() -> float | None:
     return round(pages * page_size / 2**30, 2)
 
 
+GPU_DRIVER_PATHS = ("/dev/nvidiactl", "/proc/driver/nvidia", "/dev/kfd")
+
+
+def gpu_driver_may_be_present() -> bool:
+    """False only when CUDA certainly cannot work: Linux without an NVIDIA (or ROCm) driver node, or macOS.
+
+    Lets the harness skip importing torch (seconds of CPU) just to learn that there is no GPU.
+    """
+    if sys.platform == "darwin":
+        return False
+    if sys.platform.startswith("linux"):
+        return any(os.path.exists(p) for p in GPU_DRIVER_PATHS)
+    return True
+
+
 def torch_facts() -> dict[str, Any]:
     """torch version, CUDA availability and GPU name; all None when torch is not installed."""
     facts: dict[str, Any] = {"torch": None, "cuda": None, "gpu": None}
     if importlib.util.find_spec("torch") is None:
         return facts
+    if not gpu_driver_may_be_present():
+        try:
+            facts["torch"] = importlib.metadata.version("torch")
+            return facts
+        except importlib.metadata.PackageNotFoundError:
+            pass  # torch importable but not installed as a distribution: ask torch itself
     try:
         import torch
     except Exception as exc:  # a broken torch install must not stop verification

@@ -22,6 +22,7 @@ from datetime import date
 from functools import lru_cache
 from pathlib import Path
 
+from harness.environment import gpu_driver_may_be_present
 from harness.model import Binding, BindingKind, Contract, Falsifier, FalsifierResult, Outcome, Requirement
 
 HARNESS_PARENT = str(Path(__file__).resolve().parents[1])
@@ -107,7 +108,7 @@ def _with_output(reason: str, output: str) -> str:
 
 @lru_cache(maxsize=1)
 def cuda_available() -> bool:
-    if importlib.util.find_spec("torch") is None:
+    if importlib.util.find_spec("torch") is None or not gpu_driver_may_be_present():
         return False
     try:
         import torch

@@ -62,8 +62,21 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
+def command_line(args: argparse.Namespace) -> list[str]:
+    """The run's command as evidence records it, rebuilt from the parsed arguments."""
+    argv = ["harness", "verify", *map(str, args.paths), "--out", str(args.out)]
+    for pattern in args.select:
+        argv += ["-k", pattern]
+    if args.jobs != 1:
+        argv += ["-j", str(args.jobs)]
+    if args.strict:
+        argv.append("--strict")
+    return argv
+
+
 def run(args: argparse.Namespace) -> int:
-    command = getattr(args, "command_argv", None) or ["harness", "verify", *sys.argv[2:]]
+    """The `func` of the `verify` subparser."""
+    command = command_line(args)
     return verify(args.paths, out=args.out, select=args.select, jobs=args.jobs, strict=args.strict, command=command)
 
 
@@ -71,9 +84,7 @@ def run_verify(argv: Sequence[str]) -> int:
     """`harness verify` with its own argument list (everything after `verify`)."""
     parser = argparse.ArgumentParser(prog="harness verify", description=__doc__)
     add_arguments(parser)
-    args = parser.parse_args(list(argv))
-    args.command_argv = ["harness", "verify", *argv]
-    return run(args)
+    return run(parser.parse_args(list(argv)))
 
 
 # ---------------------------------------------------------------------------------------- inputs

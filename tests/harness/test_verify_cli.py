@@ -17,9 +17,11 @@ from tests.harness.verify_support import (
     REPO,
     contract_text,
     entries,
+    fake_installation,
     falsifier,
     harness_env,
     make_project,
+    plugin_args,
     read_evidence,
     run_verify,
     verify_argv,
@@ -203,7 +205,7 @@ def test_pytest_runs_contract_files_through_the_plugin(tmp_path: Path) -> None:
     make_project(tmp_path, {"plg.yaml": contract_text("plg-v1", cases, ("INV-FX-001", "INV-PLG-002"))})
     # Ordinary YAML next to contracts is not claimed by the plugin.
     (tmp_path / "contracts" / "settings.yaml").write_text("lr: 0.1\nsteps: 10\n")
-    base = [sys.executable, "-m", "pytest", "-p", "harness.plugin", "-p", "no:cacheprovider", "-rs"]
+    base = [sys.executable, "-m", "pytest", *plugin_args(), "-p", "no:cacheprovider", "-rs"]
     proc = subprocess.run([*base, "contracts"], cwd=tmp_path, env=harness_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "1 failed, 1 passed, 1 skipped" in proc.stdout
@@ -219,7 +221,7 @@ def test_plugin_is_inert_in_an_ordinary_test_run(tmp_path: Path) -> None:
     (tmp_path / "config.yaml").write_text("id: not-a-contract\nsteps: 3\n")
     (tmp_path / "test_plain.py").write_text("def test_it():\n    assert True\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "harness.plugin", "-p", "no:cacheprovider", "-q"],
+        [sys.executable, "-m", "pytest", *plugin_args(), "-p", "no:cacheprovider", "-q"],
         cwd=tmp_path, env=harness_env(), capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -240,3 +242,56 @@ def test_schema_subcommand_prints_the_evidence_schema() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+
+
+def test_pytest_reports_an_invalid_contract_as_a_collection_error_with_its_line(tmp_path: Path) -> None:
+    broken = contract_text("broken-v1", PASSING).replace("attacks: [INV-FX-001]", "attacks: [INV-NOPE-001]", 1)
+    make_project(tmp_path, {"broken.yaml": broken})
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", *plugin_args(), "-p", "no:cacheprovider", "contracts"],
+        cwd=tmp_path, env=harness_env(), capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr  # pytest: errors during collection
+    assert "INV-NOPE-001" in proc.stdout
+    assert "contracts/broken.yaml:" in proc.stdout
+    assert "harness validate" in proc.stdout
+
+
+def test_terminal_output_shows_a_progress_bar_and_the_same_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from harness.model import Binding, BindingKind, FalsifierResult, Outcome
+    from harness.verify_cli import Display
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.delenv("CI", raising=False)
+    stream = Terminal()
+    display = Display(2, stream)
+    assert display._progress is not None  # rich is driving a live bar
+    binding = Binding(BindingKind.PYTHON, target="m:f")
+    display.result(FalsifierResult("FALSIFY-A-001", "a-v1", ("INV-A-001",), Outcome.PASSED, "ok", 0.4, binding))
+    display.result(FalsifierResult("FALSIFY-A-002", "a-v1", ("INV-A-001",), Outcome.NOT_RUN, "requires CUDA", 0.0, binding))
+    display.close()
+    text = stream.getvalue()
+    assert "PASSED FALSIFY-A-001 (0.4s)" in text
+    assert "NOT_RUN FALSIFY-A-002 (0.0s): requires CUDA" in text
+
+
+def test_installed_entry_point_makes_plain_pytest_run_contracts(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    make_project(project, {"ok.yaml": contract_text("ok-v1", [*PASSING, falsifier("FALSIFY-OK-003", '{python: "fx_falsifiers:falsified"}')])})
+    site = fake_installation(tmp_path / "site")
+    env = harness_env()
+    env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], str(site)])
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "contracts"],
+        cwd=project, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert "1 failed, 2 passed" in proc.stdout, proc.stdout + proc.stderr
+    # verify's own session must not register the plugin twice when the entry point exists.
+    run = subprocess.run(verify_argv("contracts", "--out", "out"), cwd=project, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert read_evidence(project / "out" / "uncommitted" / "evidence.json")["totals"]["falsified"] == 1

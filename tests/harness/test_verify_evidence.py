@@ -3,6 +3,7 @@ stages turn results into files a reader (and a schema validator) accepts."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import xml.etree.ElementTree as ET
 from dataclasses import fields
@@ -221,3 +222,25 @@ def test_python_binding_runs_in_a_child_against_the_repository_root(tmp_path: Pa
     r = run_falsifier(f, make_contract(f), tmp_path)
     assert r.outcome is Outcome.FALSIFIED
     assert r.counterexample == str(tmp_path)
+
+
+def test_environment_skips_importing_torch_when_no_gpu_driver_exists(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.metadata
+    import sys
+
+    from harness import environment
+
+    monkeypatch.setattr(environment, "GPU_DRIVER_PATHS", ("/nonexistent/nvidiactl",))
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert environment.gpu_driver_may_be_present() is False
+    facts = environment.torch_facts()
+    if importlib.util.find_spec("torch") is None:
+        assert facts == {"torch": None, "cuda": None, "gpu": None}
+    else:
+        assert facts == {"torch": importlib.metadata.version("torch"), "cuda": None, "gpu": None}
+
+
+def test_git_state_outside_a_checkout_is_none(tmp_path: Path) -> None:
+    from harness.environment import git_state
+
+    assert git_state(tmp_path) == (None, None)

@@ -39,7 +39,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedP
     root = tmp_path_factory.mktemp("project")
     make_project(root, {"fx.yaml": contract_text("fx-outcomes-v1", CASES)})
     out = root / "out"
-    proc = run_verify(root, "contracts", "--out", str(out))
+    # -j 2: every kind of result must also survive the trip from an xdist worker to the controller.
+    proc = run_verify(root, "contracts", "--out", str(out), "-j", "2")
     evidence_path = out / "uncommitted" / "evidence.json"
     assert evidence_path.exists(), proc.stdout + proc.stderr
     return proc, read_evidence(evidence_path), root
@@ -203,7 +204,7 @@ def test_deferred_falsifier_records_reason_and_expiry(run) -> None:
 def test_evidence_header_describes_the_run(run) -> None:
     _, evidence, _ = run
     assert evidence["commit"] is None and evidence["dirty"] is None
-    assert evidence["command"][:3] == ["harness", "verify", "contracts"]
+    assert evidence["command"] == ["harness", "verify", "contracts", "--out", str(run[2] / "out"), "-j", "2"]
     env = evidence["environment"]
     assert env["python"].count(".") == 2 and env["os"] and env["cpu"]
     (contract,) = evidence["contracts"]

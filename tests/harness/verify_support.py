@@ -138,6 +138,26 @@ def harness_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def plugin_args() -> list[str]:
+    """`-p harness.plugin` from a plain checkout; nothing when the installed entry point loads it
+    already (naming it again would make pytest refuse a second registration)."""
+    import importlib.metadata
+
+    if any(ep.value == "harness.plugin" for ep in importlib.metadata.entry_points(group="pytest11")):
+        return []
+    return ["-p", "harness.plugin"]
+
+
+def fake_installation(site: Path) -> Path:
+    """A directory that, on PYTHONPATH, makes importlib.metadata see the harness installed with its
+    `pytest11` entry point, as `pip install .` would, without touching the real site-packages."""
+    dist = site / "contract_harness-0.1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: contract-harness\nVersion: 0.1.0\n")
+    (dist / "entry_points.txt").write_text("[pytest11]\nharness = harness.plugin\n")
+    return site
+
+
 def verify_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "harness", "verify", *args]
 
