@@ -24,8 +24,8 @@ _counts: dict[str, Any] = {
     "errors": 0,
     "collect_errors": [],
     "failures": [],
-    "reported": [],
 }
+_reported: set[str] = set()
 
 
 def pytest_collectreport(report: pytest.CollectReport) -> None:
@@ -38,8 +38,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.nodeid not in _counts["reported"]:
-        _counts["reported"].append(report.nodeid)
+    _reported.add(report.nodeid)
     if report.when == "call":
         if report.passed:
             _counts["passed"] += 1
@@ -64,7 +63,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not target or hasattr(session.config, "workerinput"):
         return
     # Under xdist the controller collects nothing itself; the distinct reported node ids are the matches.
-    _counts["collected"] = max(_counts["collected"], len(_counts["reported"]))
+    _counts["collected"] = max(_counts["collected"], len(_reported))
     _counts["exitstatus"] = int(exitstatus)
     out = Path(target)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
