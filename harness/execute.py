@@ -281,7 +281,7 @@ def run_falsifier(
     return FalsifierResult(
         id=falsifier.id,
         contract_id=contract.id,
-        invariants=tuple(falsifier.attacks),
+        invariant=tuple(falsifier.attacks),
         outcome=verdict.outcome,
         reason=verdict.reason,
         duration_s=round(time.monotonic() - start, 3),

@@ -130,7 +130,7 @@ class Outcome(str, enum.Enum):
 class FalsifierResult:
     id: str
     contract_id: str
-    invariants: tuple[str, ...]
+    invariant: tuple[str, ...]  # the attacked invariant ids ("invariant" is the evidence key tools read)
     outcome: Outcome
     reason: str
     duration_s: float

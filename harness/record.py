@@ -85,7 +85,7 @@ def result_from_dict(data: dict[str, Any]) -> FalsifierResult:
     return FalsifierResult(
         id=data["id"],
         contract_id=data["contract_id"],
-        invariants=tuple(data["invariants"]),
+        invariant=tuple(data["invariant"]),
         outcome=Outcome(data["outcome"]),
         reason=data["reason"],
         duration_s=float(data["duration_s"]),

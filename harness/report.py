@@ -52,7 +52,7 @@ def render_junit(evidence: dict[str, Any]) -> str:
                 suite, "testcase", classname=contract["id"], name=f["id"], time=f"{f['duration_s']:.3f}"
             )
             props = ET.SubElement(case, "properties")
-            ET.SubElement(props, "property", name="invariants", value=" ".join(f["invariants"]))
+            ET.SubElement(props, "property", name="invariant", value=" ".join(f["invariant"]))
             ET.SubElement(props, "property", name="binding", value=f"{f['binding']['kind']}")
             if f["outcome"] == "falsified":
                 ET.SubElement(case, "failure", message=f["reason"]).text = f["counterexample"] or ""
@@ -91,7 +91,7 @@ def render_summary(evidence: dict[str, Any]) -> str:
         for f in contract["falsifiers"]:
             tests = "" if f["tests_matched"] is None else f"{f['tests_executed']}/{f['tests_matched']}"
             lines.append(
-                f"| `{f['id']}` | {_cell(', '.join(f['invariants']))} | {ICON[f['outcome']]} {f['outcome']} "
+                f"| `{f['id']}` | {_cell(', '.join(f['invariant']))} | {ICON[f['outcome']]} {f['outcome']} "
                 f"| {f['duration_s']:.2f}s | {tests} | {_cell(f['reason'])} |"
             )
         lines.append("")

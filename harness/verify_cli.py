@@ -190,7 +190,7 @@ def error_result(key: Key, pair: tuple[Contract, Falsifier], reason: str) -> Fal
     return FalsifierResult(
         id=falsifier.id,
         contract_id=contract.id,
-        invariants=tuple(falsifier.attacks),
+        invariant=tuple(falsifier.attacks),
         outcome=Outcome.ERROR,
         reason=reason,
         duration_s=0.0,

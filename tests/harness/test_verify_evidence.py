@@ -43,7 +43,7 @@ def make_result(outcome: Outcome, **kw: object) -> FalsifierResult:
     values: dict[str, object] = dict(
         id="FALSIFY-X-001",
         contract_id="x-v1",
-        invariants=("INV-X-001",),
+        invariant=("INV-X-001",),
         outcome=outcome,
         reason="why",
         duration_s=0.25,

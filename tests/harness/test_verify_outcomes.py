@@ -71,7 +71,7 @@ def test_passing_python_falsifier(run) -> None:
     r = result(run, "FALSIFY-FX-001")
     assert r["outcome"] == "passed"
     assert r["counterexample"] is None
-    assert r["invariants"] == ["INV-FX-001"]
+    assert r["invariant"] == ["INV-FX-001"]
     assert r["binding"]["target"] == "fx_falsifiers:holds"
 
 
