@@ -57,7 +57,7 @@ HF_SINGLE = "model.safetensors"
 HF_INDEX = "model.safetensors.index.json"
 GGUF_MAGIC = b"GGUF"
 
-DEFAULT_HINT = "re-export or re-download the checkpoint; `pretrain inspect PATH` shows what a readable one holds"
+DEFAULT_HINT = "re-export or re-download the checkpoint (the writer or the transfer broke it)"
 
 
 class CheckpointError(Exception):
