@@ -300,3 +300,57 @@ def test_load_tensors_onto_cuda(tmp_path: Path) -> None:
     write_checkpoint(path, tiny_qwen2_tensors(), FULL_META)
     loaded = load_tensors(path, device="cuda")
     assert all(t.is_cuda for t in loaded.values())
+
+
+def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.safetensors"
+    os.mkfifo(fifo)
+    with pytest.raises(CheckpointError, match="not a regular file"):
+        read_header(fifo)
+    d = tmp_path / "hf"
+    d.mkdir()
+    os.mkfifo(d / "model.safetensors")
+    with pytest.raises(CheckpointError, match="not a regular file"):
+        read_header(d)
+
+
+def test_lone_surrogate_escape_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.safetensors"
+    path.write_bytes(blob(b'{"__metadata__":{"a":"\\ud800"}}'))
+    with pytest.raises(CheckpointError, match="surrogate"):
+        read_header(path)
+    path.write_bytes(blob(b'{"__metadata__":{"a":"\\u00e9\\ud83d\\ude00"}}'))  # a valid pair is fine
+    assert read_header(path).metadata == {"a": "\u00e9\U0001f600"}
+
+
+@pytest.mark.parametrize(
+    ("files", "fault"),
+    [
+        ({"config.json": b"{oops", "model.safetensors": None}, "config.json is not valid JSON"),
+        ({"config.json": b"[1]", "model.safetensors": None}, "config.json is a JSON list"),
+        ({"model.safetensors.index.json": b"[]"}, "has no 'weight_map'"),
+        ({"model.safetensors.index.json": b'{"weight_map": {}}'}, "has no 'weight_map'"),
+        ({"model.safetensors.index.json": b'{"weight_map": {"a": 3}}'}, "not a file name"),
+        ({"model.safetensors.index.json": b'{"weight_map": {"a": "s.safetensors", "b": "s.safetensors"}}', "s.safetensors": None}, "in no shard"),
+        ({"model.safetensors.index.json": b'{"weight_map": {"b": "s.safetensors"}}', "s.safetensors": None}, "weight_map says None"),
+        ({"model.safetensors": b"\x00\x00"}, "too short"),
+    ],
+)
+def test_hostile_hf_directories(tmp_path: Path, files: dict[str, bytes | None], fault: str) -> None:
+    good = blob({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 8)
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(good if content is None else content)
+    with pytest.raises(CheckpointError) as info:
+        read_header(tmp_path)
+    assert fault in str(info.value)
+
+
+def test_gate_salvage_for_an_hf_directory_is_a_config_edit(tmp_path: Path) -> None:
+    d = tmp_path / "hf"
+    build_model("Qwen2ForCausalLM", layers=1, device="cpu").save_pretrained(d)
+    config = json.loads((d / "config.json").read_text())
+    config["architectures"] = ["LlamaForCausalLM"]
+    (d / "config.json").write_text(json.dumps(config))
+    with pytest.raises(InitArchMismatchError) as info:
+        check_init_arch(d)
+    assert f'edit {d / "config.json"}: set "architectures": ["Qwen2ForCausalLM"] and "model_type": "qwen2"' in str(info.value)
