@@ -275,13 +275,21 @@ def test_missing_path_and_plain_directory(tmp_path: Path) -> None:
         read_header(tmp_path)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_unreadable_file(tmp_path: Path) -> None:
+def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pretrain.checkpoint as checkpoint
+
     path = tmp_path / "locked.safetensors"
     path.write_bytes(blob(GOOD, b"\0" * 8))
-    path.chmod(0)
-    with pytest.raises(CheckpointError, match="cannot read"):
+
+    def denied(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    # Root reads any file whatever its mode, so the refusal is simulated where the reader opens files.
+    monkeypatch.setattr(checkpoint, "open", denied, raising=False)
+    with pytest.raises(CheckpointError, match="cannot read: Permission denied; check the path and permissions"):
         read_header(path)
+    with pytest.raises(CheckpointError, match="cannot read: Permission denied"):
+        checkpoint.read_safetensors_header(path)
 
 
 def test_valid_edge_cases_are_accepted(tmp_path: Path) -> None:
