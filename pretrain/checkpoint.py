@@ -488,6 +488,7 @@ def _translate_load(path: str, exc: Exception) -> CheckpointError:
 
 def load_tensors(path: str | os.PathLike[str], device: str = "cpu") -> dict[str, torch.Tensor]:
     """Load every tensor of a .safetensors file or HF directory (sharded too) onto `device`."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     header = read_header(path)
@@ -502,12 +503,8 @@ def load_tensors(path: str | os.PathLike[str], device: str = "cpu") -> dict[str,
     for file in files:
         try:
             loaded = load_file(str(file), device=device)
-        except (OSError, RuntimeError, ValueError, TypeError) as exc:  # SafetensorError is an Exception subclass
+        except (SafetensorError, OSError, ValueError) as exc:  # the file changed since its header was read
             raise _translate_load(str(file), exc) from None
-        except Exception as exc:
-            if type(exc).__name__ == "SafetensorError":
-                raise _translate_load(str(file), exc) from None
-            raise
         tensors.update(loaded)
     return tensors
 

@@ -180,8 +180,11 @@ def stamp_checkpoint(
         )
     if output is None and not in_place:
         raise StampError("give -o OUT for the stamped copy, or --in-place to rewrite the input")
-    dst = src if output is None else Path(output)
-    if dst.exists() and dst.resolve() == src.resolve() and not in_place:
+    # In place through a symlink rewrites the file it points to, not the link.
+    dst = src.resolve() if output is None else Path(output)
+    if dst.exists() and dst.resolve() == src.resolve():
+        dst = src.resolve()
+    if dst == src.resolve() and not in_place:
         raise StampError(f"-o {dst} is the input file; pass --in-place to rewrite it, or choose another -o")
     if dst.is_dir():
         raise StampError(f"-o {dst} is a directory; give a file name such as {dst / src.name}")

@@ -203,3 +203,13 @@ def test_write_failure_exits_2_with_the_reason(incident: Path, monkeypatch: pyte
     assert main(["stamp", str(incident), "--architecture", "qwen2", "-o", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"pretrain: error: {out}: cannot write the stamped checkpoint: Permission denied")
+
+
+def test_in_place_through_a_symlink_rewrites_the_target(incident: Path) -> None:
+    link = incident.with_name("latest.safetensors")
+    link.symlink_to(incident.name)
+    old_hash = data_hash(incident)
+    assert main(["stamp", str(link), "--architecture", "qwen2", "--in-place"]) == 0
+    assert link.is_symlink()
+    assert read_header(incident).metadata["architecture"] == "qwen2"
+    assert data_hash(incident) == old_hash
