@@ -109,10 +109,14 @@ class Header:
 
     @property
     def arch_claim(self) -> str | None:
-        """The architecture the checkpoint says it is, from the most specific source that says anything."""
+        """The architecture the checkpoint says it is, from the most specific source that says anything.
+
+        A source saying "unknown" says nothing, so the next one is asked (a writer that did not know the
+        slug may still have recorded the HF class).
+        """
         for key in ("architecture", "hf_architecture"):
             value = self.metadata.get(key, "").strip()
-            if value:
+            if value and value.lower() != "unknown":
                 return value
         if self.config:
             archs = self.config.get("architectures")
@@ -570,7 +574,7 @@ def write_checkpoint(
 
     meta = normalize_metadata(metadata)
     if verify_arch:
-        claim = meta.get("architecture") or meta.get("hf_architecture")
+        claim = Header(path=str(path), format="safetensors", tensors={}, metadata=meta).arch_claim
         validate_init_arch_matches_tensor_evidence(claim, tensors.keys(), path=str(path))
     seen: set[int] = set()
     prepared: dict[str, torch.Tensor] = {}

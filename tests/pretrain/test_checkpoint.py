@@ -362,3 +362,11 @@ def test_gate_salvage_for_an_hf_directory_is_a_config_edit(tmp_path: Path) -> No
     with pytest.raises(InitArchMismatchError) as info:
         check_init_arch(d)
     assert f'edit {d / "config.json"}: set "architectures": ["Qwen2ForCausalLM"] and "model_type": "qwen2"' in str(info.value)
+
+
+def test_an_unknown_architecture_defers_to_the_hf_class(tmp_path: Path) -> None:
+    path = tmp_path / "c.safetensors"
+    write_checkpoint(path, tiny_qwen2_tensors(), {"architecture": "unknown", "hf_architecture": "LlamaForCausalLM"}, verify_arch=False)
+    assert read_header(path).arch_claim == "LlamaForCausalLM"
+    with pytest.raises(InitArchMismatchError):
+        check_init_arch(path)
