@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import struct
 import tempfile
 from collections.abc import Mapping
@@ -57,7 +58,7 @@ HF_SINGLE = "model.safetensors"
 HF_INDEX = "model.safetensors.index.json"
 GGUF_MAGIC = b"GGUF"
 
-DEFAULT_HINT = "re-export or re-download the checkpoint; `pretrain inspect PATH` shows what a readable one holds"
+DEFAULT_HINT = "re-export or re-download the checkpoint (the writer or the transfer broke it)"
 
 
 class CheckpointError(Exception):
@@ -108,10 +109,14 @@ class Header:
 
     @property
     def arch_claim(self) -> str | None:
-        """The architecture the checkpoint says it is, from the most specific source that says anything."""
+        """The architecture the checkpoint says it is, from the most specific source that says anything.
+
+        A source saying "unknown" says nothing, so the next one is asked (a writer that did not know the
+        slug may still have recorded the HF class).
+        """
         for key in ("architecture", "hf_architecture"):
             value = self.metadata.get(key, "").strip()
-            if value:
+            if value and value.lower() != "unknown":
                 return value
         if self.config:
             archs = self.config.get("architectures")
@@ -147,11 +152,21 @@ def parse_json_bounded(path: str | os.PathLike[str], raw: bytes, what: str) -> A
     except UnicodeDecodeError as exc:
         raise CheckpointError(path, f"{what} is not UTF-8 ({exc.reason} at byte {exc.start})") from None
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant)
+        parsed = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant)
     except RecursionError:  # json's C scanner guards its recursion, so deep nesting lands here, not in a crash
         raise CheckpointError(path, f"{what} nests JSON too deeply to parse") from None
     except ValueError as exc:  # JSONDecodeError, duplicate keys, NaN, over-long integers
         raise CheckpointError(path, f"{what} is not valid JSON: {exc}") from None
+    if "\\u" in text:
+        # A `\ud800` escape decodes to a lone surrogate, which no UTF-8 writer (or terminal) can take;
+        # safetensors refuses it, and so must we, before a name or value reaches print().
+        try:
+            json.dumps(parsed, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise CheckpointError(path, f"{what} contains a lone UTF-16 surrogate escape") from None
+        except RecursionError:
+            raise CheckpointError(path, f"{what} nests JSON too deeply to parse") from None
+    return parsed
 
 
 def _is_int(value: Any) -> bool:
@@ -205,10 +220,20 @@ def _read_exact(f: Any, n: int) -> bytes:
     return b"".join(chunks)
 
 
+def _require_regular_file(path: str | os.PathLike[str]) -> None:
+    # A FIFO would block open() forever and a device can stream without end; checkpoints are regular files.
+    mode = os.stat(path).st_mode
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(path)
+    if not stat.S_ISREG(mode):
+        raise CheckpointError(path, "is not a regular file (a pipe, socket or device)", "give the checkpoint file's path")
+
+
 def read_safetensors_header(path: str | os.PathLike[str]) -> Header:
     """Parse and validate a .safetensors header, reading 8 + header-length bytes and nothing else."""
     spath = str(path)
     try:
+        _require_regular_file(spath)
         with open(spath, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             if size < 8:
@@ -297,6 +322,7 @@ def _config_from_metadata(path: str, metadata: Mapping[str, str]) -> dict[str, A
 
 def _read_json_file(path: Path, what: str) -> Any:
     try:
+        _require_regular_file(path)
         size = path.stat().st_size
         if size > MAX_HEADER_BYTES:
             raise CheckpointError(path, f"{what} is {size} bytes, over the {MAX_HEADER_BYTES}-byte limit")
@@ -319,7 +345,7 @@ def read_hf_dir_header(path: str | os.PathLike[str]) -> Header:
     directory = Path(path)
     config: dict[str, Any] | None = None
     config_path = directory / HF_CONFIG
-    if config_path.is_file():
+    if config_path.exists():
         loaded = _read_json_file(config_path, "config.json")
         if not isinstance(loaded, dict):
             raise CheckpointError(config_path, f"config.json is a JSON {type(loaded).__name__}, expected an object")
@@ -330,7 +356,7 @@ def read_hf_dir_header(path: str | os.PathLike[str]) -> Header:
     tensors: dict[str, TensorInfo] = {}
     metadata: dict[str, str] = {}
     shards: list[str] = []
-    if index_path.is_file():
+    if index_path.exists():
         index = _read_json_file(index_path, "model.safetensors.index.json")
         weight_map = index.get("weight_map") if isinstance(index, dict) else None
         if not isinstance(weight_map, dict) or not weight_map:
@@ -352,7 +378,7 @@ def read_hf_dir_header(path: str | os.PathLike[str]) -> Header:
             raise CheckpointError(
                 index_path, f"{len(missing)} tensors in the weight_map are in no shard (first: {missing[0]!r})"
             )
-    elif single_path.is_file():
+    elif single_path.exists():
         single = read_safetensors_header(single_path)
         metadata = dict(single.metadata)
         shards.append(HF_SINGLE)
@@ -437,6 +463,7 @@ def read_header(path: str | os.PathLike[str]) -> Header:
             return read_hf_dir_header(p)
         if not p.exists():
             raise CheckpointError(p, "no such file or directory", "check the path")
+        _require_regular_file(p)
         with open(p, "rb") as f:
             magic = f.read(4)
     except CheckpointError:
@@ -465,6 +492,7 @@ def _translate_load(path: str, exc: Exception) -> CheckpointError:
 
 def load_tensors(path: str | os.PathLike[str], device: str = "cpu") -> dict[str, torch.Tensor]:
     """Load every tensor of a .safetensors file or HF directory (sharded too) onto `device`."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     header = read_header(path)
@@ -479,12 +507,8 @@ def load_tensors(path: str | os.PathLike[str], device: str = "cpu") -> dict[str,
     for file in files:
         try:
             loaded = load_file(str(file), device=device)
-        except (OSError, RuntimeError, ValueError, TypeError) as exc:  # SafetensorError is an Exception subclass
+        except (SafetensorError, OSError, ValueError) as exc:  # the file changed since its header was read
             raise _translate_load(str(file), exc) from None
-        except Exception as exc:
-            if type(exc).__name__ == "SafetensorError":
-                raise _translate_load(str(file), exc) from None
-            raise
         tensors.update(loaded)
     return tensors
 
@@ -550,7 +574,7 @@ def write_checkpoint(
 
     meta = normalize_metadata(metadata)
     if verify_arch:
-        claim = meta.get("architecture") or meta.get("hf_architecture")
+        claim = Header(path=str(path), format="safetensors", tensors={}, metadata=meta).arch_claim
         validate_init_arch_matches_tensor_evidence(claim, tensors.keys(), path=str(path))
     seen: set[int] = set()
     prepared: dict[str, torch.Tensor] = {}

@@ -10,6 +10,7 @@ or unreadable names are not evidence of a mismatch.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -231,9 +232,16 @@ def canonical_hf_identity(family: str) -> HFIdentity:
 
 
 def stamp_recipe(path: str | None, family: str) -> str:
-    """The `pretrain stamp` command that rewrites a checkpoint's claim to `family`."""
+    """The `pretrain stamp` command that rewrites a checkpoint's claim to `family` (for an HF directory, the config.json edit)."""
     ident = canonical_hf_identity(family)
     source = path or "ckpt.safetensors"
+    if os.path.isdir(source):
+        # An HF directory's claim is its config.json; stamping one shard would leave config.json lying.
+        config = os.path.join(source, "config.json")
+        return (
+            f'edit {_shell_quote(config)}: set "architectures": ["{ident.architecture}"] and '
+            f'"model_type": "{ident.model_type}" (the weights stay as they are)'
+        )
     target = fixed_name(source)
     return (
         f"pretrain stamp {_shell_quote(source)} --architecture {family} --hf-architecture {ident.architecture} "
@@ -276,7 +284,7 @@ def validate_init_arch_matches_tensor_evidence(
     message = (
         f"{where}FALSIFY-INIT-ARCH-MATCH-001: the metadata claims {metadata_arch!r} (family {claimed}) but the "
         f"tensor names are {inferred}'s; building a {claimed} model from it would match no weights and train "
-        f"from random initialisation. If the tensors are right, restamp the metadata:\n"
+        f"from random initialisation. If the tensors are right, fix the claim:\n"
         f"  {stamp_recipe(path, inferred)}\n"
         f"then pass the fixed file to --init."
     )

@@ -50,7 +50,8 @@ def summarize(header: Header) -> dict[str, Any]:
 
 
 def _clip(text: str, width: int = 100) -> str:
-    text = text.replace("\n", " ")
+    # Metadata is untrusted: show control characters (terminal escapes included) escaped, never raw.
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
@@ -64,7 +65,7 @@ def print_summary(summary: dict[str, Any]) -> None:
     if summary["metadata"]:
         print("  metadata:")
         for key, value in sorted(summary["metadata"].items()):
-            print(f"    {key}: {_clip(value)}")
+            print(f"    {_clip(key, 60)}: {_clip(value)}")
     else:
         print("  metadata: none")
     claim = summary["claim"]

@@ -180,11 +180,16 @@ def stamp_checkpoint(
         )
     if output is None and not in_place:
         raise StampError("give -o OUT for the stamped copy, or --in-place to rewrite the input")
-    dst = src if output is None else Path(output)
-    if dst.exists() and dst.resolve() == src.resolve() and not in_place:
+    # In place through a symlink rewrites the file it points to, not the link.
+    dst = src.resolve() if output is None else Path(output)
+    if dst.exists() and dst.resolve() == src.resolve():
+        dst = src.resolve()
+    if dst == src.resolve() and not in_place:
         raise StampError(f"-o {dst} is the input file; pass --in-place to rewrite it, or choose another -o")
     if dst.is_dir():
         raise StampError(f"-o {dst} is a directory; give a file name such as {dst / src.name}")
+    if not dst.parent.is_dir():
+        raise StampError(f"-o {dst}: directory {dst.parent} does not exist; create it (mkdir -p {dst.parent}) or choose another -o")
     after = {**header.metadata, **patch}
     if not force:
         claim = after.get("architecture") or after.get("hf_architecture")
@@ -250,6 +255,9 @@ def run(args: argparse.Namespace) -> int:
         return error(str(exc))
     except StampError as exc:
         return error(str(exc))
+    except OSError as exc:  # the output side: permissions, disk full; the input side raised CheckpointError
+        target = args.output or args.input
+        return error(f"{target}: cannot write the stamped checkpoint: {exc.strerror or exc}; check free space and permissions, then retry")
     if args.json:
         print(json.dumps(asdict(result), indent=2))
         return 0

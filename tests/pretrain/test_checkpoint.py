@@ -275,13 +275,21 @@ def test_missing_path_and_plain_directory(tmp_path: Path) -> None:
         read_header(tmp_path)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_unreadable_file(tmp_path: Path) -> None:
+def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pretrain.checkpoint as checkpoint
+
     path = tmp_path / "locked.safetensors"
     path.write_bytes(blob(GOOD, b"\0" * 8))
-    path.chmod(0)
-    with pytest.raises(CheckpointError, match="cannot read"):
+
+    def denied(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    # Root reads any file whatever its mode, so the refusal is simulated where the reader opens files.
+    monkeypatch.setattr(checkpoint, "open", denied, raising=False)
+    with pytest.raises(CheckpointError, match="cannot read: Permission denied; check the path and permissions"):
         read_header(path)
+    with pytest.raises(CheckpointError, match="cannot read: Permission denied"):
+        checkpoint.read_safetensors_header(path)
 
 
 def test_valid_edge_cases_are_accepted(tmp_path: Path) -> None:
@@ -300,3 +308,65 @@ def test_load_tensors_onto_cuda(tmp_path: Path) -> None:
     write_checkpoint(path, tiny_qwen2_tensors(), FULL_META)
     loaded = load_tensors(path, device="cuda")
     assert all(t.is_cuda for t in loaded.values())
+
+
+def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.safetensors"
+    os.mkfifo(fifo)
+    with pytest.raises(CheckpointError, match="not a regular file"):
+        read_header(fifo)
+    d = tmp_path / "hf"
+    d.mkdir()
+    os.mkfifo(d / "model.safetensors")
+    with pytest.raises(CheckpointError, match="not a regular file"):
+        read_header(d)
+
+
+def test_lone_surrogate_escape_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.safetensors"
+    path.write_bytes(blob(b'{"__metadata__":{"a":"\\ud800"}}'))
+    with pytest.raises(CheckpointError, match="surrogate"):
+        read_header(path)
+    path.write_bytes(blob(b'{"__metadata__":{"a":"\\u00e9\\ud83d\\ude00"}}'))  # a valid pair is fine
+    assert read_header(path).metadata == {"a": "\u00e9\U0001f600"}
+
+
+@pytest.mark.parametrize(
+    ("files", "fault"),
+    [
+        ({"config.json": b"{oops", "model.safetensors": None}, "config.json is not valid JSON"),
+        ({"config.json": b"[1]", "model.safetensors": None}, "config.json is a JSON list"),
+        ({"model.safetensors.index.json": b"[]"}, "has no 'weight_map'"),
+        ({"model.safetensors.index.json": b'{"weight_map": {}}'}, "has no 'weight_map'"),
+        ({"model.safetensors.index.json": b'{"weight_map": {"a": 3}}'}, "not a file name"),
+        ({"model.safetensors.index.json": b'{"weight_map": {"a": "s.safetensors", "b": "s.safetensors"}}', "s.safetensors": None}, "in no shard"),
+        ({"model.safetensors.index.json": b'{"weight_map": {"b": "s.safetensors"}}', "s.safetensors": None}, "weight_map says None"),
+        ({"model.safetensors": b"\x00\x00"}, "too short"),
+    ],
+)
+def test_hostile_hf_directories(tmp_path: Path, files: dict[str, bytes | None], fault: str) -> None:
+    good = blob({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 8)
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(good if content is None else content)
+    with pytest.raises(CheckpointError) as info:
+        read_header(tmp_path)
+    assert fault in str(info.value)
+
+
+def test_gate_salvage_for_an_hf_directory_is_a_config_edit(tmp_path: Path) -> None:
+    d = tmp_path / "hf"
+    build_model("Qwen2ForCausalLM", layers=1, device="cpu").save_pretrained(d)
+    config = json.loads((d / "config.json").read_text())
+    config["architectures"] = ["LlamaForCausalLM"]
+    (d / "config.json").write_text(json.dumps(config))
+    with pytest.raises(InitArchMismatchError) as info:
+        check_init_arch(d)
+    assert f'edit {d / "config.json"}: set "architectures": ["Qwen2ForCausalLM"] and "model_type": "qwen2"' in str(info.value)
+
+
+def test_an_unknown_architecture_defers_to_the_hf_class(tmp_path: Path) -> None:
+    path = tmp_path / "c.safetensors"
+    write_checkpoint(path, tiny_qwen2_tensors(), {"architecture": "unknown", "hf_architecture": "LlamaForCausalLM"}, verify_arch=False)
+    assert read_header(path).arch_claim == "LlamaForCausalLM"
+    with pytest.raises(InitArchMismatchError):
+        check_init_arch(path)

@@ -101,3 +101,47 @@ def test_mutated_files_are_read_or_refused_with_checkpoint_error_only(data: byte
         with safe_open(str(path), "numpy") as f:
             assert set(f.keys()) == set(header.tensor_names)
             assert (f.metadata() or {}) == header.metadata
+
+
+def _tiny_gguf_bytes() -> bytes:
+    import gguf
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "base.gguf"
+        writer = gguf.GGUFWriter(str(path), "llama")
+        writer.add_block_count(1)
+        writer.add_string("general.license", "mit")
+        writer.add_array("tokenizer.ggml.tokens", ["a", "b"])
+        writer.add_tensor("token_embd.weight", np.zeros((4, 2), np.float32))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        return path.read_bytes()
+
+
+GGUF_BASE = _tiny_gguf_bytes()
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_mutated_gguf_files_are_read_or_refused_with_checkpoint_error_only(data: st.DataObject) -> None:
+    buf = bytearray(GGUF_BASE)
+    kind = data.draw(st.sampled_from(["flip", "truncate", "u64"]))
+    if kind == "flip":
+        for _ in range(data.draw(st.integers(1, 4))):
+            buf[data.draw(st.integers(4, len(buf) - 1))] = data.draw(st.integers(0, 255))
+    elif kind == "truncate":
+        buf = buf[: data.draw(st.integers(4, len(buf) - 1))]
+    else:  # counts and lengths in GGUF are u64: plant a huge one where a field is
+        pos = data.draw(st.integers(4, min(len(buf) - 8, 200)))
+        buf[pos : pos + 8] = data.draw(st.integers(0, 2**64 - 1)).to_bytes(8, "little")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "fuzz.gguf"
+        path.write_bytes(bytes(buf))
+        try:
+            header = read_header(path)
+        except CheckpointError as exc:
+            assert exc.path == str(path)
+            return
+        assert header.format == "gguf"

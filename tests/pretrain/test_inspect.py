@@ -225,3 +225,12 @@ def _cached_tensors() -> dict[str, torch.Tensor]:
     if not _TENSORS:
         _TENSORS.update(qwen2_tensors())
     return _TENSORS
+
+
+def test_control_characters_in_metadata_are_escaped(tmp_path: Path, tensors: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "esc.safetensors"
+    write_checkpoint(path, tensors, {"data_source": "evil\x1b[2J\nnext line", "k\x07": "v"})
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert "data_source: evil\\x1b[2J\\nnext line" in out

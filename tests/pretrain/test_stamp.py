@@ -186,3 +186,30 @@ def test_hostile_input_exits_2_without_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"pretrain: error: {bad}: declared header length")
     assert "Traceback" not in proc.stderr
+
+
+def test_missing_output_directory_is_refused_up_front(incident: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = incident.parent / "no" / "such" / "dir" / "o.safetensors"
+    assert main(["stamp", str(incident), "--architecture", "qwen2", "-o", str(out)]) == 2
+    assert "does not exist; create it (mkdir -p" in capsys.readouterr().err
+
+
+def test_write_failure_exits_2_with_the_reason(incident: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    def denied(path: object, write: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(stamp_module, "atomic_write", denied)
+    out = incident.with_name("o.safetensors")
+    assert main(["stamp", str(incident), "--architecture", "qwen2", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"pretrain: error: {out}: cannot write the stamped checkpoint: Permission denied")
+
+
+def test_in_place_through_a_symlink_rewrites_the_target(incident: Path) -> None:
+    link = incident.with_name("latest.safetensors")
+    link.symlink_to(incident.name)
+    old_hash = data_hash(incident)
+    assert main(["stamp", str(link), "--architecture", "qwen2", "--in-place"]) == 0
+    assert link.is_symlink()
+    assert read_header(incident).metadata["architecture"] == "qwen2"
+    assert data_hash(incident) == old_hash
