@@ -43,6 +43,9 @@ class Corpus:
     val: torch.Tensor  # 1-D int64
     source: str  # recorded in checkpoint metadata as data_source
     license: str  # recorded as data_license ("" when unknown)
+    # Recorded as `tokenizer` metadata so a checkpoint says how to turn text into its ids; "" when the
+    # ids came pre-tokenized and we cannot know.
+    tokenizer: str = ""
 
     @property
     def max_token(self) -> int:
@@ -63,14 +66,17 @@ def default_corpus_bytes() -> bytes:
     return data
 
 
-def _read_tokens(path: Path) -> tuple[np.ndarray, str]:
+BYTE_TOKENIZER = "bytes"  # UTF-8 bytes as ids 0-255, no special tokens
+
+
+def _read_tokens(path: Path) -> tuple[np.ndarray, str, str]:
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file()
                        and not any(part.startswith(".") for part in p.relative_to(path).parts))
         if not files:
             raise DataError(f"--data {path}: directory has no files; put .txt files in it or pass a token file")
         raw = b"\n".join(p.read_bytes() for p in files)
-        return np.frombuffer(raw, dtype=np.uint8).astype(np.int64), f"dir:{path} ({len(files)} files, bytes)"
+        return np.frombuffer(raw, dtype=np.uint8).astype(np.int64), f"dir:{path} ({len(files)} files, bytes)", BYTE_TOKENIZER
     if not path.exists():
         raise DataError(f"--data {path}: no such file or directory; pass an existing directory, .npy, .bin or text file")
     if path.suffix == ".npy":
@@ -83,12 +89,12 @@ def _read_tokens(path: Path) -> tuple[np.ndarray, str]:
                             f"dtype {arr.dtype}; save tokens with numpy.save(path, ids.astype('int32'))")
         if arr.size and arr.min() < 0:
             raise DataError(f"--data {path}: negative token id {int(arr.min())}; token ids must be >= 0")
-        return arr.astype(np.int64), f"npy:{path}"
+        return arr.astype(np.int64), f"npy:{path}", ""
     if path.suffix == ".bin":
         if path.stat().st_size % 2:
             raise DataError(f"--data {path}: odd byte length; .bin must be raw little-endian uint16 token ids")
-        return np.fromfile(path, dtype="<u2").astype(np.int64), f"bin-uint16:{path}"
-    return np.frombuffer(path.read_bytes(), dtype=np.uint8).astype(np.int64), f"text:{path} (bytes)"
+        return np.fromfile(path, dtype="<u2").astype(np.int64), f"bin-uint16:{path}", ""
+    return np.frombuffer(path.read_bytes(), dtype=np.uint8).astype(np.int64), f"text:{path} (bytes)", BYTE_TOKENIZER
 
 
 def load_corpus(data: str | Path | None, seq_len: int, vocab_size: int) -> Corpus:
@@ -97,9 +103,10 @@ def load_corpus(data: str | Path | None, seq_len: int, vocab_size: int) -> Corpu
         tokens = np.frombuffer(default_corpus_bytes(), dtype=np.uint8).astype(np.int64)
         v = sys.version_info
         source, license_ = f"python-stdlib-{v.major}.{v.minor}.{v.micro} (bytes)", "PSF-2.0"
+        tokenizer = BYTE_TOKENIZER
         where = "the default corpus"
     else:
-        tokens, source = _read_tokens(Path(data))
+        tokens, source, tokenizer = _read_tokens(Path(data))
         license_, where = "", f"--data {data}"
     n_val = max(int(len(tokens) * VAL_FRACTION), seq_len + 1)
     if len(tokens) - n_val < seq_len + 1:
@@ -109,7 +116,7 @@ def load_corpus(data: str | Path | None, seq_len: int, vocab_size: int) -> Corpu
         raise DataError(f"{where}: token id {int(tokens.max())} does not fit --vocab {vocab_size}; "
                         f"pass --vocab {int(tokens.max()) + 1} or larger")
     t = torch.from_numpy(np.ascontiguousarray(tokens))
-    return Corpus(train=t[:-n_val], val=t[-n_val:], source=source, license=license_)
+    return Corpus(train=t[:-n_val], val=t[-n_val:], source=source, license=license_, tokenizer=tokenizer)
 
 
 class BatchSampler:

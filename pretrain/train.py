@@ -308,6 +308,8 @@ def save_checkpoint(path: Path, model: CausalLM, cfg: ModelConfig, step: int, va
         "data_license": corpus.license,
         "license": license_,
     }
+    if corpus.tokenizer:
+        metadata["tokenizer"] = corpus.tokenizer
     if init:
         metadata["init"] = str(init)
     write_checkpoint(path, tensors, metadata)

@@ -72,7 +72,11 @@ def test_metrics_and_checkpoint_are_written(tmp_path: Path) -> None:
     assert m["step"] == "6" and float(m["val_loss"]) == pytest.approx(val_losses(tmp_path)[6])
     assert m["license"] == "Apache-2.0" and m["data_source"].startswith("python-stdlib")
     assert json.loads(m["config"])["model_type"] == "qwen2"
+    assert m["tokenizer"] == "bytes"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.jsonl", "model.safetensors"]
+    # A run with a license on the default corpus is ship-ready as written: nothing for a user to stamp.
+    proc = cli("inspect", str(tmp_path / "model.safetensors"), "--quality", "--min-score", "90", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_loss_decreases(trained_qwen2: Path) -> None:
@@ -176,6 +180,9 @@ def test_data_sources_text_dir_npy_and_bin(tmp_path: Path) -> None:
     # The same token stream, however it is stored, gives the same run (modulo the dir's joiner: none here).
     assert results["npy"] == results["bin"]
     assert meta(tmp_path / "npy" / "model.safetensors")["data_source"].startswith("npy:")
+    # Text is tokenized here, so the tokenizer is known; pre-tokenized ids carry no tokenizer claim.
+    assert meta(tmp_path / "dir" / "model.safetensors")["tokenizer"] == "bytes"
+    assert "tokenizer" not in meta(tmp_path / "npy" / "model.safetensors")
 
 
 @pytest.mark.parametrize(("setup", "needle"), [
