@@ -34,7 +34,7 @@ def _where(exc: BaseException) -> str:
 def _message(exc: BaseException) -> str:
     text = str(exc)
     notes = getattr(exc, "__notes__", None) or []
-    # hypothesis puts "Falsifying example: f(x=...)" in the exception's notes (PEP 678).
+    # hypothesis puts the failing call ("Falsifying example: f(x=...)", newer: "Failing test case:") in the notes (PEP 678).
     if notes:
         text = "\n".join([text, *map(str, notes)]) if text else "\n".join(map(str, notes))
     return text[:MAX_TEXT]
