@@ -81,7 +81,7 @@ def falsify_cuda_logits_and_training_agree_with_cpu() -> None:
 def falsify_ddp_gloo_two_processes_rank0_writes_once() -> None:
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "ddp"
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p), "OMP_NUM_THREADS": "1"}
         proc = subprocess.run(
             [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
              "-m", "pretrain", "train", *TINY, "--family", "llama", "--steps", "4", "--eval-every", "2",

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def evidence(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("reports")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
     proc = subprocess.run(
         [sys.executable, "-m", "harness", "verify", "contracts/", "-j", "2", "--out", str(out)],
         cwd=ROOT,
@@ -42,7 +42,7 @@ def evidence(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_evidence_validates_against_the_published_schema(evidence: dict) -> None:
     schema = json.loads(subprocess.run(
         [sys.executable, "-m", "harness", "schema", "evidence"],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, check=True,
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}, capture_output=True, text=True, check=True,
     ).stdout)
     jsonschema.validate(evidence, schema)
 

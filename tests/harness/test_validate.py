@@ -496,7 +496,7 @@ def test_paths_resolve_against_the_repo_root_not_the_cwd(repo: Path, tmp_path: P
     write(repo, VALID)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
     relative = os.path.relpath(repo / "contracts", elsewhere)
     proc = subprocess.run(
         [sys.executable, "-m", "harness", "validate", relative],

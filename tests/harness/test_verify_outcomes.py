@@ -182,10 +182,6 @@ def test_command_not_found_is_an_error(run) -> None:
 
 
 def test_cuda_requirement_on_a_cpu_machine_is_not_run(run) -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA; the not_run path needs one without")
     r = result(run, "FALSIFY-FX-030")
     assert r["outcome"] == "not_run"
     assert r["reason"] == "requires CUDA"

@@ -133,6 +133,9 @@ def harness_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
     env["CI"] = "1"
+    # These tests check the harness's mechanics; hiding any GPU makes the fixture's CUDA-requiring
+    # falsifier read "requires CUDA" on every machine, a lent GPU box included.
+    env["CUDA_VISIBLE_DEVICES"] = ""
     env.pop("PYTEST_ADDOPTS", None)
     env.update(extra)
     return env
