@@ -16,6 +16,7 @@ mis-shaped tensor is a `StrictLoadError` listing them.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -103,6 +104,9 @@ class ModelConfig:
             )
         if self.head_dim % 2:
             raise ConfigError(f"head_dim must be even for rotary embeddings, got {self.head_dim}")
+        if not (math.isfinite(self.rope_theta) and self.rope_theta > 0):
+            raise ConfigError(f"rope_theta must be a finite number > 0, got {self.rope_theta!r}; "
+                              "set it to the model's RoPE base (e.g. 10000)")
 
     @property
     def hf_architecture(self) -> str:

@@ -315,6 +315,15 @@ def save_checkpoint(path: Path, model: CausalLM, cfg: ModelConfig, step: int, va
     write_checkpoint(path, tensors, metadata)
 
 
+def save_or_refuse(path: Path, *args: Any) -> None:
+    """save_checkpoint, with a full disk or a revoked permission reported as a TrainError naming the file."""
+    try:
+        save_checkpoint(path, *args)
+    except OSError as exc:
+        raise TrainError(f"--out {path.parent}: could not write {path.name} ({exc.strerror or exc}); "
+                         "free space or fix permissions, then rerun (metrics.jsonl has the losses so far)") from None
+
+
 # ---------------------------------------------------------------- the command
 
 def run(args: argparse.Namespace) -> int:
@@ -325,10 +334,60 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
 
 
-def train(args: argparse.Namespace) -> int:
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def validate_flags(args: argparse.Namespace) -> None:
+    """Refuse out-of-range numbers up front, naming the flag, before anything is built or written.
+
+    Shape flags are checked here too: `--layers 0` must not quietly fall back to the default.
+    """
     for flag in ("steps", "seq_len", "batch", "eval_every", "log_every", "val_windows"):
         if getattr(args, flag) is None or getattr(args, flag) < (0 if flag == "steps" else 1):
-            raise TrainError(f"--{flag.replace('_', '-')} must be a positive integer, got {getattr(args, flag)}")
+            raise TrainError(f"{_flag(flag)} must be a positive integer, got {getattr(args, flag)}")
+    for flag in ("layers", "hidden", "heads", "kv_heads", "head_dim", "intermediate", "vocab"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise TrainError(f"{_flag(flag)} must be a positive integer, got {value}; pass a value >= 1 "
+                             "or leave the flag out for the default")
+    if args.warmup < 0:
+        raise TrainError(f"--warmup must be >= 0 steps, got {args.warmup}; pass --warmup 0 for no warmup")
+    # (flag, value, lowest allowed, lowest is allowed itself, highest or None, what to pass instead)
+    reals = [("lr", args.lr, 0.0, False, None, "e.g. --lr 3e-3"),
+             ("rope_theta", args.rope_theta, 0.0, False, None, "e.g. --rope-theta 10000"),
+             ("weight_decay", args.weight_decay, 0.0, True, None, "--weight-decay 0 turns it off"),
+             ("grad_clip", args.grad_clip, 0.0, True, None, "--grad-clip 0 turns clipping off"),
+             ("min_lr_ratio", args.min_lr_ratio, 0.0, True, 1.0, "e.g. --min-lr-ratio 0.1")]
+    for flag, value, low, low_ok, high, fix in reals:
+        if value is None:
+            continue
+        in_range = math.isfinite(value) and (value >= low if low_ok else value > low) and (high is None or value <= high)
+        if not in_range:
+            bound = f"{'>=' if low_ok else '>'} {low:g}" + (f" and <= {high:g}" if high is not None else "")
+            raise TrainError(f"{_flag(flag)} must be a finite number {bound}, got {value}; {fix}")
+
+
+def check_out_dir(out: Path) -> None:
+    """Refuse an --out that cannot become a writable directory, before anything is loaded or written."""
+    if out.exists() and not out.is_dir():
+        raise TrainError(f"--out {out}: exists and is not a directory; pass a directory path "
+                         "(it is created if missing)")
+    parent = out
+    while not parent.exists():
+        if parent.is_symlink():
+            raise TrainError(f"--out {out}: {parent} is a dangling symlink; remove it or pass another --out")
+        parent = parent.parent
+    if not parent.is_dir():
+        raise TrainError(f"--out {out}: {parent} is not a directory; pass a path under a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise TrainError(f"--out {out}: {parent} is not writable by this user; pass a --out you can write "
+                         "to, or fix the permissions (chmod u+w)")
+
+
+def train(args: argparse.Namespace) -> int:
+    validate_flags(args)
+    check_out_dir(Path(args.out))
     kind = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     resolve_device(kind)  # refuses --device cuda without CUDA before any process group starts
     dist = init_distributed(kind)
@@ -349,9 +408,15 @@ def train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     metrics_path = ckpt_path = None
     if dist.is_main:
-        out.mkdir(parents=True, exist_ok=True)
         metrics_path, ckpt_path = out / "metrics.jsonl", out / "model.safetensors"
-    metrics = Metrics(metrics_path)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            metrics = Metrics(metrics_path)
+        except OSError as exc:
+            raise TrainError(f"--out {out}: cannot write there ({exc.strerror or exc}); pass a --out you "
+                             "can write to") from None
+    else:
+        metrics = Metrics(None)
     progress = Progress(args.steps, dist.is_main)
 
     model.train()
@@ -415,14 +480,14 @@ def train(args: argparse.Namespace) -> int:
         if dist.is_main and ckpt_path is not None:
             # Evaluate at exactly the weights being saved, so the recorded val_loss is theirs.
             val_loss = record_val(step) if last_eval != step else val_loss
-            save_checkpoint(ckpt_path, model, cfg, step, val_loss, corpus, args.license, args.init)
+            save_or_refuse(ckpt_path, model, cfg, step, val_loss, corpus, args.license, args.init)
             print(f"pretrain train: interrupted at step {step}; saved {ckpt_path} (val_loss {val_loss:.4f})",
                   file=sys.stderr)
         metrics.close()
         return EXIT_INTERRUPTED
     progress.close()
     if dist.is_main and ckpt_path is not None:
-        save_checkpoint(ckpt_path, model, cfg, step, val_loss, corpus, args.license, args.init)
+        save_or_refuse(ckpt_path, model, cfg, step, val_loss, corpus, args.license, args.init)
         progress.note(f"saved {ckpt_path} at step {step}, val_loss {val_loss:.4f}")
     metrics.close()
     if dist.world_size > 1:

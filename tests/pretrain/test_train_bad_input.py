@@ -1,0 +1,94 @@
+"""Hostile `pretrain train` input: every bad flag or --out exits 2 naming it, with nothing written."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pretrain.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ["--layers", "2", "--hidden", "32", "--heads", "4", "--kv-heads", "2", "--seq-len", "32", "--batch", "4",
+        "--steps", "1"]
+
+
+def refused(tmp_path: Path, capsys: pytest.CaptureFixture[str], *argv: str, out: Path | None = None) -> str:
+    out = out or tmp_path / "out"
+    rc = main(["train", *TINY, *argv, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert err.startswith("pretrain train: error: ") and "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["--lr", "-1"], "--lr must be a finite number > 0"),
+    (["--lr", "0"], "--lr must be"),
+    (["--lr", "nan"], "--lr must be"),
+    (["--warmup", "-3"], "--warmup must be >= 0"),
+    (["--weight-decay", "-0.5"], "--weight-decay must be"),
+    (["--grad-clip", "-1"], "--grad-clip must be"),
+    (["--grad-clip", "inf"], "--grad-clip must be"),
+    (["--min-lr-ratio", "1.5"], "--min-lr-ratio must be"),
+    (["--rope-theta", "-5"], "--rope-theta must be"),
+    (["--rope-theta", "0"], "--rope-theta must be"),
+    (["--layers", "0"], "--layers must be a positive integer, got 0"),
+    (["--hidden", "0"], "--hidden must be a positive integer"),
+    (["--heads", "0"], "--heads must be a positive integer"),
+    (["--kv-heads", "0"], "--kv-heads must be a positive integer"),
+    (["--head-dim", "-8"], "--head-dim must be a positive integer"),
+    (["--vocab", "0"], "--vocab must be a positive integer"),
+    (["--intermediate", "0"], "--intermediate must be a positive integer"),
+    (["--eval-every", "0"], "--eval-every must be a positive integer"),
+    (["--steps", "-1"], "--steps must be"),
+    (["--kv-heads", "3"], "num_key_value_heads (3)"),
+    (["--hidden", "30"], "--hidden 30 is not divisible by --heads 4"),
+    (["--head-dim", "7"], "head_dim must be even"),
+])
+def test_bad_flag_is_named_and_nothing_is_written(argv: list[str], needle: str, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    err = refused(tmp_path, capsys, *argv)
+    assert needle in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_out_that_is_a_file_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "afile"
+    target.write_text("keep me")
+    err = refused(tmp_path, capsys, out=target)
+    assert f"--out {target}: exists and is not a directory" in err
+    assert target.read_text() == "keep me"
+    err = refused(tmp_path, capsys, out=target / "sub")
+    assert "is not a directory" in err
+
+
+def test_out_that_cannot_be_created_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    if os.access(locked, os.W_OK):
+        # Root ignores the mode bits; simulate the denial the kernel would give anyone else.
+        def deny(self: Path, *args: object, **kwargs: object) -> None:
+            raise PermissionError(13, "Permission denied", str(self))
+
+        monkeypatch.setattr(Path, "mkdir", deny)
+    try:
+        err = refused(tmp_path, capsys, out=locked / "run")
+    finally:
+        locked.chmod(0o755)
+    assert f"--out {locked / 'run'}" in err and ("not writable" in err or "Permission denied" in err)
+    assert not (locked / "run").exists()
+
+
+def test_bad_flag_through_python_dash_m_prints_no_traceback(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "pretrain", "train", "--lr", "-1", "--out", str(tmp_path / "o")],
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "pretrain train: error: --lr must be a finite number > 0, got -1.0; e.g. --lr 3e-3"
+    assert not (tmp_path / "o").exists()
