@@ -151,8 +151,11 @@ def check_flags_agree(args: argparse.Namespace, cfg: ModelConfig, init: str) -> 
     for flag, field in SHAPE_FLAGS.items():
         given = getattr(args, flag)
         if given is not None and given != getattr(cfg, field):
+            shown = f"--{flag.replace('_', '-')} {given}"
+            if isinstance(given, bool):
+                shown = f"--{'' if given else 'no-'}{flag.replace('_', '-')}"
             raise TrainError(
-                f"--{flag.replace('_', '-')} {given} contradicts --init {init}, whose config has "
+                f"{shown} contradicts --init {init}, whose config has "
                 f"{field}={getattr(cfg, field)!r}; the model shape comes from the checkpoint: drop the flag"
             )
 
@@ -178,6 +181,13 @@ def load_init(args: argparse.Namespace, device: torch.device) -> tuple[CausalLM,
         if "pretrain stamp" not in msg:
             msg += " " + salvage_hint(args.init, exc.inferred)
         raise TrainError(f"--init {args.init}: refused before step 1: {msg}") from None
+    if header.format == "gguf":
+        # The gate above has run (a mis-stamped GGUF still gets its family error); the weights cannot load.
+        raise TrainError(
+            f"--init {args.init}: refused before step 1: a GGUF file cannot be a training init (quantized "
+            "llama.cpp tensor layout, not HF safetensors); convert it to an HF directory first, e.g. "
+            "transformers.AutoModelForCausalLM.from_pretrained(DIR, gguf_file=NAME).save_pretrained(OUT), "
+            "then pass --init OUT")
     try:
         cfg = config_from_header(header)
         check_flags_agree(args, cfg, args.init)

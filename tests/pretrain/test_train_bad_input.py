@@ -92,3 +92,63 @@ def test_bad_flag_through_python_dash_m_prints_no_traceback(tmp_path: Path) -> N
     assert proc.returncode == 2
     assert proc.stderr.strip() == "pretrain train: error: --lr must be a finite number > 0, got -1.0; e.g. --lr 3e-3"
     assert not (tmp_path / "o").exists()
+
+
+def test_gguf_init_is_refused_with_the_conversion_to_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import gguf
+    import numpy as np
+
+    path = tmp_path / "m.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_tensor("token_embd.weight", np.zeros((4, 4), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    err = refused(tmp_path, capsys, "--init", str(path))
+    assert f"--init {path}: refused before step 1: a GGUF file cannot be a training init" in err
+    assert "gguf_file=" in err and "save_pretrained" in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("what", ["empty-dir", "garbage-file"])
+def test_unreadable_init_is_refused_naming_it(what: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    init = tmp_path / "init"
+    if what == "empty-dir":
+        init.mkdir()
+    else:
+        init.write_bytes(b"\xff" * 64)
+    err = refused(tmp_path, capsys, "--init", str(init))
+    assert f"--init {init}:" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_hf_directory_with_tokenizer_files_inits_and_contradicting_flags_are_named(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from safetensors import safe_open
+
+    from tests.pretrain.hf_tiny import hf_model
+
+    hf = tmp_path / "hf"
+    model = hf_model("qwen2", tie_word_embeddings=True)
+    model.save_pretrained(hf)
+    model.generation_config.save_pretrained(hf)
+    (hf / "tokenizer.json").write_text(json.dumps({"version": "1.0", "model": {"type": "BPE", "vocab": {}, "merges": []}}))
+    (hf / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 32768}))
+    (hf / "special_tokens_map.json").write_text("{}")
+    for flags, needle in ((["--family", "llama"], "--family llama contradicts"),
+                          (["--no-tie-embeddings"], "--no-tie-embeddings contradicts"),
+                          (["--kv-heads", "4"], "--kv-heads 4 contradicts")):
+        rc = main(["train", "--init", str(hf), *flags, "--out", str(tmp_path / "bad")])
+        err = capsys.readouterr().err
+        assert rc == 2 and needle in err and str(hf) in err, err
+        assert not (tmp_path / "bad").exists()
+    rc = main(["train", "--init", str(hf), "--seq-len", "32", "--batch", "4", "--steps", "1",
+               "--out", str(tmp_path / "run")])
+    assert rc == 0, capsys.readouterr().err
+    with safe_open(str(tmp_path / "run" / "model.safetensors"), "pt") as f:
+        meta = f.metadata()
+    assert meta["architecture"] == "qwen2" and meta["init"] == str(hf)
+    assert json.loads(meta["config"])["tie_word_embeddings"] is True
