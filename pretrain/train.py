@@ -268,7 +268,15 @@ class Progress:
         if enabled and sys.stderr.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="step", dynamic_ncols=True)
+            # A pty that reports a 0x0 size (`script`, `docker exec -t`, editor shells) makes tqdm think
+            # no row is visible and draw nothing at all; give it a fixed size there instead.
+            try:
+                size = os.get_terminal_size(sys.stderr.fileno())
+                known = size.columns > 0 and size.lines > 0
+            except (OSError, ValueError):
+                known = False
+            self.bar = tqdm(total=total, unit="step", file=sys.stderr, dynamic_ncols=known,
+                            ncols=None if known else 100, nrows=None if known else 24)
 
     def step(self, step: int, loss: float, tok_s: float) -> None:
         if not self.enabled:
