@@ -13,7 +13,9 @@ import contextlib
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -342,6 +344,47 @@ def save_or_refuse(path: Path, *args: Any) -> None:
                          "free space or fix permissions, then rerun (metrics.jsonl has the losses so far)") from None
 
 
+class UpdateGuard:
+    """Holds a Ctrl-C that lands inside the optimizer update until the update and the step count are done.
+
+    A KeyboardInterrupt raised halfway through AdamW (weight decay applied, update not; one param group
+    stepped, the other not) would save weights no step produced, under a step number one behind. Outside
+    `update()` Ctrl-C interrupts at once, as usual; a second Ctrl-C inside it is not held back.
+    """
+
+    def __init__(self) -> None:
+        self.inside = False
+        self.pending = False
+        self.previous: Any = None
+
+    def __enter__(self) -> "UpdateGuard":
+        # signal.signal only works on the main thread; elsewhere keep Python's default behaviour.
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        if self.inside and not self.pending:
+            self.pending = True
+            return
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def update(self) -> Any:
+        self.inside = True
+        try:
+            yield
+        finally:
+            self.inside = False
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+
 # ---------------------------------------------------------------- the command
 
 def run(args: argparse.Namespace) -> int:
@@ -464,6 +507,7 @@ def train(args: argparse.Namespace) -> int:
         progress.note(f"step {at} val_loss {loss:.4f}")
         return loss
 
+    guard = UpdateGuard().__enter__()
     try:
         val_loss = record_val(0)
         last_eval = 0
@@ -480,8 +524,9 @@ def train(args: argparse.Namespace) -> int:
             loss.backward()
             if args.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-            optimizer.step()
-            step += 1
+            with guard.update():
+                optimizer.step()
+                step += 1
             loss_value = global_mean(loss.detach(), dist)
             if not math.isfinite(loss_value):
                 raise TrainError(f"train loss became {loss_value} at step {step}; lower --lr or use --dtype fp32")
@@ -503,6 +548,8 @@ def train(args: argparse.Namespace) -> int:
                   file=sys.stderr)
         metrics.close()
         return EXIT_INTERRUPTED
+    finally:
+        guard.__exit__()
     progress.close()
     if dist.is_main and ckpt_path is not None:
         save_or_refuse(ckpt_path, model, cfg, step, val_loss, corpus, args.license, args.init)
