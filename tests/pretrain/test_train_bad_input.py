@@ -152,3 +152,41 @@ def test_hf_directory_with_tokenizer_files_inits_and_contradicting_flags_are_nam
         meta = f.metadata()
     assert meta["architecture"] == "qwen2" and meta["init"] == str(hf)
     assert json.loads(meta["config"])["tie_word_embeddings"] is True
+
+
+@pytest.mark.parametrize(("what", "needle"), [
+    ("empty-npy", "not a readable .npy array"),
+    ("uint64-npy", "does not fit int64"),
+    ("fifo", "not a regular file or directory"),
+    ("unreadable", "cannot read it"),
+])
+def test_hostile_data_is_refused_naming_the_file(what: str, needle: str, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    data = tmp_path / "data.npy"
+    if what == "empty-npy":
+        data.write_bytes(b"")
+    elif what == "uint64-npy":
+        np.save(data, np.array([2**64 - 1] + list(range(200)) * 20, dtype=np.uint64))
+    elif what == "fifo":
+        if not hasattr(os, "mkfifo"):
+            pytest.skip("no FIFOs on this platform")
+        data = tmp_path / "pipe.txt"
+        os.mkfifo(data)  # reading it would block forever
+    else:
+        data = tmp_path / "dir"
+        data.mkdir()
+        (data / "a.txt").write_text("x" * 10_000)
+        real = Path.read_bytes
+
+        def deny(self: Path) -> bytes:
+            if self.name == "a.txt":  # root ignores mode bits, so simulate the denial
+                raise PermissionError(13, "Permission denied", str(self))
+            return real(self)
+
+        monkeypatch.setattr(Path, "read_bytes", deny)
+    err = refused(tmp_path, capsys, "--data", str(data))
+    assert needle in err and "--data " in err
+    assert not (tmp_path / "out").exists()
