@@ -130,6 +130,11 @@ class ModelConfig:
         if rope_type not in ("default", None):
             raise ConfigError(f"{source}: rope_type {rope_type!r} is not supported (only default RoPE); "
                               "use a checkpoint without rope scaling")
+        act = d.get("hidden_act", "silu")
+        if act not in ("silu", "swish"):
+            # The MLP is SwiGLU; any other activation would load cleanly and compute different logits.
+            raise ConfigError(f"{source}: hidden_act {act!r} is not supported (only silu, the SwiGLU MLP these "
+                              "families use); use a checkpoint with hidden_act \"silu\"")
         if d.get("use_sliding_window"):
             raise ConfigError(f"{source}: use_sliding_window=true is not supported; set it false in the config")
         theta = d.get("rope_theta", rope.get("rope_theta", 10000.0))
