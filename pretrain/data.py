@@ -113,8 +113,11 @@ def _read_tokens_unchecked(path: Path) -> tuple[np.ndarray, str, str]:
     return np.frombuffer(path.read_bytes(), dtype=np.uint8).astype(np.int64), f"text:{path} (bytes)", BYTE_TOKENIZER
 
 
-def load_corpus(data: str | Path | None, seq_len: int, vocab_size: int) -> Corpus:
-    """Tokens split into train/validation; refuses data that cannot fill one window or exceeds the vocab."""
+def load_corpus(data: str | Path | None, seq_len: int, vocab_size: int, init: str | None = None) -> Corpus:
+    """Tokens split into train/validation; refuses data that cannot fill one window or exceeds the vocab.
+
+    `init`: the --init checkpoint the vocab came from, so a too-small vocab is blamed on it, not on --vocab.
+    """
     if data is None:
         tokens = np.frombuffer(default_corpus_bytes(), dtype=np.uint8).astype(np.int64)
         v = sys.version_info
@@ -129,6 +132,9 @@ def load_corpus(data: str | Path | None, seq_len: int, vocab_size: int) -> Corpu
         raise DataError(f"{where}: {len(tokens)} tokens cannot fill a train and a validation window of "
                         f"--seq-len {seq_len}; give more data or a smaller --seq-len")
     if tokens.max() >= vocab_size:
+        if init is not None:
+            raise DataError(f"{where}: token id {int(tokens.max())} does not fit vocab_size {vocab_size} of "
+                            f"--init {init}; pass --data whose token ids are below {vocab_size}")
         raise DataError(f"{where}: token id {int(tokens.max())} does not fit --vocab {vocab_size}; "
                         f"pass --vocab {int(tokens.max()) + 1} or larger")
     t = torch.from_numpy(np.ascontiguousarray(tokens))

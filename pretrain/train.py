@@ -463,7 +463,7 @@ def train(args: argparse.Namespace) -> int:
     else:
         cfg = config_from_flags(args)
         model, init_meta = build_model(cfg, device=device, seed=args.seed), {}
-    corpus = data_mod.load_corpus(args.data, args.seq_len, cfg.vocab_size)
+    corpus = data_mod.load_corpus(args.data, args.seq_len, cfg.vocab_size, init=args.init)
     val_starts = data_mod.val_windows(corpus.val, args.seq_len, args.val_windows)
 
     out = Path(args.out)

@@ -190,3 +190,16 @@ def test_hostile_data_is_refused_naming_the_file(what: str, needle: str, tmp_pat
     err = refused(tmp_path, capsys, "--data", str(data))
     assert needle in err and "--data " in err
     assert not (tmp_path / "out").exists()
+
+
+def test_init_vocab_too_small_for_the_data_blames_the_checkpoint_not_a_flag(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.pretrain.hf_tiny import hf_model
+
+    hf = tmp_path / "hf"
+    hf_model("llama", vocab_size=128).save_pretrained(hf)
+    capsys.readouterr()  # drop transformers' own save progress output
+    err = refused(tmp_path, capsys, "--init", str(hf))
+    assert f"does not fit vocab_size 128 of --init {hf}" in err and "--data" in err
+    assert "pass --vocab" not in err  # --vocab would only contradict the checkpoint
+    assert not (tmp_path / "out").exists()
