@@ -203,3 +203,40 @@ def test_init_vocab_too_small_for_the_data_blames_the_checkpoint_not_a_flag(
     assert f"does not fit vocab_size 128 of --init {hf}" in err and "--data" in err
     assert "pass --vocab" not in err  # --vocab would only contradict the checkpoint
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("key", "value", "needle"), [
+    ("num_attention_heads", "abc", "'num_attention_heads' must be an integer, got 'abc'"),
+    ("num_attention_heads", 0, "num_attention_heads must be a positive integer"),
+    ("vocab_size", None, "lacks required key 'vocab_size'"),
+    ("hidden_size", 32.5, "'hidden_size' must be an integer"),
+    ("hidden_size", True, "'hidden_size' must be an integer"),
+    ("rope_theta", [1], "'rope_theta' must be a number"),
+    ("rms_norm_eps", "abc", "'rms_norm_eps' must be a number"),
+    ("rope_parameters", "x", "rope_parameters/rope_scaling must be a JSON object"),
+])
+def test_hostile_hf_config_values_are_config_errors_naming_the_key(key: str, value: object, needle: str) -> None:
+    from pretrain.model import ConfigError, ModelConfig
+
+    config = {**ModelConfig(family="llama", hidden_size=32, num_attention_heads=4, head_dim=8).to_hf_dict()}
+    config.pop("head_dim")
+    config[key] = value
+    with pytest.raises(ConfigError) as info:
+        ModelConfig.from_hf_dict(config, source="cfg.json")
+    assert needle in str(info.value) and str(info.value).startswith("cfg.json: ")
+
+
+def test_init_with_a_mistyped_config_value_exits_2_naming_it(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from pretrain.model import ModelConfig, build_model
+
+    hf = tmp_path / "hf"
+    build_model(ModelConfig(family="qwen3", hidden_size=32, num_attention_heads=4, head_dim=8)).save_pretrained(hf)
+    config = json.loads((hf / "config.json").read_text())
+    config["num_hidden_layers"] = "2"
+    (hf / "config.json").write_text(json.dumps(config))
+    err = refused(tmp_path, capsys, "--init", str(hf))
+    assert "'num_hidden_layers' must be an integer, got '2'" in err and f"--init {hf}" in err
+    assert not (tmp_path / "out").exists()
