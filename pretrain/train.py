@@ -358,8 +358,10 @@ class UpdateGuard:
         self.previous: Any = None
 
     def __enter__(self) -> "UpdateGuard":
-        # signal.signal only works on the main thread; elsewhere keep Python's default behaviour.
-        if threading.current_thread() is threading.main_thread():
+        # signal.signal only works on the main thread; and a SIGINT someone chose to ignore (SIG_IGN, or
+        # their own handler) stays theirs.
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
             self.previous = signal.signal(signal.SIGINT, self._on_sigint)
         return self
 

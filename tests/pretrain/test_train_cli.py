@@ -278,3 +278,20 @@ def test_ctrl_c_inside_the_optimizer_update_saves_the_finished_step(tmp_path: Pa
     a, b = load_file(cut), load_file(full)
     assert all(torch.equal(a[k], b[k]) for k in b)
     assert float(meta(cut)["val_loss"]) == pytest.approx(float(meta(full)["val_loss"]))
+
+
+def test_steps_0_evaluates_and_saves_the_starting_weights(trained_qwen2: Path, tmp_path: Path) -> None:
+    ckpt = trained_qwen2 / "model.safetensors"
+    assert main(["train", "--init", str(ckpt), "--steps", "0", "--seq-len", "32", "--batch", "4",
+                 "--out", str(tmp_path)]) == 0
+    rows = metrics(tmp_path)
+    assert [r["step"] for r in rows] == [0] and "val_loss" in rows[0]
+    assert meta(tmp_path / "model.safetensors")["step"] == "0"
+    a, b = load_file(tmp_path / "model.safetensors"), load_file(ckpt)
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in b)
+
+
+def test_bf16_on_cpu_trains_under_autocast_and_saves_fp32(tmp_path: Path) -> None:
+    assert train(tmp_path, "--dtype", "bf16", "--device", "cpu", steps=2, eval_every=2) == 0
+    assert all(math.isfinite(r.get("loss", r.get("val_loss"))) for r in metrics(tmp_path))
+    assert {t.dtype for t in load_file(tmp_path / "model.safetensors").values()} == {torch.float32}
