@@ -70,6 +70,18 @@ BYTE_TOKENIZER = "bytes"  # UTF-8 bytes as ids 0-255, no special tokens
 
 
 def _read_tokens(path: Path) -> tuple[np.ndarray, str, str]:
+    try:
+        return _read_tokens_unchecked(path)
+    except OSError as exc:
+        raise DataError(f"--data {exc.filename or path}: cannot read it ({exc.strerror or exc}); fix its "
+                        "permissions or pass another --data") from None
+
+
+def _read_tokens_unchecked(path: Path) -> tuple[np.ndarray, str, str]:
+    if path.exists() and not path.is_dir() and not path.is_file():
+        # A FIFO or device would block the read forever or never end; refuse it up front.
+        raise DataError(f"--data {path}: not a regular file or directory (a pipe, socket or device); "
+                        "write the data to a file and pass its path")
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file()
                        and not any(part.startswith(".") for part in p.relative_to(path).parts))
@@ -82,13 +94,17 @@ def _read_tokens(path: Path) -> tuple[np.ndarray, str, str]:
     if path.suffix == ".npy":
         try:
             arr = np.load(path, allow_pickle=False)
-        except ValueError as exc:
-            raise DataError(f"--data {path}: not a readable .npy array ({exc}); save it with numpy.save") from None
+        except (ValueError, EOFError) as exc:
+            raise DataError(f"--data {path}: not a readable .npy array ({exc or 'empty file'}); "
+                            "save it with numpy.save") from None
         if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
             raise DataError(f"--data {path}: expected a 1-D integer token array, got shape {arr.shape} "
                             f"dtype {arr.dtype}; save tokens with numpy.save(path, ids.astype('int32'))")
         if arr.size and arr.min() < 0:
             raise DataError(f"--data {path}: negative token id {int(arr.min())}; token ids must be >= 0")
+        if arr.size and int(arr.max()) > np.iinfo(np.int64).max:
+            raise DataError(f"--data {path}: token id {int(arr.max())} does not fit int64; token ids must be "
+                            "below the model's --vocab")
         return arr.astype(np.int64), f"npy:{path}", ""
     if path.suffix == ".bin":
         if path.stat().st_size % 2:
@@ -97,8 +113,11 @@ def _read_tokens(path: Path) -> tuple[np.ndarray, str, str]:
     return np.frombuffer(path.read_bytes(), dtype=np.uint8).astype(np.int64), f"text:{path} (bytes)", BYTE_TOKENIZER
 
 
-def load_corpus(data: str | Path | None, seq_len: int, vocab_size: int) -> Corpus:
-    """Tokens split into train/validation; refuses data that cannot fill one window or exceeds the vocab."""
+def load_corpus(data: str | Path | None, seq_len: int, vocab_size: int, init: str | None = None) -> Corpus:
+    """Tokens split into train/validation; refuses data that cannot fill one window or exceeds the vocab.
+
+    `init`: the --init checkpoint the vocab came from, so a too-small vocab is blamed on it, not on --vocab.
+    """
     if data is None:
         tokens = np.frombuffer(default_corpus_bytes(), dtype=np.uint8).astype(np.int64)
         v = sys.version_info
@@ -113,6 +132,9 @@ def load_corpus(data: str | Path | None, seq_len: int, vocab_size: int) -> Corpu
         raise DataError(f"{where}: {len(tokens)} tokens cannot fill a train and a validation window of "
                         f"--seq-len {seq_len}; give more data or a smaller --seq-len")
     if tokens.max() >= vocab_size:
+        if init is not None:
+            raise DataError(f"{where}: token id {int(tokens.max())} does not fit vocab_size {vocab_size} of "
+                            f"--init {init}; pass --data whose token ids are below {vocab_size}")
         raise DataError(f"{where}: token id {int(tokens.max())} does not fit --vocab {vocab_size}; "
                         f"pass --vocab {int(tokens.max()) + 1} or larger")
     t = torch.from_numpy(np.ascontiguousarray(tokens))

@@ -16,6 +16,7 @@ mis-shaped tensor is a `StrictLoadError` listing them.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -103,6 +104,9 @@ class ModelConfig:
             )
         if self.head_dim % 2:
             raise ConfigError(f"head_dim must be even for rotary embeddings, got {self.head_dim}")
+        if not (math.isfinite(self.rope_theta) and self.rope_theta > 0):
+            raise ConfigError(f"rope_theta must be a finite number > 0, got {self.rope_theta!r}; "
+                              "set it to the model's RoPE base (e.g. 10000)")
 
     @property
     def hf_architecture(self) -> str:
@@ -122,35 +126,54 @@ class ModelConfig:
                 f"is not one of {', '.join(FAMILIES)}; set model_type in the config to the right family"
             )
         rope = d.get("rope_parameters") or d.get("rope_scaling") or {}
+        if not isinstance(rope, Mapping):
+            raise ConfigError(f"{source}: rope_parameters/rope_scaling must be a JSON object, got {rope!r}; "
+                              "fix the config (or remove the key for default RoPE)")
         rope_type = rope.get("rope_type", rope.get("type", "default"))
         if rope_type not in ("default", None):
             raise ConfigError(f"{source}: rope_type {rope_type!r} is not supported (only default RoPE); "
                               "use a checkpoint without rope scaling")
+        act = d.get("hidden_act", "silu")
+        if act not in ("silu", "swish"):
+            # The MLP is SwiGLU; any other activation would load cleanly and compute different logits.
+            raise ConfigError(f"{source}: hidden_act {act!r} is not supported (only silu, the SwiGLU MLP these "
+                              "families use); use a checkpoint with hidden_act \"silu\"")
         if d.get("use_sliding_window"):
             raise ConfigError(f"{source}: use_sliding_window=true is not supported; set it false in the config")
         theta = d.get("rope_theta", rope.get("rope_theta", 10000.0))
-        try:
-            heads = int(d["num_attention_heads"])
-            hidden = int(d["hidden_size"])
-            return cls(
-                family=family,
-                vocab_size=int(d["vocab_size"]),
-                hidden_size=hidden,
-                intermediate_size=int(d["intermediate_size"]),
-                num_hidden_layers=int(d["num_hidden_layers"]),
-                num_attention_heads=heads,
-                num_key_value_heads=int(d.get("num_key_value_heads") or heads),
-                head_dim=int(d.get("head_dim") or hidden // heads),
-                rms_norm_eps=float(d.get("rms_norm_eps", 1e-6)),
-                rope_theta=float(theta),
-                max_position_embeddings=int(d.get("max_position_embeddings", 2048)),
-                tie_word_embeddings=bool(d.get("tie_word_embeddings", False)),
-                attention_bias=bool(d.get("attention_bias", False)),
-                mlp_bias=bool(d.get("mlp_bias", False)),
-            )
-        except KeyError as exc:
-            raise ConfigError(f"{source}: config lacks required key {exc.args[0]!r}; "
-                              "add it (see the family's HF config.json)") from None
+
+        def num(key: str, cast: type, default: Any = None, value: Any = None) -> Any:
+            raw = value if value is not None else d.get(key, default)
+            if raw is None:
+                raise ConfigError(f"{source}: config lacks required key {key!r}; "
+                                  "add it (see the family's HF config.json)")
+            # bool is an int subclass; `true` for a size is a broken config, not 1.
+            if isinstance(raw, bool) or not isinstance(raw, (int, float)) or (cast is int and raw != int(raw)):
+                raise ConfigError(f"{source}: config key {key!r} must be a{'n integer' if cast is int else ' number'}"
+                                  f", got {raw!r}; fix it in the config")
+            return cast(raw)
+
+        heads = num("num_attention_heads", int)
+        hidden = num("hidden_size", int)
+        if heads <= 0:
+            raise ConfigError(f"{source}: num_attention_heads must be a positive integer, got {heads}; "
+                              "fix it in the config")
+        return cls(
+            family=family,
+            vocab_size=num("vocab_size", int),
+            hidden_size=hidden,
+            intermediate_size=num("intermediate_size", int),
+            num_hidden_layers=num("num_hidden_layers", int),
+            num_attention_heads=heads,
+            num_key_value_heads=num("num_key_value_heads", int, value=d.get("num_key_value_heads") or heads),
+            head_dim=num("head_dim", int, value=d.get("head_dim") or hidden // heads),
+            rms_norm_eps=num("rms_norm_eps", float, 1e-6),
+            rope_theta=num("rope_theta", float, value=theta),
+            max_position_embeddings=num("max_position_embeddings", int, 2048),
+            tie_word_embeddings=bool(d.get("tie_word_embeddings", False)),
+            attention_bias=bool(d.get("attention_bias", False)),
+            mlp_bias=bool(d.get("mlp_bias", False)),
+        )
 
     def to_hf_dict(self) -> dict[str, Any]:
         """An HF config.json dict that transformers 4.x and 5.x both read."""

@@ -13,7 +13,9 @@ import contextlib
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,8 +153,11 @@ def check_flags_agree(args: argparse.Namespace, cfg: ModelConfig, init: str) -> 
     for flag, field in SHAPE_FLAGS.items():
         given = getattr(args, flag)
         if given is not None and given != getattr(cfg, field):
+            shown = f"--{flag.replace('_', '-')} {given}"
+            if isinstance(given, bool):
+                shown = f"--{'' if given else 'no-'}{flag.replace('_', '-')}"
             raise TrainError(
-                f"--{flag.replace('_', '-')} {given} contradicts --init {init}, whose config has "
+                f"{shown} contradicts --init {init}, whose config has "
                 f"{field}={getattr(cfg, field)!r}; the model shape comes from the checkpoint: drop the flag"
             )
 
@@ -178,6 +183,13 @@ def load_init(args: argparse.Namespace, device: torch.device) -> tuple[CausalLM,
         if "pretrain stamp" not in msg:
             msg += " " + salvage_hint(args.init, exc.inferred)
         raise TrainError(f"--init {args.init}: refused before step 1: {msg}") from None
+    if header.format == "gguf":
+        # The gate above has run (a mis-stamped GGUF still gets its family error); the weights cannot load.
+        raise TrainError(
+            f"--init {args.init}: refused before step 1: a GGUF file cannot be a training init (quantized "
+            "llama.cpp tensor layout, not HF safetensors); convert it to an HF directory first, e.g. "
+            "transformers.AutoModelForCausalLM.from_pretrained(DIR, gguf_file=NAME).save_pretrained(OUT), "
+            "then pass --init OUT")
     try:
         cfg = config_from_header(header)
         check_flags_agree(args, cfg, args.init)
@@ -258,7 +270,15 @@ class Progress:
         if enabled and sys.stderr.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="step", dynamic_ncols=True)
+            # A pty that reports a 0x0 size (`script`, `docker exec -t`, editor shells) makes tqdm think
+            # no row is visible and draw nothing at all; give it a fixed size there instead.
+            try:
+                size = os.get_terminal_size(sys.stderr.fileno())
+                known = size.columns > 0 and size.lines > 0
+            except (OSError, ValueError):
+                known = False
+            self.bar = tqdm(total=total, unit="step", file=sys.stderr, dynamic_ncols=known,
+                            ncols=None if known else 100, nrows=None if known else 24)
 
     def step(self, step: int, loss: float, tok_s: float) -> None:
         if not self.enabled:
@@ -315,6 +335,58 @@ def save_checkpoint(path: Path, model: CausalLM, cfg: ModelConfig, step: int, va
     write_checkpoint(path, tensors, metadata)
 
 
+def save_or_refuse(path: Path, *args: Any) -> None:
+    """save_checkpoint, with a full disk or a revoked permission reported as a TrainError naming the file."""
+    try:
+        save_checkpoint(path, *args)
+    except OSError as exc:
+        raise TrainError(f"--out {path.parent}: could not write {path.name} ({exc.strerror or exc}); "
+                         "free space or fix permissions, then rerun (metrics.jsonl has the losses so far)") from None
+
+
+class UpdateGuard:
+    """Holds a Ctrl-C that lands inside the optimizer update until the update and the step count are done.
+
+    A KeyboardInterrupt raised halfway through AdamW (weight decay applied, update not; one param group
+    stepped, the other not) would save weights no step produced, under a step number one behind. Outside
+    `update()` Ctrl-C interrupts at once, as usual; a second Ctrl-C inside it is not held back.
+    """
+
+    def __init__(self) -> None:
+        self.inside = False
+        self.pending = False
+        self.previous: Any = None
+
+    def __enter__(self) -> "UpdateGuard":
+        # signal.signal only works on the main thread; and a SIGINT someone chose to ignore (SIG_IGN, or
+        # their own handler) stays theirs.
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self.previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        if self.inside and not self.pending:
+            self.pending = True
+            return
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def update(self) -> Any:
+        self.inside = True
+        try:
+            yield
+        finally:
+            self.inside = False
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+
 # ---------------------------------------------------------------- the command
 
 def run(args: argparse.Namespace) -> int:
@@ -325,10 +397,60 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
 
 
-def train(args: argparse.Namespace) -> int:
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def validate_flags(args: argparse.Namespace) -> None:
+    """Refuse out-of-range numbers up front, naming the flag, before anything is built or written.
+
+    Shape flags are checked here too: `--layers 0` must not quietly fall back to the default.
+    """
     for flag in ("steps", "seq_len", "batch", "eval_every", "log_every", "val_windows"):
         if getattr(args, flag) is None or getattr(args, flag) < (0 if flag == "steps" else 1):
-            raise TrainError(f"--{flag.replace('_', '-')} must be a positive integer, got {getattr(args, flag)}")
+            raise TrainError(f"{_flag(flag)} must be a positive integer, got {getattr(args, flag)}")
+    for flag in ("layers", "hidden", "heads", "kv_heads", "head_dim", "intermediate", "vocab"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise TrainError(f"{_flag(flag)} must be a positive integer, got {value}; pass a value >= 1 "
+                             "or leave the flag out for the default")
+    if args.warmup < 0:
+        raise TrainError(f"--warmup must be >= 0 steps, got {args.warmup}; pass --warmup 0 for no warmup")
+    # (flag, value, lowest allowed, lowest is allowed itself, highest or None, what to pass instead)
+    reals = [("lr", args.lr, 0.0, False, None, "e.g. --lr 3e-3"),
+             ("rope_theta", args.rope_theta, 0.0, False, None, "e.g. --rope-theta 10000"),
+             ("weight_decay", args.weight_decay, 0.0, True, None, "--weight-decay 0 turns it off"),
+             ("grad_clip", args.grad_clip, 0.0, True, None, "--grad-clip 0 turns clipping off"),
+             ("min_lr_ratio", args.min_lr_ratio, 0.0, True, 1.0, "e.g. --min-lr-ratio 0.1")]
+    for flag, value, low, low_ok, high, fix in reals:
+        if value is None:
+            continue
+        in_range = math.isfinite(value) and (value >= low if low_ok else value > low) and (high is None or value <= high)
+        if not in_range:
+            bound = f"{'>=' if low_ok else '>'} {low:g}" + (f" and <= {high:g}" if high is not None else "")
+            raise TrainError(f"{_flag(flag)} must be a finite number {bound}, got {value}; {fix}")
+
+
+def check_out_dir(out: Path) -> None:
+    """Refuse an --out that cannot become a writable directory, before anything is loaded or written."""
+    if out.exists() and not out.is_dir():
+        raise TrainError(f"--out {out}: exists and is not a directory; pass a directory path "
+                         "(it is created if missing)")
+    parent = out
+    while not parent.exists():
+        if parent.is_symlink():
+            raise TrainError(f"--out {out}: {parent} is a dangling symlink; remove it or pass another --out")
+        parent = parent.parent
+    if not parent.is_dir():
+        raise TrainError(f"--out {out}: {parent} is not a directory; pass a path under a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise TrainError(f"--out {out}: {parent} is not writable by this user; pass a --out you can write "
+                         "to, or fix the permissions (chmod u+w)")
+
+
+def train(args: argparse.Namespace) -> int:
+    validate_flags(args)
+    check_out_dir(Path(args.out))
     kind = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     resolve_device(kind)  # refuses --device cuda without CUDA before any process group starts
     dist = init_distributed(kind)
@@ -343,15 +465,21 @@ def train(args: argparse.Namespace) -> int:
     else:
         cfg = config_from_flags(args)
         model, init_meta = build_model(cfg, device=device, seed=args.seed), {}
-    corpus = data_mod.load_corpus(args.data, args.seq_len, cfg.vocab_size)
+    corpus = data_mod.load_corpus(args.data, args.seq_len, cfg.vocab_size, init=args.init)
     val_starts = data_mod.val_windows(corpus.val, args.seq_len, args.val_windows)
 
     out = Path(args.out)
     metrics_path = ckpt_path = None
     if dist.is_main:
-        out.mkdir(parents=True, exist_ok=True)
         metrics_path, ckpt_path = out / "metrics.jsonl", out / "model.safetensors"
-    metrics = Metrics(metrics_path)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            metrics = Metrics(metrics_path)
+        except OSError as exc:
+            raise TrainError(f"--out {out}: cannot write there ({exc.strerror or exc}); pass a --out you "
+                             "can write to") from None
+    else:
+        metrics = Metrics(None)
     progress = Progress(args.steps, dist.is_main)
 
     model.train()
@@ -381,6 +509,7 @@ def train(args: argparse.Namespace) -> int:
         progress.note(f"step {at} val_loss {loss:.4f}")
         return loss
 
+    guard = UpdateGuard().__enter__()
     try:
         val_loss = record_val(0)
         last_eval = 0
@@ -397,8 +526,9 @@ def train(args: argparse.Namespace) -> int:
             loss.backward()
             if args.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-            optimizer.step()
-            step += 1
+            with guard.update():
+                optimizer.step()
+                step += 1
             loss_value = global_mean(loss.detach(), dist)
             if not math.isfinite(loss_value):
                 raise TrainError(f"train loss became {loss_value} at step {step}; lower --lr or use --dtype fp32")
@@ -415,14 +545,16 @@ def train(args: argparse.Namespace) -> int:
         if dist.is_main and ckpt_path is not None:
             # Evaluate at exactly the weights being saved, so the recorded val_loss is theirs.
             val_loss = record_val(step) if last_eval != step else val_loss
-            save_checkpoint(ckpt_path, model, cfg, step, val_loss, corpus, args.license, args.init)
+            save_or_refuse(ckpt_path, model, cfg, step, val_loss, corpus, args.license, args.init)
             print(f"pretrain train: interrupted at step {step}; saved {ckpt_path} (val_loss {val_loss:.4f})",
                   file=sys.stderr)
         metrics.close()
         return EXIT_INTERRUPTED
+    finally:
+        guard.__exit__()
     progress.close()
     if dist.is_main and ckpt_path is not None:
-        save_checkpoint(ckpt_path, model, cfg, step, val_loss, corpus, args.license, args.init)
+        save_or_refuse(ckpt_path, model, cfg, step, val_loss, corpus, args.license, args.init)
         progress.note(f"saved {ckpt_path} at step {step}, val_loss {val_loss:.4f}")
     metrics.close()
     if dist.world_size > 1:

@@ -90,3 +90,23 @@ def test_config_round_trips_through_hf_dict() -> None:
     assert ModelConfig.from_hf_dict(json.loads(json.dumps(cfg.to_hf_dict()))) == cfg
     theirs = transformers.AutoConfig.for_model(**cfg.to_hf_dict())
     assert ModelConfig.from_hf_dict(theirs.to_dict()) == cfg
+
+
+def test_an_activation_other_than_silu_is_refused_not_silently_swapped(tmp_path: Path) -> None:
+    from pretrain.model import ConfigError
+
+    save_hf(hf_model("llama", hidden_act="gelu"), tmp_path)
+    with pytest.raises(ConfigError, match="hidden_act 'gelu' is not supported"):
+        from_pretrained(tmp_path)
+
+
+def test_from_pretrained_dtype_casts_every_parameter_and_stays_close(tmp_path: Path) -> None:
+    ref = hf_model("qwen3", head_dim=24)
+    save_hf(ref, tmp_path)
+    ours = from_pretrained(tmp_path, device="cpu", dtype=torch.bfloat16)
+    assert {p.dtype for p in ours.parameters()} == {torch.bfloat16}
+    ids = torch.randint(0, 256, (2, 10), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        got = ours(ids)
+    assert got.dtype == torch.bfloat16 and got.shape == (2, 10, 256)
+    assert torch.allclose(got.float(), hf_logits(ref, ids), atol=0.1, rtol=0)

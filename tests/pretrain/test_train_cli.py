@@ -242,3 +242,56 @@ def test_our_checkpoint_loads_with_from_pretrained_bit_for_bit(trained_qwen2: Pa
     state = model.state_dict()
     assert set(state) == set(on_file)
     assert all(torch.equal(state[k], on_file[k]) for k in on_file)
+
+
+def test_ctrl_c_inside_the_optimizer_update_saves_the_finished_step(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C that lands mid-AdamW must not save half-updated weights under the previous step number.
+
+    With --warmup beyond the run, the lr of the first steps does not depend on --steps, so an interrupted
+    100-step run that stopped after step 3 must hold exactly the weights of a finished 3-step run.
+    """
+    import pretrain.train as train_mod
+
+    real = train_mod.make_optimizer
+
+    def interrupting(*args: object, **kwargs: object) -> torch.optim.Optimizer:
+        opt = real(*args, **kwargs)
+        step_fn, calls = opt.step, []
+
+        def step() -> None:
+            calls.append(1)
+            if len(calls) == 3:
+                os.kill(os.getpid(), signal.SIGINT)  # arrives while the update is in progress
+            step_fn()
+
+        opt.step = step  # type: ignore[method-assign]
+        return opt
+
+    common = ["--family", "llama", *TINY, "--warmup", "50", "--eval-every", "1000", "--seed", "3"]
+    with monkeypatch.context() as m:
+        m.setattr(train_mod, "make_optimizer", interrupting)
+        assert main(["train", *common, "--steps", "100", "--out", str(tmp_path / "cut")]) == 130
+    assert main(["train", *common, "--steps", "3", "--out", str(tmp_path / "full")]) == 0
+    cut, full = tmp_path / "cut" / "model.safetensors", tmp_path / "full" / "model.safetensors"
+    assert meta(cut)["step"] == meta(full)["step"] == "3"
+    a, b = load_file(cut), load_file(full)
+    assert all(torch.equal(a[k], b[k]) for k in b)
+    assert float(meta(cut)["val_loss"]) == pytest.approx(float(meta(full)["val_loss"]))
+
+
+def test_steps_0_evaluates_and_saves_the_starting_weights(trained_qwen2: Path, tmp_path: Path) -> None:
+    ckpt = trained_qwen2 / "model.safetensors"
+    assert main(["train", "--init", str(ckpt), "--steps", "0", "--seq-len", "32", "--batch", "4",
+                 "--out", str(tmp_path)]) == 0
+    rows = metrics(tmp_path)
+    assert [r["step"] for r in rows] == [0] and "val_loss" in rows[0]
+    assert meta(tmp_path / "model.safetensors")["step"] == "0"
+    a, b = load_file(tmp_path / "model.safetensors"), load_file(ckpt)
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in b)
+
+
+def test_bf16_on_cpu_trains_under_autocast_and_saves_fp32(tmp_path: Path) -> None:
+    assert train(tmp_path, "--dtype", "bf16", "--device", "cpu", steps=2, eval_every=2) == 0
+    assert all(math.isfinite(r.get("loss", r.get("val_loss"))) for r in metrics(tmp_path))
+    assert {t.dtype for t in load_file(tmp_path / "model.safetensors").values()} == {torch.float32}
