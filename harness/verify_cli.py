@@ -1,9 +1,10 @@
 """`harness verify PATH... [--out DIR] [-k ID-PATTERN] [-j N] [--strict]`
 
 validate -> compile (pytest plugin) -> run (isolated children) -> record (evidence.json) -> report
-(junit.xml, summary.md). Exit status: 0 nothing falsified or in error; 1 something falsified or in
-error (or, with --strict, not_run/deferred); 2 invalid input, nothing run; 130 interrupted (Ctrl-C),
-with the evidence so far written and marked incomplete.
+(junit.xml, summary.md). Exit status: 0 nothing falsified or in error and at least one falsifier
+ran; 1 something falsified or in error (or, with --strict, not_run/deferred), or no falsifier ran at
+all (every one not_run or deferred); 2 invalid input, nothing run; 130 interrupted (Ctrl-C), with
+the evidence so far written and marked incomplete.
 """
 
 from __future__ import annotations
@@ -357,7 +358,18 @@ def _run_and_record(
     failing = totals["falsified"] + totals["error"]
     if strict:
         failing += totals["not_run"] + totals["deferred"]
-    return EXIT_FAILED if failing else EXIT_OK
+    if failing:
+        return EXIT_FAILED
+    if totals["passed"] == 0:
+        # Every selected falsifier was not_run or deferred: the run verified nothing, so it must not be green.
+        print(
+            f"harness: no falsifier ran ({totals['not_run']} not_run, {totals['deferred']} deferred), so nothing "
+            "was verified; run where their requirements are met (see the reasons above), or select runnable "
+            "falsifiers with -k",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
