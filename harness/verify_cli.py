@@ -97,6 +97,21 @@ def _print_problems(lines: Sequence[str], hint: str, stream: TextIO | None = Non
     print(hint, file=sys.stderr)
 
 
+def _unwritable(directory: Path) -> str | None:
+    """Why evidence cannot be written into `directory` (created here if missing), or None."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        return f"{directory} exists and is not a directory"
+    except NotADirectoryError:
+        return f"a part of {directory} is a file, not a directory"
+    except OSError as exc:
+        return f"cannot create {directory}: {exc.strerror or exc}"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"{directory} is not writable"
+    return None
+
+
 # ---------------------------------------------------------------------------------------- display
 
 
@@ -281,6 +296,11 @@ def verify(
 
     repo_root = Path(validation.roots[contracts[0].id]) if contracts else files[0].parent
     commit, dirty = git_state(repo_root)
+    # Checked before anything runs: finding out after a long run that the evidence has nowhere to go wastes it.
+    unwritable = _unwritable(evidence_dir(out, commit))
+    if unwritable:
+        _print_problems([f"harness verify: --out {out}: {unwritable}"], "choose another --out DIR (a directory you can write)")
+        return EXIT_INVALID
     started_at, t0 = now_iso(), time.monotonic()
     # Importing torch for the environment facts takes seconds; do it while the falsifiers run.
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
@@ -347,8 +367,16 @@ def _run_and_record(
         environment=environment.result(),
     )
     directory = evidence_dir(out, commit)
-    evidence_path = write_evidence(directory, evidence)
-    write_reports(directory, evidence)
+    try:
+        evidence_path = write_evidence(directory, evidence)
+        write_reports(directory, evidence)
+    except OSError as exc:
+        # E.g. the disk filled up or DIR was removed during the run: say so instead of a traceback.
+        _print_problems(
+            [f"harness verify: cannot write evidence to {directory}: {exc.strerror or exc}"],
+            "free space or fix permissions, or choose another --out DIR, then run harness verify again",
+        )
+        return EXIT_INVALID
 
     totals = evidence["totals"]
     print(f"harness: {totals_line(totals)}{' (INTERRUPTED: incomplete)' if interrupted else ''}", file=stream)

@@ -309,3 +309,14 @@ def test_a_run_where_no_falsifier_ran_is_not_green(tmp_path: Path) -> None:
     directory = tmp_path / "out" / "uncommitted"
     assert read_evidence(directory / "evidence.json")["totals"]["passed"] == 0
     assert "Nothing verified" in (directory / "summary.md").read_text()
+
+
+def test_out_that_is_a_file_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    make_project(tmp_path, {"ok.yaml": contract_text("ok-v1", PASSING)})
+    (tmp_path / "taken").write_text("not a directory")
+    proc = run_verify(tmp_path, "contracts", "--out", "taken")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "harness verify: --out taken:" in proc.stderr and "not a directory" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "PASSED" not in proc.stdout  # refused up front, not after the run
+    assert (tmp_path / "taken").read_text() == "not a directory"
