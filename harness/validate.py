@@ -232,7 +232,8 @@ _PATTERN_FORMS = {
     "^FALSIFY-[A-Z0-9-]+-[0-9]{3}$": "a falsifier id like FALSIFY-NAME-001",
     "^[0-9]{4}-[0-9]{2}-[0-9]{2}$": "a date YYYY-MM-DD",
     "\\S": "non-empty text",
-    "^[^\\s-][^\\s]*$": "a repository-relative path or node id without spaces, not starting with '-'",
+    "^[^\\s-][^\\s]*$": "a repository-relative path or node id without spaces, not starting with '-' "
+        "(a -k expression is written pytest: {k: EXPR, paths: [tests]})",
     "^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)*$":
         "module:function, e.g. falsifiers.init_arch_match:falsify_llama_claim_on_qwen2_tensors",
 }
@@ -599,6 +600,19 @@ def _check_python_bindings(root: Path, docs: list[_Doc], problems: _Problems) ->
         problems.add(doc.loc(path), subject, f"{what} {target} does not resolve: {reason}; {_python_fix(reason)}")
 
 
+def _outside_root(root: Path, relative: str) -> str | None:
+    """Why a binding path is not a repository-relative path inside `root`, or None.
+
+    An absolute path, or one that climbs out with `..`, would make the contract depend on one
+    machine's layout or on the current directory of whoever runs it."""
+    if Path(relative).is_absolute():
+        return f"the path is absolute; write it relative to the repository root {root}"
+    # Lexical, not resolve(): a symlinked test directory inside the repository is fine.
+    if os.path.normpath(relative).split(os.sep)[0] == os.pardir:
+        return f"the path leads outside the repository root {root}; bind tests inside the repository"
+    return None
+
+
 def _check_pytest_bindings(root: Path, docs: list[_Doc], problems: _Problems) -> None:
     nodes: list[tuple[_Doc, tuple[Any, ...], str, str, int]] = []
     ks: dict[str, tuple[_Doc, tuple[Any, ...], str, str, list[str], int]] = {}
@@ -613,7 +627,13 @@ def _check_pytest_bindings(root: Path, docs: list[_Doc], problems: _Problems) ->
             value = binding["pytest"]
             path = ("falsifiers", i, "binding", "pytest")
             if isinstance(value, str) and value.strip():
+                if value.startswith("-") or any(c.isspace() for c in value):
+                    continue  # not a node id at all: the schema check has already said how to write it
                 file_part = value.split("::", 1)[0]
+                outside = _outside_root(root, file_part)
+                if outside:
+                    problems.add(doc.loc(path), subject, f"binding pytest: {value}: {outside}")
+                    continue
                 exists = (root / file_part).is_file() or ("::" not in value and (root / file_part).is_dir())
                 if not exists:
                     problems.add(
@@ -625,6 +645,10 @@ def _check_pytest_bindings(root: Path, docs: list[_Doc], problems: _Problems) ->
                 nodes.append((doc, path, subject, value, min_tests))
             elif isinstance(value, dict) and isinstance(value.get("k"), str):
                 paths = [p for _, p in _strs(value.get("paths"))]
+                outside = [(p, why) for p in paths if (why := _outside_root(root, p))]
+                if outside:
+                    problems.add(doc.loc(path + ("paths",)), subject, f"binding pytest -k {value['k']!r}: {outside[0][0]}: {outside[0][1]}")
+                    continue
                 missing = [p for p in paths if not (root / p).exists()]
                 if missing:
                     problems.add(

@@ -551,3 +551,29 @@ def test_hypothesis_falsifier_counts_as_zero_argument(repo: Path) -> None:
     )
     path = write(repo, PY_ONLY.replace("binding: {python: hvfix.checks:holds}", "binding: {python: hvfix.prop:falsify_roundtrip}", 1))
     assert problems_of(path) == []
+
+
+def test_pytest_binding_paths_must_stay_inside_the_repository(repo: Path) -> None:
+    text = (
+        VALID.replace('"tests/test_things.py::test_beta", min_tests: 2', '"../elsewhere/test_x.py"')
+        .replace("binding: {python: hvfix.checks:holds}", f"binding: {{pytest: {{k: alpha, paths: [{repo / 'tests'}]}}}}")
+    )
+    path = write(repo, text)
+    problems = problems_of(path)
+    assert_problem(problems, path, line(text, "../elsewhere"), "FALSIFY-HV-DEMO-002", "leads outside the repository root")
+    assert_problem(problems, path, line(text, "k: alpha"), "FALSIFY-HV-DEMO-001", "is absolute", "relative to the repository root")
+
+
+def test_a_k_expression_written_as_a_string_gets_one_problem_saying_how_to_write_it(repo: Path) -> None:
+    text = VALID.replace('"tests/test_things.py::test_beta", min_tests: 2', '"-k beta"')
+    path = write(repo, text)
+    problems = problems_of(path)
+    mine = [p for p in problems if "FALSIFY-HV-DEMO-002" in p]
+    assert len(mine) == 1, problems
+    assert "{k: EXPR, paths: [tests]}" in mine[0]
+
+
+def test_pytest_node_ids_are_matched_after_normalising_the_path(repo: Path) -> None:
+    text = VALID.replace('"tests/test_things.py::test_beta", min_tests: 2', '"./tests/../tests//test_things.py::test_beta", min_tests: 2')
+    text = text.replace("binding: {python: hvfix.checks:holds}", "binding: {pytest: ., min_tests: 4}")
+    assert problems_of(write(repo, text)) == []
