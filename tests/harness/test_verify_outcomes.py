@@ -229,3 +229,18 @@ def test_junit_and_summary_are_written_next_to_the_evidence(run) -> None:
     assert "1 + 1 was 2, predicted 3" in summary  # counterexample section
     assert "- `FALSIFY-FX-030`: requires CUDA" in summary  # not_run reasons
     assert "3 passed, 4 falsified, 10 error, 2 not_run, 1 deferred" in summary
+
+
+def test_a_falsifier_that_returns_a_value_is_an_error_not_a_pass(tmp_path: Path) -> None:
+    cases = [
+        falsifier("FALSIFY-RET-001", '{python: "fx_falsifiers:returns_verdict"}'),
+        falsifier("FALSIFY-RET-002", '{python: "fx_falsifiers:generator"}'),
+    ]
+    make_project(tmp_path, {"ret.yaml": contract_text("ret-v1", cases)})
+    proc = run_verify(tmp_path, "contracts", "--out", "out")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    found = entries(read_evidence(tmp_path / "out" / "uncommitted" / "evidence.json"))
+    assert found["FALSIFY-RET-001"]["outcome"] == "error"
+    assert "returned False instead of None" in found["FALSIFY-RET-001"]["reason"]
+    assert found["FALSIFY-RET-002"]["outcome"] == "error"
+    assert "returned <generator object" in found["FALSIFY-RET-002"]["reason"]

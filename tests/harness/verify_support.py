@@ -61,6 +61,15 @@ FALSIFIER_MODULE = textwrap.dedent(
 
     def segfaults():
         os.kill(os.getpid(), signal.SIGSEGV)
+
+
+    def returns_verdict():
+        return 1 + 1 == 3  # meant as an assert: the False verdict must not read as a pass
+
+
+    def generator():
+        assert False, "never reached: calling a generator function runs nothing"
+        yield
     '''
 )
 
