@@ -27,6 +27,8 @@ from harness.model import Binding, BindingKind, Contract, Falsifier, FalsifierRe
 
 HARNESS_PARENT = str(Path(__file__).resolve().parents[1])
 OUTPUT_TAIL = 2000
+# Bytes of a child's output kept: enough for count_pattern lines and failure tails, bounded for a flood.
+OUTPUT_KEEP = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -58,25 +60,38 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 
 
 def run_isolated(argv: list[str], cwd: Path, timeout_s: float, env: dict[str, str]) -> ProcessRun:
-    """Run argv in a new session; kill its whole process group at the timeout or on Ctrl-C."""
-    proc = subprocess.Popen(
-        argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    try:
-        out, _ = proc.communicate(timeout=timeout_s)
-        return ProcessRun(proc.returncode, out.decode(errors="replace"), False)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        out, _ = proc.communicate()
-        return ProcessRun(None, out.decode(errors="replace"), True)
-    except BaseException:
-        # Ctrl-C while a falsifier runs: the child sits in its own session and would outlive us.
-        _kill_group(proc)
-        proc.wait()
-        raise
-    finally:
-        # A falsifier may leave grandchildren behind in its group even when it exits cleanly.
-        _kill_group(proc)
+    """Run argv in a new session; kill its whole process group when it exits, at the timeout, or on Ctrl-C.
+
+    Output goes to a temp file, not a pipe: a background process the falsifier leaves behind inherits
+    the descriptor, and waiting for a pipe's end would wait for that process (reported as a timeout)
+    rather than for the falsifier itself.
+    """
+    with tempfile.TemporaryFile(prefix="harness-output-") as sink:
+        proc = subprocess.Popen(
+            argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        timed_out = False
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill_group(proc)
+            proc.wait()
+        except BaseException:
+            # Ctrl-C while a falsifier runs: the child sits in its own session and would outlive us.
+            _kill_group(proc)
+            proc.wait()
+            raise
+        finally:
+            # A falsifier may leave grandchildren behind in its group even when it exits cleanly.
+            _kill_group(proc)
+        sink.seek(0, os.SEEK_END)
+        size = sink.tell()
+        # Only the tail is ever reported; a falsifier that prints gigabytes must not exhaust memory here.
+        sink.seek(max(0, size - OUTPUT_KEEP))
+        output = sink.read().decode(errors="replace")
+    return ProcessRun(None if timed_out else proc.returncode, output, timed_out)
 
 
 def _tail(text: str, limit: int = OUTPUT_TAIL) -> str:

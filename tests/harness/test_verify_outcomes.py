@@ -244,3 +244,12 @@ def test_a_falsifier_that_returns_a_value_is_an_error_not_a_pass(tmp_path: Path)
     assert "returned False instead of None" in found["FALSIFY-RET-001"]["reason"]
     assert found["FALSIFY-RET-002"]["outcome"] == "error"
     assert "returned <generator object" in found["FALSIFY-RET-002"]["reason"]
+
+
+def test_a_background_process_left_behind_does_not_turn_a_pass_into_a_timeout(tmp_path: Path) -> None:
+    cases = [falsifier("FALSIFY-BG-001", '{python: "fx_falsifiers:leaves_background_process"}', "timeout_s: 10")]
+    make_project(tmp_path, {"bg.yaml": contract_text("bg-v1", cases)})
+    proc = run_verify(tmp_path, "contracts", "--out", "out")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    r = entries(read_evidence(tmp_path / "out" / "uncommitted" / "evidence.json"))["FALSIFY-BG-001"]
+    assert (r["outcome"], r["reason"]) == ("passed", "returned without an AssertionError")
