@@ -314,9 +314,11 @@ def _schema_messages(error: jsonschema.ValidationError) -> list[tuple[tuple[Any,
     if v == "type":
         expected = error.validator_value
         words = " or ".join(_JSON_TYPE_WORDS.get(t, t) for t in ([expected] if isinstance(expected, str) else expected))
-        hint = ""
+        hint = f"; write {words} here (see docs/contract-format.md)"
         if expected == "string" and not isinstance(error.instance, (str, list, dict)):
             hint = f"; quote it: \"{error.instance}\""
+        elif expected == "array" and isinstance(error.instance, (str, int, float)) and not isinstance(error.instance, bool):
+            hint = f"; write it as a list: [{error.instance}]"
         return [(path, f"{where} must be {words}, not {_kind_of(error.instance)}{hint}")]
     if v == "pattern":
         form = _PATTERN_FORMS.get(error.validator_value)

@@ -577,3 +577,13 @@ def test_pytest_node_ids_are_matched_after_normalising_the_path(repo: Path) -> N
     text = VALID.replace('"tests/test_things.py::test_beta", min_tests: 2', '"./tests/../tests//test_things.py::test_beta", min_tests: 2')
     text = text.replace("binding: {python: hvfix.checks:holds}", "binding: {pytest: ., min_tests: 4}")
     assert problems_of(write(repo, text)) == []
+
+
+def test_a_wrong_type_says_what_to_write_instead(repo: Path) -> None:
+    text = VALID.replace("attacks: [INV-HV-DEMO-002]", "attacks: INV-HV-DEMO-002", 1).replace("timeout_s: 120", "timeout_s: true")
+    path = write(repo, text)
+    problems = problems_of(path, bindings=False)
+    assert_problem(problems, path, line(text, "attacks: INV-HV-DEMO-002"), "FALSIFY-HV-DEMO-003",
+                   "attacks must be a list, not a string", "write it as a list: [INV-HV-DEMO-002]")
+    assert_problem(problems, path, line(text, "timeout_s: true"), "FALSIFY-HV-DEMO-004",
+                   "timeout_s must be a number, not a boolean", "write a number here")
