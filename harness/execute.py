@@ -146,6 +146,27 @@ def _package_present(name: str) -> bool:
         return False
 
 
+def unmet_package(spec: str) -> str | None:
+    """Why `spec` (a name or a PEP 508 requirement such as `transformers>=4.45`) is unmet here, or None."""
+    from packaging.requirements import InvalidRequirement, Requirement as PackageRequirement
+
+    try:
+        req = PackageRequirement(spec)
+    except InvalidRequirement:
+        # validate reports it; here it can only be looked up as written.
+        return None if _package_present(spec) else f"requires package {spec}"
+    if not _package_present(req.name):
+        return f"requires package {spec}"
+    if req.specifier:
+        try:
+            installed = importlib.metadata.version(req.name)
+        except importlib.metadata.PackageNotFoundError:
+            return f"requires package {spec} (importable, but its installed version is unknown)"
+        if not req.specifier.contains(installed, prereleases=True):
+            return f"requires package {spec} (installed: {installed})"
+    return None
+
+
 def available_memory_gib() -> float | None:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -164,8 +185,9 @@ def unmet_requirement(req: Requirement) -> str | None:
     if req.cuda and not cuda_available():
         return "requires CUDA"
     for package in req.packages:
-        if not _package_present(package):
-            return f"requires package {package}"
+        unmet = unmet_package(package)
+        if unmet:
+            return unmet
     if req.min_memory_gib is not None:
         have = available_memory_gib()
         if have is not None and have < req.min_memory_gib:

@@ -436,6 +436,14 @@ def _check_references(docs: list[_Doc], problems: _Problems, today: date) -> Non
             if isinstance(binding, dict):
                 _check_binding_shape(doc, i, fid, binding, problems)
             requires = fal.get("requires")
+            if isinstance(requires, dict):
+                for j, spec in _strs(requires.get("packages")):
+                    if spec.strip() and not _valid_requirement(spec):
+                        problems.add(
+                            doc.loc(("falsifiers", i, "requires", "packages", j)), fid,
+                            f"requires.packages entry {spec!r} is not a package name or requirement; write a name "
+                            "such as transformers, or a requirement such as 'transformers>=4.45'",
+                        )
             for path, number in (
                 (("timeout_s",), fal.get("timeout_s")),
                 (("requires", "min_memory_gib"), requires.get("min_memory_gib") if isinstance(requires, dict) else None),
@@ -543,6 +551,17 @@ def _check_cycles(docs: list[_Doc], contract_ids: set[str], problems: _Problems)
 
 _TARGET = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 _MISSING_MODULE = re.compile(r"No module named '([^']+)'")
+
+
+def _valid_requirement(spec: str) -> bool:
+    """A PEP 508 requirement (`name`, `name>=1.2`, `name[extra]`), as pip and the runner read it."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        Requirement(spec)
+    except InvalidRequirement:
+        return False
+    return True
 
 
 def _normalize_package(name: str) -> str:

@@ -587,3 +587,11 @@ def test_a_wrong_type_says_what_to_write_instead(repo: Path) -> None:
                    "attacks must be a list, not a string", "write it as a list: [INV-HV-DEMO-002]")
     assert_problem(problems, path, line(text, "timeout_s: true"), "FALSIFY-HV-DEMO-004",
                    "timeout_s must be a number, not a boolean", "write a number here")
+
+
+def test_a_package_requirement_that_does_not_parse_is_a_problem(repo: Path) -> None:
+    text = VALID.replace("packages: [transformers]", 'packages: ["transformers >= "]')
+    path = write(repo, text)
+    problems = problems_of(path, bindings=False)
+    assert_problem(problems, path, line(text, "transformers >= "), "FALSIFY-HV-DEMO-004",
+                   "'transformers >= ' is not a package name or requirement")

@@ -253,3 +253,17 @@ def test_a_background_process_left_behind_does_not_turn_a_pass_into_a_timeout(tm
     assert proc.returncode == 0, proc.stdout + proc.stderr
     r = entries(read_evidence(tmp_path / "out" / "uncommitted" / "evidence.json"))["FALSIFY-BG-001"]
     assert (r["outcome"], r["reason"]) == ("passed", "returned without an AssertionError")
+
+
+def test_package_requirements_with_version_specifiers_are_checked_against_the_installed_version(tmp_path: Path) -> None:
+    cases = [
+        falsifier("FALSIFY-PKG-001", '{python: "fx_falsifiers:holds"}', 'requires: {packages: ["pytest>=1", "PyYAML"]}'),
+        falsifier("FALSIFY-PKG-002", '{python: "fx_falsifiers:holds"}', 'requires: {packages: ["pytest<1"]}'),
+    ]
+    make_project(tmp_path, {"pkg.yaml": contract_text("pkg-v1", cases)})
+    proc = run_verify(tmp_path, "contracts", "--out", "out")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    found = entries(read_evidence(tmp_path / "out" / "uncommitted" / "evidence.json"))
+    assert found["FALSIFY-PKG-001"]["outcome"] == "passed", found["FALSIFY-PKG-001"]["reason"]
+    assert found["FALSIFY-PKG-002"]["outcome"] == "not_run"
+    assert found["FALSIFY-PKG-002"]["reason"].startswith("requires package pytest<1 (installed: ")
