@@ -3,7 +3,7 @@
 validate -> compile (pytest plugin) -> run (isolated children) -> record (evidence.json) -> report
 (junit.xml, summary.md). Exit status: 0 nothing falsified or in error and at least one falsifier
 ran; 1 something falsified or in error (or, with --strict, not_run/deferred), or no falsifier ran at
-all (every one not_run or deferred); 2 invalid input, nothing run; 130 interrupted (Ctrl-C), with
+all (every one not_run or deferred); 2 invalid input, nothing run; 130 interrupted (Ctrl-C or SIGTERM), with
 the evidence so far written and marked incomplete.
 """
 
@@ -16,8 +16,10 @@ import importlib.util
 import io
 import json
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -95,6 +97,24 @@ def _print_problems(lines: Sequence[str], hint: str, stream: TextIO | None = Non
     for line in lines:
         print(line, file=stream or sys.stderr)
     print(hint, file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Any:
+    """SIGTERM (a cancelled CI job, `kill`) stops the run the way Ctrl-C does: running falsifiers' process
+    groups are killed and the evidence so far is written, instead of dying with orphans left running."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be installed from the main thread
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _unwritable(directory: Path) -> str | None:
@@ -335,7 +355,8 @@ def _run_and_record(
     interrupted = False
     pytest_output = ""
     try:
-        status, pytest_output = run_pytest(files, repo_root, select, jobs, collector)
+        with _sigterm_as_interrupt():
+            status, pytest_output = run_pytest(files, repo_root, select, jobs, collector)
         interrupted = status == int(pytest.ExitCode.INTERRUPTED)
     except KeyboardInterrupt:
         interrupted = True

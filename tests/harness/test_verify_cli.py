@@ -320,3 +320,34 @@ def test_out_that_is_a_file_is_refused_before_anything_runs(tmp_path: Path) -> N
     assert "Traceback" not in proc.stderr
     assert "PASSED" not in proc.stdout  # refused up front, not after the run
     assert (tmp_path / "taken").read_text() == "not a directory"
+
+
+def test_sigterm_stops_the_run_like_ctrl_c_and_leaves_no_falsifier_running(tmp_path: Path) -> None:
+    # A cancelled CI job sends SIGTERM: the hanging falsifier's process group must die with the run.
+    cases = [
+        falsifier("FALSIFY-TERM-001", '{python: "fx_falsifiers:holds"}'),
+        falsifier("FALSIFY-TERM-002", '{python: "fx_falsifiers:hang"}', "timeout_s: 120"),
+    ]
+    make_project(tmp_path, {"term.yaml": contract_text("term-v1", cases)})
+    pid_file = tmp_path / "hang.pid"
+    proc = subprocess.Popen(
+        verify_argv("contracts", "--out", "out"), cwd=tmp_path, env=harness_env(FX_PID_FILE=str(pid_file)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not pid_file.exists() or not pid_file.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, "the hanging falsifier never started"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out + err
+    evidence = read_evidence(tmp_path / "out" / "uncommitted" / "evidence.json")
+    assert evidence["complete"] is False
+    assert set(entries(evidence)) == {"FALSIFY-TERM-001"}
+    time.sleep(0.2)
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid_file.read_text()), 0)
