@@ -595,3 +595,17 @@ def test_a_package_requirement_that_does_not_parse_is_a_problem(repo: Path) -> N
     problems = problems_of(path, bindings=False)
     assert_problem(problems, path, line(text, "transformers >= "), "FALSIFY-HV-DEMO-004",
                    "'transformers >= ' is not a package name or requirement")
+
+
+def test_one_contract_file_can_be_validated_when_its_dependency_is_beside_it(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = VALID.replace("title: Demo contract", "title: A\ndepends_on: [hv-b-v1]").replace("HV-DEMO", "HV-A")
+    b = VALID.replace("id: hv-demo-v1", "id: hv-b-v1").replace("HV-DEMO", "HV-B")
+    pa = write(repo, a, "a.yaml")
+    write(repo, b, "b.yaml")
+    code, out, _ = run_cli(capsys, "--no-bindings", str(pa))
+    assert code == 0, out
+    assert out == ["1 contract, 2 invariants, 4 falsifiers: valid"]
+    (repo / "contracts" / "b.yaml").unlink()
+    code, out, _ = run_cli(capsys, "--no-bindings", str(pa))
+    assert code == 2
+    assert_problem(out, pa, line(a, "depends_on"), "hv-demo-v1", "'hv-b-v1', which is not among the contracts validated nor in")
