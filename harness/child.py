@@ -11,6 +11,7 @@ by crashing.
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import os
 import sys
@@ -40,6 +41,14 @@ def _message(exc: BaseException) -> str:
     return text[:MAX_TEXT]
 
 
+def _short_repr(value: Any) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a broken __repr__ must not hide the real problem
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
 def classify(target: str) -> dict[str, Any]:
     """Import and call `module:function`; the result dict the parent turns into a FalsifierResult."""
     module_name, _, func_name = target.partition(":")
@@ -53,7 +62,18 @@ def classify(target: str) -> dict[str, Any]:
             "counterexample": None,
         }
     try:
-        func()
+        returned = func()
+        if returned is not None:
+            # `return a == b` instead of `assert a == b`, a generator, or an un-awaited coroutine: the check
+            # either never ran or its verdict would be thrown away, so this can never count as passed.
+            if inspect.isgenerator(returned) or inspect.iscoroutine(returned):
+                returned.close()  # no "never awaited" warning on top of the real problem
+            return {
+                "outcome": "error",
+                "reason": f"{target} returned {_short_repr(returned)} instead of None; a falsifier must return None "
+                "when the invariant holds and raise AssertionError when it does not: turn the returned check into an assert",
+                "counterexample": None,
+            }
     except AssertionError as exc:
         message = _message(exc)
         where = _where(exc)

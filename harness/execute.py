@@ -27,6 +27,8 @@ from harness.model import Binding, BindingKind, Contract, Falsifier, FalsifierRe
 
 HARNESS_PARENT = str(Path(__file__).resolve().parents[1])
 OUTPUT_TAIL = 2000
+# Bytes of a child's output kept: enough for count_pattern lines and failure tails, bounded for a flood.
+OUTPUT_KEEP = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -58,25 +60,38 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 
 
 def run_isolated(argv: list[str], cwd: Path, timeout_s: float, env: dict[str, str]) -> ProcessRun:
-    """Run argv in a new session; kill its whole process group at the timeout or on Ctrl-C."""
-    proc = subprocess.Popen(
-        argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    try:
-        out, _ = proc.communicate(timeout=timeout_s)
-        return ProcessRun(proc.returncode, out.decode(errors="replace"), False)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        out, _ = proc.communicate()
-        return ProcessRun(None, out.decode(errors="replace"), True)
-    except BaseException:
-        # Ctrl-C while a falsifier runs: the child sits in its own session and would outlive us.
-        _kill_group(proc)
-        proc.wait()
-        raise
-    finally:
-        # A falsifier may leave grandchildren behind in its group even when it exits cleanly.
-        _kill_group(proc)
+    """Run argv in a new session; kill its whole process group when it exits, at the timeout, or on Ctrl-C.
+
+    Output goes to a temp file, not a pipe: a background process the falsifier leaves behind inherits
+    the descriptor, and waiting for a pipe's end would wait for that process (reported as a timeout)
+    rather than for the falsifier itself.
+    """
+    with tempfile.TemporaryFile(prefix="harness-output-") as sink:
+        proc = subprocess.Popen(
+            argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        timed_out = False
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill_group(proc)
+            proc.wait()
+        except BaseException:
+            # Ctrl-C while a falsifier runs: the child sits in its own session and would outlive us.
+            _kill_group(proc)
+            proc.wait()
+            raise
+        finally:
+            # A falsifier may leave grandchildren behind in its group even when it exits cleanly.
+            _kill_group(proc)
+        sink.seek(0, os.SEEK_END)
+        size = sink.tell()
+        # Only the tail is ever reported; a falsifier that prints gigabytes must not exhaust memory here.
+        sink.seek(max(0, size - OUTPUT_KEEP))
+        output = sink.read().decode(errors="replace")
+    return ProcessRun(None if timed_out else proc.returncode, output, timed_out)
 
 
 def _tail(text: str, limit: int = OUTPUT_TAIL) -> str:
@@ -131,6 +146,27 @@ def _package_present(name: str) -> bool:
         return False
 
 
+def unmet_package(spec: str) -> str | None:
+    """Why `spec` (a name or a PEP 508 requirement such as `transformers>=4.45`) is unmet here, or None."""
+    from packaging.requirements import InvalidRequirement, Requirement as PackageRequirement
+
+    try:
+        req = PackageRequirement(spec)
+    except InvalidRequirement:
+        # validate reports it; here it can only be looked up as written.
+        return None if _package_present(spec) else f"requires package {spec}"
+    if not _package_present(req.name):
+        return f"requires package {spec}"
+    if req.specifier:
+        try:
+            installed = importlib.metadata.version(req.name)
+        except importlib.metadata.PackageNotFoundError:
+            return f"requires package {spec} (importable, but its installed version is unknown)"
+        if not req.specifier.contains(installed, prereleases=True):
+            return f"requires package {spec} (installed: {installed})"
+    return None
+
+
 def available_memory_gib() -> float | None:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -149,8 +185,9 @@ def unmet_requirement(req: Requirement) -> str | None:
     if req.cuda and not cuda_available():
         return "requires CUDA"
     for package in req.packages:
-        if not _package_present(package):
-            return f"requires package {package}"
+        unmet = unmet_package(package)
+        if unmet:
+            return unmet
     if req.min_memory_gib is not None:
         have = available_memory_gib()
         if have is not None and have < req.min_memory_gib:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -201,9 +202,14 @@ def load_contract_file(path: str | os.PathLike[str]) -> LoadedDoc:
     """Read and parse one contract file. Raises LoadError (never a YAML or OS traceback)."""
     path = Path(path)
     try:
-        size = path.stat().st_size
+        st = path.stat()
     except OSError as exc:
         raise LoadError(1, f"cannot read file: {exc.strerror or exc}; check the path") from None
+    if not stat.S_ISREG(st.st_mode):
+        # Reading a FIFO or a terminal would block forever; a device is never a contract.
+        kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file"
+        raise LoadError(1, f"{kind}, not a contract file; pass a .yaml file or a directory of them")
+    size = st.st_size
     if size > MAX_FILE_BYTES:
         raise LoadError(
             1,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import shutil
 import signal
 import subprocess
@@ -224,7 +225,9 @@ class PytestCollection:
 
 
 def _norm_node(node: str) -> str:
-    return node[2:] if node.startswith("./") else node
+    """The node id as pytest reports it: `./a/../b//t.py::x` -> `b/t.py::x`."""
+    file_part, sep, rest = node.partition("::")
+    return posixpath.normpath(file_part) + sep + rest
 
 
 def collect_pytest(
@@ -289,7 +292,7 @@ def collect_pytest(
         norm = _norm_node(node)
         file_part = norm.split("::", 1)[0]
         if norm == file_part and (root / file_part).is_dir():
-            prefix = file_part.rstrip("/") + "/"
+            prefix = "" if file_part == "." else file_part.rstrip("/") + "/"
             count = sum(len(v) for k, v in by_file.items() if k.startswith(prefix))
         elif norm == file_part:
             count = len(by_file.get(file_part, ()))

@@ -232,7 +232,8 @@ _PATTERN_FORMS = {
     "^FALSIFY-[A-Z0-9-]+-[0-9]{3}$": "a falsifier id like FALSIFY-NAME-001",
     "^[0-9]{4}-[0-9]{2}-[0-9]{2}$": "a date YYYY-MM-DD",
     "\\S": "non-empty text",
-    "^[^\\s-][^\\s]*$": "a repository-relative path or node id without spaces, not starting with '-'",
+    "^[^\\s-][^\\s]*$": "a repository-relative path or node id without spaces, not starting with '-' "
+        "(a -k expression is written pytest: {k: EXPR, paths: [tests]})",
     "^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)*$":
         "module:function, e.g. falsifiers.init_arch_match:falsify_llama_claim_on_qwen2_tensors",
 }
@@ -313,9 +314,11 @@ def _schema_messages(error: jsonschema.ValidationError) -> list[tuple[tuple[Any,
     if v == "type":
         expected = error.validator_value
         words = " or ".join(_JSON_TYPE_WORDS.get(t, t) for t in ([expected] if isinstance(expected, str) else expected))
-        hint = ""
+        hint = f"; write {words} here (see docs/contract-format.md)"
         if expected == "string" and not isinstance(error.instance, (str, list, dict)):
             hint = f"; quote it: \"{error.instance}\""
+        elif expected == "array" and isinstance(error.instance, (str, int, float)) and not isinstance(error.instance, bool):
+            hint = f"; write it as a list: [{error.instance}]"
         return [(path, f"{where} must be {words}, not {_kind_of(error.instance)}{hint}")]
     if v == "pattern":
         form = _PATTERN_FORMS.get(error.validator_value)
@@ -392,6 +395,30 @@ def _check_ids(docs: list[_Doc], problems: _Problems) -> None:
 
 
 def _check_references(docs: list[_Doc], problems: _Problems, today: date) -> None:
+    loaded_paths = {doc.path.resolve() for doc in docs}
+    siblings: dict[Path, set[str]] = {}
+
+    def sibling_ids(directory: Path) -> set[str]:
+        """Contract ids in the other contract files beside a contract, so `harness verify contracts/one.yaml`
+        accepts a depends_on that exists there without validating (or running) it too."""
+        if directory not in siblings:
+            found: set[str] = set()
+            try:
+                candidates = sorted(p for p in directory.iterdir() if p.suffix in CONTRACT_SUFFIXES and p.is_file())
+            except OSError:
+                candidates = []
+            for candidate in candidates:
+                if candidate.resolve() in loaded_paths:
+                    continue
+                try:
+                    cid = load_contract_file(candidate).data.get("id")
+                except LoadError:
+                    continue
+                if isinstance(cid, str):
+                    found.add(cid)
+            siblings[directory] = found
+        return siblings[directory]
+
     invariant_ids: set[str] = set()
     contract_ids: set[str] = set()
     attacked: set[str] = set()
@@ -433,6 +460,14 @@ def _check_references(docs: list[_Doc], problems: _Problems, today: date) -> Non
             if isinstance(binding, dict):
                 _check_binding_shape(doc, i, fid, binding, problems)
             requires = fal.get("requires")
+            if isinstance(requires, dict):
+                for j, spec in _strs(requires.get("packages")):
+                    if spec.strip() and not _valid_requirement(spec):
+                        problems.add(
+                            doc.loc(("falsifiers", i, "requires", "packages", j)), fid,
+                            f"requires.packages entry {spec!r} is not a package name or requirement; write a name "
+                            "such as transformers, or a requirement such as 'transformers>=4.45'",
+                        )
             for path, number in (
                 (("timeout_s",), fal.get("timeout_s")),
                 (("requires", "min_memory_gib"), requires.get("min_memory_gib") if isinstance(requires, dict) else None),
@@ -452,13 +487,13 @@ def _check_references(docs: list[_Doc], problems: _Problems, today: date) -> Non
                     f"no falsifier attacks this invariant; add a falsifier with attacks: [{iid}]",
                 )
         for j, dep in _strs(doc.data.get("depends_on")):
-            if dep not in contract_ids:
-                close = difflib.get_close_matches(dep, contract_ids, n=1, cutoff=0.8)
+            if dep not in contract_ids and dep not in sibling_ids(doc.path.parent):
+                close = difflib.get_close_matches(dep, contract_ids | sibling_ids(doc.path.parent), n=1, cutoff=0.8)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 problems.add(
                     doc.loc(("depends_on", j)), doc.contract_id,
-                    f"depends_on names contract {dep!r}, which is not among the contracts validated{hint}; "
-                    "pass its file too or fix the id",
+                    f"depends_on names contract {dep!r}, which is not among the contracts validated nor in "
+                    f"{_display(doc.path.parent)}{hint}; pass its file too or fix the id",
                 )
     _check_cycles(docs, contract_ids, problems)
     for doc in docs:
@@ -542,6 +577,17 @@ _TARGET = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w
 _MISSING_MODULE = re.compile(r"No module named '([^']+)'")
 
 
+def _valid_requirement(spec: str) -> bool:
+    """A PEP 508 requirement (`name`, `name>=1.2`, `name[extra]`), as pip and the runner read it."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        Requirement(spec)
+    except InvalidRequirement:
+        return False
+    return True
+
+
 def _normalize_package(name: str) -> str:
     return re.split(r"[<>=!~\[; ]", name, maxsplit=1)[0].strip().lower().replace("-", "_")
 
@@ -599,6 +645,19 @@ def _check_python_bindings(root: Path, docs: list[_Doc], problems: _Problems) ->
         problems.add(doc.loc(path), subject, f"{what} {target} does not resolve: {reason}; {_python_fix(reason)}")
 
 
+def _outside_root(root: Path, relative: str) -> str | None:
+    """Why a binding path is not a repository-relative path inside `root`, or None.
+
+    An absolute path, or one that climbs out with `..`, would make the contract depend on one
+    machine's layout or on the current directory of whoever runs it."""
+    if Path(relative).is_absolute():
+        return f"the path is absolute; write it relative to the repository root {root}"
+    # Lexical, not resolve(): a symlinked test directory inside the repository is fine.
+    if os.path.normpath(relative).split(os.sep)[0] == os.pardir:
+        return f"the path leads outside the repository root {root}; bind tests inside the repository"
+    return None
+
+
 def _check_pytest_bindings(root: Path, docs: list[_Doc], problems: _Problems) -> None:
     nodes: list[tuple[_Doc, tuple[Any, ...], str, str, int]] = []
     ks: dict[str, tuple[_Doc, tuple[Any, ...], str, str, list[str], int]] = {}
@@ -613,7 +672,13 @@ def _check_pytest_bindings(root: Path, docs: list[_Doc], problems: _Problems) ->
             value = binding["pytest"]
             path = ("falsifiers", i, "binding", "pytest")
             if isinstance(value, str) and value.strip():
+                if value.startswith("-") or any(c.isspace() for c in value):
+                    continue  # not a node id at all: the schema check has already said how to write it
                 file_part = value.split("::", 1)[0]
+                outside = _outside_root(root, file_part)
+                if outside:
+                    problems.add(doc.loc(path), subject, f"binding pytest: {value}: {outside}")
+                    continue
                 exists = (root / file_part).is_file() or ("::" not in value and (root / file_part).is_dir())
                 if not exists:
                     problems.add(
@@ -625,6 +690,10 @@ def _check_pytest_bindings(root: Path, docs: list[_Doc], problems: _Problems) ->
                 nodes.append((doc, path, subject, value, min_tests))
             elif isinstance(value, dict) and isinstance(value.get("k"), str):
                 paths = [p for _, p in _strs(value.get("paths"))]
+                outside = [(p, why) for p in paths if (why := _outside_root(root, p))]
+                if outside:
+                    problems.add(doc.loc(path + ("paths",)), subject, f"binding pytest -k {value['k']!r}: {outside[0][0]}: {outside[0][1]}")
+                    continue
                 missing = [p for p in paths if not (root / p).exists()]
                 if missing:
                     problems.add(

@@ -1,9 +1,10 @@
 """`harness verify PATH... [--out DIR] [-k ID-PATTERN] [-j N] [--strict]`
 
 validate -> compile (pytest plugin) -> run (isolated children) -> record (evidence.json) -> report
-(junit.xml, summary.md). Exit status: 0 nothing falsified or in error; 1 something falsified or in
-error (or, with --strict, not_run/deferred); 2 invalid input, nothing run; 130 interrupted (Ctrl-C),
-with the evidence so far written and marked incomplete.
+(junit.xml, summary.md). Exit status: 0 nothing falsified or in error and at least one falsifier
+ran; 1 something falsified or in error (or, with --strict, not_run/deferred), or no falsifier ran at
+all (every one not_run or deferred); 2 invalid input, nothing run; 130 interrupted (Ctrl-C or SIGTERM), with
+the evidence so far written and marked incomplete.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import importlib.util
 import io
 import json
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -94,6 +97,39 @@ def _print_problems(lines: Sequence[str], hint: str, stream: TextIO | None = Non
     for line in lines:
         print(line, file=stream or sys.stderr)
     print(hint, file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Any:
+    """SIGTERM (a cancelled CI job, `kill`) stops the run the way Ctrl-C does: running falsifiers' process
+    groups are killed and the evidence so far is written, instead of dying with orphans left running."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be installed from the main thread
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _unwritable(directory: Path) -> str | None:
+    """Why evidence cannot be written into `directory` (created here if missing), or None."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        return f"{directory} exists and is not a directory"
+    except NotADirectoryError:
+        return f"a part of {directory} is a file, not a directory"
+    except OSError as exc:
+        return f"cannot create {directory}: {exc.strerror or exc}"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"{directory} is not writable"
+    return None
 
 
 # ---------------------------------------------------------------------------------------- display
@@ -280,6 +316,11 @@ def verify(
 
     repo_root = Path(validation.roots[contracts[0].id]) if contracts else files[0].parent
     commit, dirty = git_state(repo_root)
+    # Checked before anything runs: finding out after a long run that the evidence has nowhere to go wastes it.
+    unwritable = _unwritable(evidence_dir(out, commit))
+    if unwritable:
+        _print_problems([f"harness verify: --out {out}: {unwritable}"], "choose another --out DIR (a directory you can write)")
+        return EXIT_INVALID
     started_at, t0 = now_iso(), time.monotonic()
     # Importing torch for the environment facts takes seconds; do it while the falsifiers run.
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
@@ -314,7 +355,8 @@ def _run_and_record(
     interrupted = False
     pytest_output = ""
     try:
-        status, pytest_output = run_pytest(files, repo_root, select, jobs, collector)
+        with _sigterm_as_interrupt():
+            status, pytest_output = run_pytest(files, repo_root, select, jobs, collector)
         interrupted = status == int(pytest.ExitCode.INTERRUPTED)
     except KeyboardInterrupt:
         interrupted = True
@@ -346,8 +388,16 @@ def _run_and_record(
         environment=environment.result(),
     )
     directory = evidence_dir(out, commit)
-    evidence_path = write_evidence(directory, evidence)
-    write_reports(directory, evidence)
+    try:
+        evidence_path = write_evidence(directory, evidence)
+        write_reports(directory, evidence)
+    except OSError as exc:
+        # E.g. the disk filled up or DIR was removed during the run: say so instead of a traceback.
+        _print_problems(
+            [f"harness verify: cannot write evidence to {directory}: {exc.strerror or exc}"],
+            "free space or fix permissions, or choose another --out DIR, then run harness verify again",
+        )
+        return EXIT_INVALID
 
     totals = evidence["totals"]
     print(f"harness: {totals_line(totals)}{' (INTERRUPTED: incomplete)' if interrupted else ''}", file=stream)
@@ -357,7 +407,18 @@ def _run_and_record(
     failing = totals["falsified"] + totals["error"]
     if strict:
         failing += totals["not_run"] + totals["deferred"]
-    return EXIT_FAILED if failing else EXIT_OK
+    if failing:
+        return EXIT_FAILED
+    if totals["passed"] == 0:
+        # Every selected falsifier was not_run or deferred: the run verified nothing, so it must not be green.
+        print(
+            f"harness: no falsifier ran ({totals['not_run']} not_run, {totals['deferred']} deferred), so nothing "
+            "was verified; run where their requirements are met (see the reasons above), or select runnable "
+            "falsifiers with -k",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -147,3 +147,20 @@ def test_merge_keys_are_refused(tmp_path: Path) -> None:
 def test_missing_file_is_a_load_error(tmp_path: Path) -> None:
     error = load_error(tmp_path / "absent.yaml")
     assert "cannot read file" in error.message
+
+
+def test_a_fifo_named_as_a_contract_is_refused_without_blocking(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)
+    root = Path(__file__).resolve().parents[2]
+    # A subprocess with a timeout: the bug this guards against is `harness validate` hanging forever on open().
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", "validate", str(fifo)],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2
+    assert f"{fifo}:1: -: a FIFO, not a contract file" in proc.stdout

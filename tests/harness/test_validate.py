@@ -551,3 +551,61 @@ def test_hypothesis_falsifier_counts_as_zero_argument(repo: Path) -> None:
     )
     path = write(repo, PY_ONLY.replace("binding: {python: hvfix.checks:holds}", "binding: {python: hvfix.prop:falsify_roundtrip}", 1))
     assert problems_of(path) == []
+
+
+def test_pytest_binding_paths_must_stay_inside_the_repository(repo: Path) -> None:
+    text = (
+        VALID.replace('"tests/test_things.py::test_beta", min_tests: 2', '"../elsewhere/test_x.py"')
+        .replace("binding: {python: hvfix.checks:holds}", f"binding: {{pytest: {{k: alpha, paths: [{repo / 'tests'}]}}}}")
+    )
+    path = write(repo, text)
+    problems = problems_of(path)
+    assert_problem(problems, path, line(text, "../elsewhere"), "FALSIFY-HV-DEMO-002", "leads outside the repository root")
+    assert_problem(problems, path, line(text, "k: alpha"), "FALSIFY-HV-DEMO-001", "is absolute", "relative to the repository root")
+
+
+def test_a_k_expression_written_as_a_string_gets_one_problem_saying_how_to_write_it(repo: Path) -> None:
+    text = VALID.replace('"tests/test_things.py::test_beta", min_tests: 2', '"-k beta"')
+    path = write(repo, text)
+    problems = problems_of(path)
+    mine = [p for p in problems if "FALSIFY-HV-DEMO-002" in p]
+    assert len(mine) == 1, problems
+    assert "{k: EXPR, paths: [tests]}" in mine[0]
+
+
+def test_pytest_node_ids_are_matched_after_normalising_the_path(repo: Path) -> None:
+    text = VALID.replace('"tests/test_things.py::test_beta", min_tests: 2', '"./tests/../tests//test_things.py::test_beta", min_tests: 2')
+    text = text.replace("binding: {python: hvfix.checks:holds}", "binding: {pytest: ., min_tests: 4}")
+    assert problems_of(write(repo, text)) == []
+
+
+def test_a_wrong_type_says_what_to_write_instead(repo: Path) -> None:
+    text = VALID.replace("attacks: [INV-HV-DEMO-002]", "attacks: INV-HV-DEMO-002", 1).replace("timeout_s: 120", "timeout_s: true")
+    path = write(repo, text)
+    problems = problems_of(path, bindings=False)
+    assert_problem(problems, path, line(text, "attacks: INV-HV-DEMO-002"), "FALSIFY-HV-DEMO-003",
+                   "attacks must be a list, not a string", "write it as a list: [INV-HV-DEMO-002]")
+    assert_problem(problems, path, line(text, "timeout_s: true"), "FALSIFY-HV-DEMO-004",
+                   "timeout_s must be a number, not a boolean", "write a number here")
+
+
+def test_a_package_requirement_that_does_not_parse_is_a_problem(repo: Path) -> None:
+    text = VALID.replace("packages: [transformers]", 'packages: ["transformers >= "]')
+    path = write(repo, text)
+    problems = problems_of(path, bindings=False)
+    assert_problem(problems, path, line(text, "transformers >= "), "FALSIFY-HV-DEMO-004",
+                   "'transformers >= ' is not a package name or requirement")
+
+
+def test_one_contract_file_can_be_validated_when_its_dependency_is_beside_it(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = VALID.replace("title: Demo contract", "title: A\ndepends_on: [hv-b-v1]").replace("HV-DEMO", "HV-A")
+    b = VALID.replace("id: hv-demo-v1", "id: hv-b-v1").replace("HV-DEMO", "HV-B")
+    pa = write(repo, a, "a.yaml")
+    write(repo, b, "b.yaml")
+    code, out, _ = run_cli(capsys, "--no-bindings", str(pa))
+    assert code == 0, out
+    assert out == ["1 contract, 2 invariants, 4 falsifiers: valid"]
+    (repo / "contracts" / "b.yaml").unlink()
+    code, out, _ = run_cli(capsys, "--no-bindings", str(pa))
+    assert code == 2
+    assert_problem(out, pa, line(a, "depends_on"), "hv-demo-v1", "'hv-b-v1', which is not among the contracts validated nor in")

@@ -295,3 +295,59 @@ def test_installed_entry_point_makes_plain_pytest_run_contracts(tmp_path: Path) 
     run = subprocess.run(verify_argv("contracts", "--out", "out"), cwd=project, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 1, run.stdout + run.stderr
     assert read_evidence(project / "out" / "uncommitted" / "evidence.json")["totals"]["falsified"] == 1
+
+
+def test_a_run_where_no_falsifier_ran_is_not_green(tmp_path: Path) -> None:
+    cases = [
+        falsifier("FALSIFY-NONE-001", '{python: "fx_falsifiers:holds"}', "requires: {packages: [no_such_package_fx]}"),
+        falsifier("FALSIFY-NONE-002", '{python: "fx_falsifiers:holds"}', 'deferred: {reason: "later", until: 2999-12-31}'),
+    ]
+    make_project(tmp_path, {"c.yaml": contract_text("none-ran-v1", cases)})
+    proc = run_verify(tmp_path, "contracts", "--out", "out")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "no falsifier ran (1 not_run, 1 deferred)" in proc.stderr
+    directory = tmp_path / "out" / "uncommitted"
+    assert read_evidence(directory / "evidence.json")["totals"]["passed"] == 0
+    assert "Nothing verified" in (directory / "summary.md").read_text()
+
+
+def test_out_that_is_a_file_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    make_project(tmp_path, {"ok.yaml": contract_text("ok-v1", PASSING)})
+    (tmp_path / "taken").write_text("not a directory")
+    proc = run_verify(tmp_path, "contracts", "--out", "taken")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "harness verify: --out taken:" in proc.stderr and "not a directory" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "PASSED" not in proc.stdout  # refused up front, not after the run
+    assert (tmp_path / "taken").read_text() == "not a directory"
+
+
+def test_sigterm_stops_the_run_like_ctrl_c_and_leaves_no_falsifier_running(tmp_path: Path) -> None:
+    # A cancelled CI job sends SIGTERM: the hanging falsifier's process group must die with the run.
+    cases = [
+        falsifier("FALSIFY-TERM-001", '{python: "fx_falsifiers:holds"}'),
+        falsifier("FALSIFY-TERM-002", '{python: "fx_falsifiers:hang"}', "timeout_s: 120"),
+    ]
+    make_project(tmp_path, {"term.yaml": contract_text("term-v1", cases)})
+    pid_file = tmp_path / "hang.pid"
+    proc = subprocess.Popen(
+        verify_argv("contracts", "--out", "out"), cwd=tmp_path, env=harness_env(FX_PID_FILE=str(pid_file)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not pid_file.exists() or not pid_file.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, "the hanging falsifier never started"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out + err
+    evidence = read_evidence(tmp_path / "out" / "uncommitted" / "evidence.json")
+    assert evidence["complete"] is False
+    assert set(entries(evidence)) == {"FALSIFY-TERM-001"}
+    time.sleep(0.2)
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid_file.read_text()), 0)

@@ -225,3 +225,41 @@ def test_junit_and_summary_are_written_next_to_the_evidence(run) -> None:
     assert "1 + 1 was 2, predicted 3" in summary  # counterexample section
     assert "- `FALSIFY-FX-030`: requires CUDA" in summary  # not_run reasons
     assert "3 passed, 4 falsified, 10 error, 2 not_run, 1 deferred" in summary
+
+
+def test_a_falsifier_that_returns_a_value_is_an_error_not_a_pass(tmp_path: Path) -> None:
+    cases = [
+        falsifier("FALSIFY-RET-001", '{python: "fx_falsifiers:returns_verdict"}'),
+        falsifier("FALSIFY-RET-002", '{python: "fx_falsifiers:generator"}'),
+    ]
+    make_project(tmp_path, {"ret.yaml": contract_text("ret-v1", cases)})
+    proc = run_verify(tmp_path, "contracts", "--out", "out")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    found = entries(read_evidence(tmp_path / "out" / "uncommitted" / "evidence.json"))
+    assert found["FALSIFY-RET-001"]["outcome"] == "error"
+    assert "returned False instead of None" in found["FALSIFY-RET-001"]["reason"]
+    assert found["FALSIFY-RET-002"]["outcome"] == "error"
+    assert "returned <generator object" in found["FALSIFY-RET-002"]["reason"]
+
+
+def test_a_background_process_left_behind_does_not_turn_a_pass_into_a_timeout(tmp_path: Path) -> None:
+    cases = [falsifier("FALSIFY-BG-001", '{python: "fx_falsifiers:leaves_background_process"}', "timeout_s: 10")]
+    make_project(tmp_path, {"bg.yaml": contract_text("bg-v1", cases)})
+    proc = run_verify(tmp_path, "contracts", "--out", "out")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    r = entries(read_evidence(tmp_path / "out" / "uncommitted" / "evidence.json"))["FALSIFY-BG-001"]
+    assert (r["outcome"], r["reason"]) == ("passed", "returned without an AssertionError")
+
+
+def test_package_requirements_with_version_specifiers_are_checked_against_the_installed_version(tmp_path: Path) -> None:
+    cases = [
+        falsifier("FALSIFY-PKG-001", '{python: "fx_falsifiers:holds"}', 'requires: {packages: ["pytest>=1", "PyYAML"]}'),
+        falsifier("FALSIFY-PKG-002", '{python: "fx_falsifiers:holds"}', 'requires: {packages: ["pytest<1"]}'),
+    ]
+    make_project(tmp_path, {"pkg.yaml": contract_text("pkg-v1", cases)})
+    proc = run_verify(tmp_path, "contracts", "--out", "out")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    found = entries(read_evidence(tmp_path / "out" / "uncommitted" / "evidence.json"))
+    assert found["FALSIFY-PKG-001"]["outcome"] == "passed", found["FALSIFY-PKG-001"]["reason"]
+    assert found["FALSIFY-PKG-002"]["outcome"] == "not_run"
+    assert found["FALSIFY-PKG-002"]["reason"].startswith("requires package pytest<1 (installed: ")

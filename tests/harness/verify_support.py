@@ -61,6 +61,21 @@ FALSIFIER_MODULE = textwrap.dedent(
 
     def segfaults():
         os.kill(os.getpid(), signal.SIGSEGV)
+
+
+    def leaves_background_process():
+        import subprocess
+        # Forgotten, with our stdout: the falsifier itself has finished and held.
+        subprocess.Popen(["sleep", "120"])
+
+
+    def returns_verdict():
+        return 1 + 1 == 3  # meant as an assert: the False verdict must not read as a pass
+
+
+    def generator():
+        assert False, "never reached: calling a generator function runs nothing"
+        yield
     '''
 )
 
