@@ -83,7 +83,7 @@ def render_summary(evidence: dict[str, Any]) -> str:
         lines += ["> **Incomplete:** the run was interrupted; only the results below were recorded.", ""]
     t = evidence["totals"]
     if evidence["complete"] and t["passed"] + t["falsified"] + t["error"] == 0:
-        lines += ["> **Nothing verified:** no falsifier ran (every one not_run or deferred); the run fails.", ""]
+        lines += ["> **Nothing verified:** no falsifier ran (every one not_run or deferred); nothing here is evidence that an invariant holds.", ""]
     lines += ["| Outcome | Count |", "|---|---:|"]
     lines += [f"| {ICON[o]} {o} | {t[o]} |" for o in OUTCOME_ORDER]
     lines.append("")

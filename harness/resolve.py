@@ -266,6 +266,8 @@ def collect_pytest(
         cmd = [
             sys.executable, "-m", "pytest", "--collect-only", "-q",
             "-p", "no:cacheprovider", "-p", "_harness_collect_plugin",
+            # Contract files are not tests of a binding: never count falsifier items as matches.
+            "-p", "no:harness", "-p", "no:harness.plugin",
             "--rootdir", str(root), "--", *args,
         ]
         try:

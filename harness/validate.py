@@ -233,7 +233,7 @@ _PATTERN_FORMS = {
     "^[0-9]{4}-[0-9]{2}-[0-9]{2}$": "a date YYYY-MM-DD",
     "\\S": "non-empty text",
     "^[^\\s-][^\\s]*$": "a repository-relative path or node id without spaces, not starting with '-' "
-        "(a -k expression is written pytest: {k: EXPR, paths: [tests]})",
+        "(a -k expression is written pytest: \"-k EXPR\" or pytest: {k: EXPR, paths: [tests]})",
     "^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)*$":
         "module:function, e.g. falsifiers.init_arch_match:falsify_llama_claim_on_qwen2_tensors",
 }
@@ -671,6 +671,8 @@ def _check_pytest_bindings(root: Path, docs: list[_Doc], problems: _Problems) ->
             min_tests = min_tests if isinstance(min_tests, int) and not isinstance(min_tests, bool) else 1
             value = binding["pytest"]
             path = ("falsifiers", i, "binding", "pytest")
+            if isinstance(value, str) and (k_expr := k_shorthand(value)) is not None:
+                value = {"k": k_expr, "paths": list(default_test_paths(root))}
             if isinstance(value, str) and value.strip():
                 if value.startswith("-") or any(c.isspace() for c in value):
                     continue  # not a node id at all: the schema check has already said how to write it
@@ -762,12 +764,59 @@ def _check_command_bindings(root: Path, docs: list[_Doc], problems: _Problems) -
 
 # --- building the model --------------------------------------------------------------------------
 
-def _binding(data: dict[str, Any]) -> Binding:
+_K_SHORTHAND = re.compile(r"^-k\s+(\S.*)$", re.S)
+
+
+def k_shorthand(value: str) -> str | None:
+    """The expression of a `pytest: "-k EXPR"` binding, or None when the value is a node id."""
+    match = _K_SHORTHAND.match(value.strip())
+    return match.group(1).strip() if match else None
+
+
+def default_test_paths(root: Path) -> tuple[str, ...]:
+    """Where `pytest: "-k EXPR"` looks: the repository's configured pytest `testpaths`, else the root.
+
+    The shorthand must select what the project's own `pytest` run would, so it reads the same
+    configuration pytest does (pyproject.toml, pytest.ini, tox.ini, setup.cfg) instead of guessing.
+    """
+    configured: list[str] = []
+    pyproject = root / "pyproject.toml"
+    if pyproject.is_file():
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10: no TOML reader in the standard library
+            tomllib = None  # type: ignore[assignment]
+        if tomllib is not None:
+            try:
+                ini = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {}).get("pytest", {})
+                value = ini.get("ini_options", {}).get("testpaths", [])
+                configured = [value] if isinstance(value, str) else [str(v) for v in value]
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+                configured = []
+    if not configured:
+        import configparser
+
+        for name, section in (("pytest.ini", "pytest"), ("tox.ini", "pytest"), ("setup.cfg", "tool:pytest")):
+            parser = configparser.ConfigParser()
+            try:
+                parser.read(root / name, encoding="utf-8")
+            except (configparser.Error, UnicodeDecodeError):
+                continue
+            if parser.has_option(section, "testpaths"):
+                configured = parser.get(section, "testpaths").split()
+                break
+    existing = tuple(p for p in configured if (root / p).exists() and not _outside_root(root, p))
+    return existing or (".",)
+
+
+def _binding(data: dict[str, Any], root: Path) -> Binding:
     min_tests = int(data.get("min_tests", 1))
     if "python" in data:
         return Binding(BindingKind.PYTHON, target=data["python"])
     if "pytest" in data:
         value = data["pytest"]
+        if isinstance(value, str) and (k_expr := k_shorthand(value)) is not None:
+            return Binding(BindingKind.PYTEST, k=k_expr, paths=default_test_paths(root), min_tests=min_tests)
         if isinstance(value, str):
             return Binding(BindingKind.PYTEST, target=value, min_tests=min_tests)
         return Binding(BindingKind.PYTEST, k=value["k"], paths=tuple(value["paths"]), min_tests=min_tests)
@@ -797,7 +846,7 @@ def _contract(doc: _Doc) -> Contract:
         falsifiers.append(
             Falsifier(
                 id=fal["id"], attacks=tuple(fal["attacks"]), prediction=fal["prediction"], if_fails=fal["if_fails"],
-                binding=_binding(fal["binding"]), location=loc(("falsifiers", i)),
+                binding=_binding(fal["binding"], doc.root), location=loc(("falsifiers", i)),
                 requires=Requirement(
                     cuda=bool(req.get("cuda", False)), packages=tuple(req.get("packages", ())),
                     min_memory_gib=float(req["min_memory_gib"]) if "min_memory_gib" in req else None,

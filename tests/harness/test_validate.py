@@ -14,7 +14,7 @@ import pytest
 import harness.validate as validate_module
 from harness.cli import main
 from harness.model import BindingKind
-from harness.validate import find_repo_root, validate, validate_report
+from harness.validate import default_test_paths, find_repo_root, validate, validate_report
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -564,13 +564,30 @@ def test_pytest_binding_paths_must_stay_inside_the_repository(repo: Path) -> Non
     assert_problem(problems, path, line(text, "k: alpha"), "FALSIFY-HV-DEMO-001", "is absolute", "relative to the repository root")
 
 
-def test_a_k_expression_written_as_a_string_gets_one_problem_saying_how_to_write_it(repo: Path) -> None:
+def test_a_k_expression_written_as_a_string_selects_from_the_configured_testpaths(repo: Path) -> None:
+    # `pytest: "-k EXPR"` is the shorthand: it searches what the project's own pytest run would.
+    (repo / "pyproject.toml").write_text("[tool.pytest.ini_options]\ntestpaths = ['tests']\n")
+    assert default_test_paths(repo) == ("tests",)
     text = VALID.replace('"tests/test_things.py::test_beta", min_tests: 2', '"-k beta"')
+    contracts, problems = validate([write(repo, text)])
+    assert problems == []
+    binding = {f.id: f.binding for c in contracts for f in c.falsifiers}["FALSIFY-HV-DEMO-002"]
+    assert (binding.k, binding.paths, binding.min_tests) == ("beta", ("tests",), 1)
+
+
+def test_a_k_shorthand_that_collects_nothing_is_a_problem(repo: Path) -> None:
+    text = VALID.replace('"tests/test_things.py::test_beta", min_tests: 2', '"-k no_such_test_anywhere"')
     path = write(repo, text)
     problems = problems_of(path)
-    mine = [p for p in problems if "FALSIFY-HV-DEMO-002" in p]
-    assert len(mine) == 1, problems
-    assert "{k: EXPR, paths: [tests]}" in mine[0]
+    assert_problem(problems, path, line(text, "no_such_test_anywhere"), "FALSIFY-HV-DEMO-002",
+                   "-k 'no_such_test_anywhere'", "collects nothing")
+
+
+def test_without_configured_testpaths_the_k_shorthand_searches_the_repository_root(tmp_path: Path) -> None:
+    assert default_test_paths(tmp_path) == (".",)
+    (tmp_path / "pytest.ini").write_text("[pytest]\ntestpaths = checks missing\n")
+    (tmp_path / "checks").mkdir()
+    assert default_test_paths(tmp_path) == ("checks",)
 
 
 def test_pytest_node_ids_are_matched_after_normalising_the_path(repo: Path) -> None:

@@ -297,18 +297,21 @@ def test_installed_entry_point_makes_plain_pytest_run_contracts(tmp_path: Path) 
     assert read_evidence(project / "out" / "uncommitted" / "evidence.json")["totals"]["falsified"] == 1
 
 
-def test_a_run_where_no_falsifier_ran_is_not_green(tmp_path: Path) -> None:
+def test_a_run_where_no_falsifier_ran_says_so_and_fails_under_strict(tmp_path: Path) -> None:
     cases = [
         falsifier("FALSIFY-NONE-001", '{python: "fx_falsifiers:holds"}', "requires: {packages: [no_such_package_fx]}"),
         falsifier("FALSIFY-NONE-002", '{python: "fx_falsifiers:holds"}', 'deferred: {reason: "later", until: 2999-12-31}'),
     ]
     make_project(tmp_path, {"c.yaml": contract_text("none-ran-v1", cases)})
     proc = run_verify(tmp_path, "contracts", "--out", "out")
-    assert proc.returncode == 1, proc.stdout + proc.stderr
+    # Nothing falsified or in error: exit 0 by the exit-code contract, but never silently.
+    assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "no falsifier ran (1 not_run, 1 deferred)" in proc.stderr
     directory = tmp_path / "out" / "uncommitted"
     assert read_evidence(directory / "evidence.json")["totals"]["passed"] == 0
     assert "Nothing verified" in (directory / "summary.md").read_text()
+    strict = run_verify(tmp_path, "contracts", "--out", "out", "--strict")
+    assert strict.returncode == 1, strict.stdout + strict.stderr
 
 
 def test_out_that_is_a_file_is_refused_before_anything_runs(tmp_path: Path) -> None:
