@@ -86,6 +86,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--license", default="", help="license recorded in the checkpoint metadata")
     p.add_argument("--out", required=True, help="output directory (metrics.jsonl, model.safetensors)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the metrics.jsonl and model.safetensors of an earlier run in --out")
     p.set_defaults(func=run)
 
 
@@ -431,11 +433,19 @@ def validate_flags(args: argparse.Namespace) -> None:
             raise TrainError(f"{_flag(flag)} must be a finite number {bound}, got {value}; {fix}")
 
 
-def check_out_dir(out: Path) -> None:
+RUN_FILES = ("metrics.jsonl", "model.safetensors")
+
+
+def check_out_dir(out: Path, overwrite: bool = False) -> None:
     """Refuse an --out that cannot become a writable directory, before anything is loaded or written."""
     if out.exists() and not out.is_dir():
         raise TrainError(f"--out {out}: exists and is not a directory; pass a directory path "
                          "(it is created if missing)")
+    # A rerun would truncate the earlier run's metrics at step 0 and replace its weights at the end.
+    earlier = [name for name in RUN_FILES if (out / name).exists()]
+    if earlier and not overwrite:
+        raise TrainError(f"--out {out}: already holds an earlier run ({', '.join(earlier)}); pass a new --out, "
+                         "or --overwrite to replace it")
     parent = out
     while not parent.exists():
         if parent.is_symlink():
@@ -450,7 +460,7 @@ def check_out_dir(out: Path) -> None:
 
 def train(args: argparse.Namespace) -> int:
     validate_flags(args)
-    check_out_dir(Path(args.out))
+    check_out_dir(Path(args.out), overwrite=args.overwrite)
     kind = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     resolve_device(kind)  # refuses --device cuda without CUDA before any process group starts
     dist = init_distributed(kind)

@@ -295,3 +295,17 @@ def test_bf16_on_cpu_trains_under_autocast_and_saves_fp32(tmp_path: Path) -> Non
     assert train(tmp_path, "--dtype", "bf16", "--device", "cpu", steps=2, eval_every=2) == 0
     assert all(math.isfinite(r.get("loss", r.get("val_loss"))) for r in metrics(tmp_path))
     assert {t.dtype for t in load_file(tmp_path / "model.safetensors").values()} == {torch.float32}
+
+
+def test_a_rerun_into_an_earlier_runs_out_is_refused_unless_overwrite(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert train(tmp_path, steps=2, eval_every=2) == 0
+    before = (tmp_path / "metrics.jsonl").read_bytes(), (tmp_path / "model.safetensors").read_bytes()
+    capsys.readouterr()
+    assert train(tmp_path, steps=2, eval_every=2, family="llama") == 2
+    err = capsys.readouterr().err
+    assert f"--out {tmp_path}: already holds an earlier run" in err and "--overwrite" in err
+    # Nothing of the earlier run was touched by the refused one.
+    assert ((tmp_path / "metrics.jsonl").read_bytes(), (tmp_path / "model.safetensors").read_bytes()) == before
+    assert train(tmp_path, "--overwrite", steps=2, eval_every=2, family="llama") == 0
+    assert meta(tmp_path / "model.safetensors")["architecture"] == "llama"
