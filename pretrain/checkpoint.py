@@ -27,6 +27,9 @@ if TYPE_CHECKING:  # torch is imported lazily: `pretrain inspect` and `stamp` ne
 # A real header is kilobytes to a few MB (one entry per tensor); anything past this is hostile.
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 
+# Element and bit counts must fit a signed 64-bit integer: torch, numpy and safetensors index with them.
+MAX_INT64 = 2**63 - 1
+
 # Bits per element, as the safetensors format (v0.8) defines them.
 DTYPE_BITS: dict[str, int] = {
     "BOOL": 8,
@@ -196,7 +199,17 @@ def _parse_tensor_entry(path: str, name: str, entry: Any) -> TensorInfo:
     begin, end = offsets
     if begin < 0 or end < begin:
         raise CheckpointError(path, f"{where}: data_offsets {offsets!r} are negative or reversed")
-    bits = math.prod(shape) * DTYPE_BITS[dtype]
+    # Like safetensors, multiply with an overflow check in file order: a shape whose element or bit count
+    # does not fit 64 bits cannot be a tensor, even when a later zero would bring the product back to 0,
+    # and an unbounded product of thousands of dims would be too large even to print.
+    numel = 1
+    for dim in shape:
+        numel *= dim
+        if numel > MAX_INT64:
+            raise CheckpointError(path, f"{where}: shape with {len(shape)} dims overflows a 64-bit element count")
+    bits = numel * DTYPE_BITS[dtype]
+    if bits > MAX_INT64:
+        raise CheckpointError(path, f"{where}: {dtype} shape {shape} overflows a 64-bit bit count")
     if bits % 8:
         raise CheckpointError(path, f"{where}: {dtype} shape {shape} does not fill whole bytes")
     nbytes = bits // 8

@@ -235,7 +235,11 @@ HOSTILE: dict[str, tuple[bytes, str]] = {
     ),
     "trailing bytes": (blob(GOOD, b"\0" * 12), "4 trailing bytes"),
     "shape size mismatch": (blob({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, b"\0" * 8), "needs 12 bytes"),
-    "huge shape": (blob({"a": {"dtype": "F32", "shape": [2**62, 2**62], "data_offsets": [0, 8]}}, b"\0" * 8), "needs"),
+    "huge shape": (blob({"a": {"dtype": "F32", "shape": [2**62, 2**62], "data_offsets": [0, 8]}}, b"\0" * 8), "overflows a 64-bit element count"),
+    # The safetensors library refuses these too; a later zero dim must not launder the overflow into 0 bytes.
+    "overflow then zero dim": (blob({"a": {"dtype": "F32", "shape": [2**62, 2**62, 0], "data_offsets": [0, 0]}}), "overflows a 64-bit element count"),
+    "thousands of huge dims": (blob({"a": {"dtype": "F32", "shape": [10**18] * 2000, "data_offsets": [0, 8]}}, b"\0" * 8), "2000 dims overflows"),
+    "bit count overflow": (blob({"a": {"dtype": "F64", "shape": [2**61], "data_offsets": [0, 0]}}), "overflows a 64-bit bit count"),
     "negative dim": (blob({"a": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}}, b"\0" * 8), "negative dimension"),
     "bool dim": (blob({"a": {"dtype": "F32", "shape": [True], "data_offsets": [0, 4]}}, b"\0" * 4), "not a list of integers"),
     "reversed offsets": (blob({"a": {"dtype": "F32", "shape": [0], "data_offsets": [8, 0]}}, b"\0" * 8), "reversed"),
