@@ -270,7 +270,8 @@ def read_safetensors_header(path: str | os.PathLike[str]) -> Header:
     except CheckpointError:
         raise
     except IsADirectoryError:
-        raise CheckpointError(spath, "is a directory without config.json or model.safetensors") from None
+        # read_header sends directories to the HF reader, so a directory here is a shard or a direct call.
+        raise CheckpointError(spath, "is a directory, not a .safetensors file", "give the .safetensors file, or the HF model directory holding it") from None
     except FileNotFoundError:
         raise CheckpointError(spath, "no such file", "check the path") from None
     except OSError as exc:
@@ -342,6 +343,8 @@ def _read_json_file(path: Path, what: str) -> Any:
         raw = path.read_bytes()
     except CheckpointError:
         raise
+    except IsADirectoryError:
+        raise CheckpointError(path, f"{what} is a directory, not a file", "replace it with the JSON file the model was saved with") from None
     except OSError as exc:
         raise CheckpointError(path, f"cannot read {what}: {exc.strerror or exc}", "check the path and permissions") from None
     return parse_json_bounded(path, raw, what)
@@ -461,7 +464,7 @@ def read_gguf_header(path: str | os.PathLike[str]) -> Header:
     except CheckpointError:
         raise
     except Exception as exc:  # the gguf parser raises many types on hostile input; all mean "unreadable"
-        raise CheckpointError(spath, f"unreadable GGUF: {type(exc).__name__}: {exc}") from None
+        raise CheckpointError(spath, f"unreadable GGUF (truncated or corrupt header): {type(exc).__name__}: {exc}") from None
     return Header(path=spath, format="gguf", tensors=tensors, metadata=metadata, config=None, file_size=size)
 
 

@@ -191,7 +191,7 @@ def test_truncated_gguf_is_a_checkpoint_error(tmp_path: Path) -> None:
     data = path.read_bytes()
     for cut in (4, 12, 30, len(data) // 2):
         path.write_bytes(data[:cut])
-        with pytest.raises(CheckpointError, match="m.gguf"):
+        with pytest.raises(CheckpointError, match="m.gguf: unreadable GGUF \\(truncated or corrupt header\\)"):
             read_header(path)
 
 
@@ -374,3 +374,22 @@ def test_an_unknown_architecture_defers_to_the_hf_class(tmp_path: Path) -> None:
     assert read_header(path).arch_claim == "LlamaForCausalLM"
     with pytest.raises(InitArchMismatchError):
         check_init_arch(path)
+
+
+@pytest.mark.parametrize(
+    ("directory", "files", "fault"),
+    [
+        ("config.json", {"model.safetensors": None}, "config.json is a directory, not a file"),
+        ("model.safetensors.index.json", {}, "model.safetensors.index.json is a directory, not a file"),
+        ("model.safetensors", {}, "model.safetensors: is a directory, not a .safetensors file"),
+        ("s.safetensors", {"model.safetensors.index.json": b'{"weight_map": {"a": "s.safetensors"}}'}, "s.safetensors: is a directory"),
+    ],
+)
+def test_a_directory_where_an_hf_file_belongs_is_named(tmp_path: Path, directory: str, files: dict[str, bytes | None], fault: str) -> None:
+    good = blob(GOOD, b"\0" * 8)
+    (tmp_path / directory).mkdir()
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(good if content is None else content)
+    with pytest.raises(CheckpointError) as info:
+        read_header(tmp_path)
+    assert fault in str(info.value)
