@@ -205,7 +205,7 @@ def _parse_tensor_entry(path: str, name: str, entry: Any) -> TensorInfo:
     numel = 1
     for dim in shape:
         numel *= dim
-        if numel > MAX_INT64:
+        if dim > MAX_INT64 or numel > MAX_INT64:
             raise CheckpointError(path, f"{where}: shape with {len(shape)} dims overflows a 64-bit element count")
     bits = numel * DTYPE_BITS[dtype]
     if bits > MAX_INT64:

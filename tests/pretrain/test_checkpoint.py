@@ -239,6 +239,7 @@ HOSTILE: dict[str, tuple[bytes, str]] = {
     # The safetensors library refuses these too; a later zero dim must not launder the overflow into 0 bytes.
     "overflow then zero dim": (blob({"a": {"dtype": "F32", "shape": [2**62, 2**62, 0], "data_offsets": [0, 0]}}), "overflows a 64-bit element count"),
     "thousands of huge dims": (blob({"a": {"dtype": "F32", "shape": [10**18] * 2000, "data_offsets": [0, 8]}}, b"\0" * 8), "2000 dims overflows"),
+    "dim past 64 bits after a zero": (blob({"a": {"dtype": "U8", "shape": [0, 2**64], "data_offsets": [0, 0]}}), "overflows a 64-bit element count"),
     "bit count overflow": (blob({"a": {"dtype": "F64", "shape": [2**61], "data_offsets": [0, 0]}}), "overflows a 64-bit bit count"),
     "negative dim": (blob({"a": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}}, b"\0" * 8), "negative dimension"),
     "bool dim": (blob({"a": {"dtype": "F32", "shape": [True], "data_offsets": [0, 4]}}, b"\0" * 4), "not a list of integers"),
