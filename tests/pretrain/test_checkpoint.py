@@ -63,6 +63,25 @@ def test_write_is_atomic_and_leaves_no_temp_file_on_failure(tmp_path: Path) -> N
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.safetensors"]
 
 
+def test_write_failing_mid_file_keeps_the_old_checkpoint_and_no_temp_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import safetensors.torch
+
+    path = tmp_path / "ckpt.safetensors"
+    write_checkpoint(path, tiny_qwen2_tensors(), FULL_META)
+    before = path.read_bytes()
+
+    def dies_half_way(tensors: object, filename: str, metadata: object = None) -> None:
+        with open(filename, "wb") as f:
+            f.write(before[: len(before) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", dies_half_way)
+    with pytest.raises(OSError, match="No space left"):
+        write_checkpoint(path, tiny_qwen2_tensors(), {**FULL_META, "step": 2})
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.safetensors"]
+
+
 def test_write_refuses_a_claim_the_tensors_contradict(tmp_path: Path) -> None:
     path = tmp_path / "bad.safetensors"
     with pytest.raises(InitArchMismatchError, match="qwen2"):
