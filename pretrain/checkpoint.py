@@ -27,6 +27,9 @@ if TYPE_CHECKING:  # torch is imported lazily: `pretrain inspect` and `stamp` ne
 # A real header is kilobytes to a few MB (one entry per tensor); anything past this is hostile.
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 
+# Element and bit counts must fit a signed 64-bit integer: torch, numpy and safetensors index with them.
+MAX_INT64 = 2**63 - 1
+
 # Bits per element, as the safetensors format (v0.8) defines them.
 DTYPE_BITS: dict[str, int] = {
     "BOOL": 8,
@@ -196,7 +199,17 @@ def _parse_tensor_entry(path: str, name: str, entry: Any) -> TensorInfo:
     begin, end = offsets
     if begin < 0 or end < begin:
         raise CheckpointError(path, f"{where}: data_offsets {offsets!r} are negative or reversed")
-    bits = math.prod(shape) * DTYPE_BITS[dtype]
+    # Like safetensors, multiply with an overflow check in file order: a shape whose element or bit count
+    # does not fit 64 bits cannot be a tensor, even when a later zero would bring the product back to 0,
+    # and an unbounded product of thousands of dims would be too large even to print.
+    numel = 1
+    for dim in shape:
+        numel *= dim
+        if dim > MAX_INT64 or numel > MAX_INT64:
+            raise CheckpointError(path, f"{where}: shape with {len(shape)} dims overflows a 64-bit element count")
+    bits = numel * DTYPE_BITS[dtype]
+    if bits > MAX_INT64:
+        raise CheckpointError(path, f"{where}: {dtype} shape {shape} overflows a 64-bit bit count")
     if bits % 8:
         raise CheckpointError(path, f"{where}: {dtype} shape {shape} does not fill whole bytes")
     nbytes = bits // 8
@@ -257,7 +270,8 @@ def read_safetensors_header(path: str | os.PathLike[str]) -> Header:
     except CheckpointError:
         raise
     except IsADirectoryError:
-        raise CheckpointError(spath, "is a directory without config.json or model.safetensors") from None
+        # read_header sends directories to the HF reader, so a directory here is a shard or a direct call.
+        raise CheckpointError(spath, "is a directory, not a .safetensors file", "give the .safetensors file, or the HF model directory holding it") from None
     except FileNotFoundError:
         raise CheckpointError(spath, "no such file", "check the path") from None
     except OSError as exc:
@@ -329,6 +343,8 @@ def _read_json_file(path: Path, what: str) -> Any:
         raw = path.read_bytes()
     except CheckpointError:
         raise
+    except IsADirectoryError:
+        raise CheckpointError(path, f"{what} is a directory, not a file", "replace it with the JSON file the model was saved with") from None
     except OSError as exc:
         raise CheckpointError(path, f"cannot read {what}: {exc.strerror or exc}", "check the path and permissions") from None
     return parse_json_bounded(path, raw, what)
@@ -448,7 +464,7 @@ def read_gguf_header(path: str | os.PathLike[str]) -> Header:
     except CheckpointError:
         raise
     except Exception as exc:  # the gguf parser raises many types on hostile input; all mean "unreadable"
-        raise CheckpointError(spath, f"unreadable GGUF: {type(exc).__name__}: {exc}") from None
+        raise CheckpointError(spath, f"unreadable GGUF (truncated or corrupt header): {type(exc).__name__}: {exc}") from None
     return Header(path=spath, format="gguf", tensors=tensors, metadata=metadata, config=None, file_size=size)
 
 

@@ -63,6 +63,25 @@ def test_write_is_atomic_and_leaves_no_temp_file_on_failure(tmp_path: Path) -> N
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.safetensors"]
 
 
+def test_write_failing_mid_file_keeps_the_old_checkpoint_and_no_temp_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import safetensors.torch
+
+    path = tmp_path / "ckpt.safetensors"
+    write_checkpoint(path, tiny_qwen2_tensors(), FULL_META)
+    before = path.read_bytes()
+
+    def dies_half_way(tensors: object, filename: str, metadata: object = None) -> None:
+        with open(filename, "wb") as f:
+            f.write(before[: len(before) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", dies_half_way)
+    with pytest.raises(OSError, match="No space left"):
+        write_checkpoint(path, tiny_qwen2_tensors(), {**FULL_META, "step": 2})
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.safetensors"]
+
+
 def test_write_refuses_a_claim_the_tensors_contradict(tmp_path: Path) -> None:
     path = tmp_path / "bad.safetensors"
     with pytest.raises(InitArchMismatchError, match="qwen2"):
@@ -191,7 +210,7 @@ def test_truncated_gguf_is_a_checkpoint_error(tmp_path: Path) -> None:
     data = path.read_bytes()
     for cut in (4, 12, 30, len(data) // 2):
         path.write_bytes(data[:cut])
-        with pytest.raises(CheckpointError, match="m.gguf"):
+        with pytest.raises(CheckpointError, match="m.gguf: unreadable GGUF \\(truncated or corrupt header\\)"):
             read_header(path)
 
 
@@ -235,7 +254,12 @@ HOSTILE: dict[str, tuple[bytes, str]] = {
     ),
     "trailing bytes": (blob(GOOD, b"\0" * 12), "4 trailing bytes"),
     "shape size mismatch": (blob({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, b"\0" * 8), "needs 12 bytes"),
-    "huge shape": (blob({"a": {"dtype": "F32", "shape": [2**62, 2**62], "data_offsets": [0, 8]}}, b"\0" * 8), "needs"),
+    "huge shape": (blob({"a": {"dtype": "F32", "shape": [2**62, 2**62], "data_offsets": [0, 8]}}, b"\0" * 8), "overflows a 64-bit element count"),
+    # The safetensors library refuses these too; a later zero dim must not launder the overflow into 0 bytes.
+    "overflow then zero dim": (blob({"a": {"dtype": "F32", "shape": [2**62, 2**62, 0], "data_offsets": [0, 0]}}), "overflows a 64-bit element count"),
+    "thousands of huge dims": (blob({"a": {"dtype": "F32", "shape": [10**18] * 2000, "data_offsets": [0, 8]}}, b"\0" * 8), "2000 dims overflows"),
+    "dim past 64 bits after a zero": (blob({"a": {"dtype": "U8", "shape": [0, 2**64], "data_offsets": [0, 0]}}), "overflows a 64-bit element count"),
+    "bit count overflow": (blob({"a": {"dtype": "F64", "shape": [2**61], "data_offsets": [0, 0]}}), "overflows a 64-bit bit count"),
     "negative dim": (blob({"a": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}}, b"\0" * 8), "negative dimension"),
     "bool dim": (blob({"a": {"dtype": "F32", "shape": [True], "data_offsets": [0, 4]}}, b"\0" * 4), "not a list of integers"),
     "reversed offsets": (blob({"a": {"dtype": "F32", "shape": [0], "data_offsets": [8, 0]}}, b"\0" * 8), "reversed"),
@@ -370,3 +394,22 @@ def test_an_unknown_architecture_defers_to_the_hf_class(tmp_path: Path) -> None:
     assert read_header(path).arch_claim == "LlamaForCausalLM"
     with pytest.raises(InitArchMismatchError):
         check_init_arch(path)
+
+
+@pytest.mark.parametrize(
+    ("directory", "files", "fault"),
+    [
+        ("config.json", {"model.safetensors": None}, "config.json is a directory, not a file"),
+        ("model.safetensors.index.json", {}, "model.safetensors.index.json is a directory, not a file"),
+        ("model.safetensors", {}, "model.safetensors: is a directory, not a .safetensors file"),
+        ("s.safetensors", {"model.safetensors.index.json": b'{"weight_map": {"a": "s.safetensors"}}'}, "s.safetensors: is a directory"),
+    ],
+)
+def test_a_directory_where_an_hf_file_belongs_is_named(tmp_path: Path, directory: str, files: dict[str, bytes | None], fault: str) -> None:
+    good = blob(GOOD, b"\0" * 8)
+    (tmp_path / directory).mkdir()
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(good if content is None else content)
+    with pytest.raises(CheckpointError) as info:
+        read_header(tmp_path)
+    assert fault in str(info.value)

@@ -145,3 +145,29 @@ def test_mutated_gguf_files_are_read_or_refused_with_checkpoint_error_only(data:
             assert exc.path == str(path)
             return
         assert header.format == "gguf"
+
+
+BIG_DIMS = st.sampled_from([0, 1, 2, 3, 2**31, 2**32, 2**61, 2**62, 2**63 - 1, 2**63, 2**64 - 1, 2**64])
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(shape=st.lists(BIG_DIMS, max_size=5), dtype=st.sampled_from(["U8", "F32", "F64", "F4"]))
+def test_huge_shapes_are_refused_or_accepted_by_safetensors_too(shape: list[int], dtype: str) -> None:
+    # Products of huge dims overflow 64 bits in every real reader, even when a later 0 makes the exact product 0.
+    bits = {"U8": 8, "F32": 32, "F64": 64, "F4": 4}[dtype]
+    exact = 1
+    for dim in shape:
+        exact *= dim
+    nbytes = exact * bits // 8
+    body = b"\0" * nbytes if nbytes <= 64 else b""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "shape.safetensors"
+        path.write_bytes(join({"t": {"dtype": dtype, "shape": shape, "data_offsets": [0, nbytes]}}, body))
+        try:
+            header = read_header(path)
+        except CheckpointError as exc:
+            assert exc.path == str(path) and exc.fault
+            return
+        with safe_open(str(path), "numpy") as f:
+            assert list(f.keys()) == ["t"]
+        assert header.tensors["t"].nbytes == nbytes

@@ -200,3 +200,42 @@ def test_inferred_family_is_stable_under_depth_order_and_extra_tensors(
         names = [n for n in names if not n.startswith(HEAD_PREFIXES)]
     shuffled = data.draw(st.permutations(names))
     assert family_from_tensor_names(shuffled) == expected_family(cls_name)
+
+
+def _variant_configs() -> list[tuple[str, object, str]]:
+    import transformers as T
+
+    c = dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2, vocab_size=256, num_hidden_layers=2)
+    neox = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, vocab_size=256)
+    return [
+        ("LlamaForCausalLM", T.LlamaConfig(**c, attention_bias=True, mlp_bias=True, tie_word_embeddings=False), "llama"),
+        ("MistralForCausalLM", T.MistralConfig(**c, tie_word_embeddings=False), "llama"),
+        ("MistralModel", T.MistralConfig(**c), "llama"),
+        ("Qwen2ForCausalLM", T.Qwen2Config(**c, tie_word_embeddings=False), "qwen2"),
+        ("Qwen2ForCausalLM", T.Qwen2Config(**c, tie_word_embeddings=True), "qwen2"),
+        ("Qwen3ForCausalLM", T.Qwen3Config(**c, head_dim=8, tie_word_embeddings=False, attention_bias=True), "qwen3"),
+        ("GPTNeoXModel", T.GPTNeoXConfig(**neox), "gpt-neox"),
+        ("OPTModel", T.OPTConfig(hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=4, vocab_size=256), "opt"),
+        ("OPTForCausalLM", T.OPTConfig(hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=4, vocab_size=256, word_embed_proj_dim=16), "opt"),
+        ("MambaModel", T.MambaConfig(hidden_size=32, num_hidden_layers=2, vocab_size=256, state_size=4), "mamba"),
+        ("RwkvModel", T.RwkvConfig(hidden_size=32, num_hidden_layers=2, vocab_size=256, attention_hidden_size=32, intermediate_size=64), "rwkv"),
+        ("BertForSequenceClassification", T.BertConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, vocab_size=256), "bert"),
+        ("GPT2LMHeadModel", T.GPT2Config(n_embd=32, n_layer=2, n_head=4, vocab_size=256, tie_word_embeddings=False), "gpt2"),
+    ]
+
+
+@pytest.mark.parametrize("index", range(13))
+def test_config_variants_and_base_models_do_not_flip_the_family(index: int) -> None:
+    # Biases, untied heads, projection dims and head-less base classes change the names a model has;
+    # none of them may change the family its names say.
+    import torch
+    import transformers
+
+    variants = _variant_configs()
+    assert len(variants) == 13
+    cls_name, config, family = variants[index]
+    with torch.device("meta"):
+        names = list(getattr(transformers, cls_name)(config).state_dict())
+    assert family_from_tensor_names(names) == family
+    assert family_from_tensor_names(reversed(names)) == family
+    validate_init_arch_matches_tensor_evidence(cls_name, names)

@@ -213,3 +213,37 @@ def test_in_place_through_a_symlink_rewrites_the_target(incident: Path) -> None:
     assert link.is_symlink()
     assert read_header(incident).metadata["architecture"] == "qwen2"
     assert data_hash(incident) == old_hash
+
+
+def test_killed_mid_copy_leaves_no_output_and_the_input_intact(tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    from falsifiers.checkpoint_format import make_sparse_checkpoint
+
+    src, out = tmp_path / "big.safetensors", tmp_path / "out.safetensors"
+    make_sparse_checkpoint(src, 1 << 30)  # sparse on input; the copy is slow enough to be caught mid-write
+    before = src.stat().st_size, read_header(src).metadata
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pretrain", "stamp", str(src), "--license", "MIT", "-o", str(out)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        temps: list[Path] = []
+        while time.monotonic() < deadline and proc.poll() is None:
+            temps = [p for p in tmp_path.glob(".out.safetensors.*.tmp") if p.stat().st_size > 0]
+            if temps:
+                break
+            time.sleep(0.005)
+        assert temps, "stamp finished before it could be killed mid-write"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not out.exists()
+    assert (src.stat().st_size, read_header(src).metadata) == before
+    for leftover in tmp_path.glob(".out.safetensors.*.tmp"):  # only a hidden temp file can survive SIGKILL
+        leftover.unlink()
