@@ -276,6 +276,8 @@ def read_safetensors_header(path: str | os.PathLike[str]) -> Header:
         raise CheckpointError(spath, "no such file", "check the path") from None
     except OSError as exc:
         raise CheckpointError(spath, f"cannot read: {exc.strerror or exc}", "check the path and permissions") from None
+    except ValueError:  # os.stat/open refuse a path with a NUL byte, which no file can have
+        raise CheckpointError(spath, "path contains a NUL byte, so no file can have it", "check the path") from None
     if len(raw) != header_len:
         raise CheckpointError(spath, f"file ended inside the {header_len}-byte header (truncated?)")
 
@@ -351,7 +353,7 @@ def _read_json_file(path: Path, what: str) -> Any:
 
 
 def _shard_path(directory: Path, index_path: Path, name: Any) -> Path:
-    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in (".", ".."):
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name or "\0" in name or name in (".", ".."):
         raise CheckpointError(index_path, f"weight_map names shard {name!r}, which is not a file name in {directory}")
     return directory / name
 

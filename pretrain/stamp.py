@@ -234,7 +234,13 @@ def stamp_checkpoint(
 
 
 def error(message: str) -> int:
-    print(f"pretrain: error: {message}", file=sys.stderr)
+    """Print a one-line error and return exit code 2.
+
+    Paths and header text in the message come from the user's files, so newlines and terminal escapes
+    are shown escaped: the error stays one line and cannot repaint the terminal.
+    """
+    safe = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+    print(f"pretrain: error: {safe}", file=sys.stderr)
     return 2
 
 

@@ -363,6 +363,7 @@ def test_lone_surrogate_escape_is_refused(tmp_path: Path) -> None:
         ({"model.safetensors.index.json": b"[]"}, "has no 'weight_map'"),
         ({"model.safetensors.index.json": b'{"weight_map": {}}'}, "has no 'weight_map'"),
         ({"model.safetensors.index.json": b'{"weight_map": {"a": 3}}'}, "not a file name"),
+        ({"model.safetensors.index.json": b'{"weight_map": {"a": "s\\u0000.safetensors"}}'}, "not a file name"),
         ({"model.safetensors.index.json": b'{"weight_map": {"a": "s.safetensors", "b": "s.safetensors"}}', "s.safetensors": None}, "in no shard"),
         ({"model.safetensors.index.json": b'{"weight_map": {"b": "s.safetensors"}}', "s.safetensors": None}, "weight_map says None"),
         ({"model.safetensors": b"\x00\x00"}, "too short"),
@@ -413,3 +414,11 @@ def test_a_directory_where_an_hf_file_belongs_is_named(tmp_path: Path, directory
     with pytest.raises(CheckpointError) as info:
         read_header(tmp_path)
     assert fault in str(info.value)
+
+
+def test_a_path_with_a_nul_byte_is_a_checkpoint_error(tmp_path: Path) -> None:
+    from pretrain.checkpoint import read_safetensors_header
+
+    for read in (read_header, read_safetensors_header):
+        with pytest.raises(CheckpointError, match="no such file|NUL byte"):
+            read(str(tmp_path / "a\0b.safetensors"))

@@ -234,3 +234,17 @@ def test_control_characters_in_metadata_are_escaped(tmp_path: Path, tensors: dic
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\x07" not in out
     assert "data_source: evil\\x1b[2J\\nnext line" in out
+
+
+@pytest.mark.parametrize("command", [["inspect"], ["inspect", "--json", "--quality"], ["stamp", "--license", "MIT", "--in-place"]])
+def test_error_naming_a_hostile_file_name_stays_one_line(tmp_path: Path, command: list[str]) -> None:
+    # A file name is user data: a newline must not split the error, an escape must not reach the terminal.
+    bad = tmp_path / "evil\nname\x1b[2J.safetensors"
+    bad.write_bytes(b"\x01\x02")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pretrain", command[0], str(bad), *command[1:]],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "\x1b" not in proc.stderr
+    assert proc.stderr.startswith(f"pretrain: error: {tmp_path}/evil\\nname\\x1b[2J.safetensors: file is 2 bytes, too short")
