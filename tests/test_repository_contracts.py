@@ -8,7 +8,6 @@ nothing falsified or broken, and nothing counted as passed that did not run.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,13 +15,15 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from tests.cli_env import cli_env
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def evidence(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("reports")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+    env = cli_env()
     proc = subprocess.run(
         [sys.executable, "-m", "harness", "verify", "contracts/", "-j", "2", "--out", str(out)],
         cwd=ROOT,
@@ -42,7 +43,7 @@ def evidence(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_evidence_validates_against_the_published_schema(evidence: dict) -> None:
     schema = json.loads(subprocess.run(
         [sys.executable, "-m", "harness", "schema", "evidence"],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}, capture_output=True, text=True, check=True,
+        cwd=ROOT, env=cli_env(), capture_output=True, text=True, check=True,
     ).stdout)
     jsonschema.validate(evidence, schema)
 

@@ -10,6 +10,8 @@ import pytest
 
 from harness.load import MAX_FILE_BYTES, LoadError, load_contract_file
 
+from tests.cli_env import cli_env
+
 VALID = """\
 id: demo-v1
 version: 1.0.0
@@ -160,7 +162,7 @@ def test_a_fifo_named_as_a_contract_is_refused_without_blocking(tmp_path: Path) 
     # A subprocess with a timeout: the bug this guards against is `harness validate` hanging forever on open().
     proc = subprocess.run(
         [sys.executable, "-m", "harness", "validate", str(fifo)],
-        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True, timeout=60,
+        cwd=tmp_path, env=cli_env(root), capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 2
     assert f"{fifo}:1: -: a FIFO, not a contract file" in proc.stdout

@@ -16,6 +16,8 @@ from harness.cli import main
 from harness.model import BindingKind
 from harness.validate import default_test_paths, find_repo_root, validate, validate_report
 
+from tests.cli_env import cli_env
+
 REPO = Path(__file__).resolve().parents[2]
 
 CHECKS_PY = '''\
@@ -496,7 +498,7 @@ def test_paths_resolve_against_the_repo_root_not_the_cwd(repo: Path, tmp_path: P
     write(repo, VALID)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+    env = cli_env(REPO)
     relative = os.path.relpath(repo / "contracts", elsewhere)
     proc = subprocess.run(
         [sys.executable, "-m", "harness", "validate", relative],

@@ -4,7 +4,6 @@ and helpers to run `python -m harness verify` against it and read back schema-ch
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -12,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.record import evidence_problems
+
+from tests.cli_env import cli_env
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -145,8 +146,7 @@ def make_project(root: Path, contracts: dict[str, str]) -> Path:
 
 
 def harness_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    env = cli_env(REPO)
     env["CI"] = "1"
     # These tests check the harness's mechanics; hiding any GPU makes the fixture's CUDA-requiring
     # falsifier read "requires CUDA" on every machine, a lent GPU box included.

@@ -11,6 +11,8 @@ import pytest
 
 from pretrain.cli import main
 
+from tests.cli_env import cli_env
+
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--layers", "2", "--hidden", "32", "--heads", "4", "--kv-heads", "2", "--seq-len", "32", "--batch", "4",
         "--steps", "1"]
@@ -87,7 +89,7 @@ def test_out_that_cannot_be_created_is_refused(tmp_path: Path, capsys: pytest.Ca
 
 def test_bad_flag_through_python_dash_m_prints_no_traceback(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "pretrain", "train", "--lr", "-1", "--out", str(tmp_path / "o")],
-                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                          cwd=ROOT, env=cli_env(), capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "pretrain train: error: --lr must be a finite number > 0, got -1.0; e.g. --lr 3e-3"

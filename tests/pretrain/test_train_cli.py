@@ -21,6 +21,8 @@ from safetensors.torch import load_file, save_file
 from pretrain.cli import main
 from pretrain.train import lr_at
 
+from tests.cli_env import cli_env
+
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--layers", "2", "--hidden", "32", "--heads", "4", "--kv-heads", "2", "--seq-len", "32", "--batch", "4"]
 
@@ -32,7 +34,7 @@ def train(out: Path, *extra: str, steps: int = 6, eval_every: int = 3, family: s
 
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+    env = cli_env()
     return subprocess.run([sys.executable, "-m", "pretrain", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=timeout)
 
@@ -208,7 +210,7 @@ def test_cuda_device_without_cuda_is_a_clear_error(tmp_path: Path, capsys: pytes
 
 def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+    env = cli_env()
     proc = subprocess.Popen([sys.executable, "-m", "pretrain", "train", *TINY, "--steps", "100000",
                              "--eval-every", "100000", "--out", str(out)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

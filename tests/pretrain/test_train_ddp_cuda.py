@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,8 @@ import torch
 
 from pretrain.cli import main
 from pretrain.model import ModelConfig, build_model
+
+from tests.cli_env import cli_env
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--family", "llama", "--layers", "2", "--hidden", "32", "--heads", "4", "--kv-heads", "2",
@@ -24,7 +25,7 @@ def rows(out: Path) -> list[dict]:
 
 
 def test_two_process_gloo_ddp_matches_one_process_with_the_global_batch(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p), "OMP_NUM_THREADS": "1"}
+    env = cli_env(OMP_NUM_THREADS="1")
     ddp_out = tmp_path / "ddp"
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",

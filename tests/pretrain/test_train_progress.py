@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_env import cli_env
+
 ROOT = Path(__file__).resolve().parents[2]
 ARGV = [sys.executable, "-m", "pretrain", "train", "--layers", "1", "--hidden", "32", "--heads", "4", "--kv-heads",
         "2", "--seq-len", "32", "--batch", "4", "--steps", "4", "--eval-every", "4"]
-ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+ENV = cli_env(OMP_NUM_THREADS="1")
 
 
 def run_on_pty(argv: list[str], rows_cols: tuple[int, int] | None, timeout: float = 120) -> tuple[int, str]:
