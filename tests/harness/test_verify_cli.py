@@ -164,13 +164,9 @@ def test_outside_a_git_checkout_evidence_is_uncommitted(tmp_path: Path) -> None:
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["uncommitted"]
 
 
-def test_ctrl_c_writes_incomplete_evidence_and_exits_130(tmp_path: Path) -> None:
-    cases = [
-        falsifier("FALSIFY-INT-001", '{python: "fx_falsifiers:holds"}'),
-        falsifier("FALSIFY-INT-002", '{python: "fx_falsifiers:hang"}', "timeout_s: 120"),
-        falsifier("FALSIFY-INT-003", '{python: "fx_falsifiers:holds"}'),
-    ]
-    make_project(tmp_path, {"int.yaml": contract_text("int-v1", cases)})
+def interrupt_while_hanging(tmp_path: Path, cases: list[str], signum: int) -> tuple[int, str, str, int]:
+    """Run verify, send `signum` once the hanging falsifier has started; (exit code, stdout, stderr, its pid)."""
+    make_project(tmp_path, {"interrupt.yaml": contract_text("interrupt-v1", cases)})
     pid_file = tmp_path / "hang.pid"
     proc = subprocess.Popen(
         verify_argv("contracts", "--out", "out"), cwd=tmp_path, env=harness_env(FX_PID_FILE=str(pid_file)),
@@ -181,19 +177,29 @@ def test_ctrl_c_writes_incomplete_evidence_and_exits_130(tmp_path: Path) -> None
         while not pid_file.exists() or not pid_file.read_text():
             assert proc.poll() is None and time.monotonic() < deadline, "the hanging falsifier never started"
             time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, out + err
+    return proc.returncode, out, err, int(pid_file.read_text())
+
+
+def test_ctrl_c_writes_incomplete_evidence_and_exits_130(tmp_path: Path) -> None:
+    cases = [
+        falsifier("FALSIFY-INT-001", '{python: "fx_falsifiers:holds"}'),
+        falsifier("FALSIFY-INT-002", '{python: "fx_falsifiers:hang"}', "timeout_s: 120"),
+        falsifier("FALSIFY-INT-003", '{python: "fx_falsifiers:holds"}'),
+    ]
+    code, out, err, pid = interrupt_while_hanging(tmp_path, cases, signal.SIGINT)
+    assert code == 130, out + err
     evidence = read_evidence(tmp_path / "out" / "uncommitted" / "evidence.json")
     assert evidence["complete"] is False
     assert set(entries(evidence)) == {"FALSIFY-INT-001"}
     assert "INTERRUPTED" in out
     # The hanging falsifier's process was killed with the run, not left behind.
     with pytest.raises(ProcessLookupError):
-        os.kill(int(pid_file.read_text()), 0)
+        os.kill(pid, 0)
 
 
 def test_pytest_runs_contract_files_through_the_plugin(tmp_path: Path) -> None:
@@ -331,26 +337,11 @@ def test_sigterm_stops_the_run_like_ctrl_c_and_leaves_no_falsifier_running(tmp_p
         falsifier("FALSIFY-TERM-001", '{python: "fx_falsifiers:holds"}'),
         falsifier("FALSIFY-TERM-002", '{python: "fx_falsifiers:hang"}', "timeout_s: 120"),
     ]
-    make_project(tmp_path, {"term.yaml": contract_text("term-v1", cases)})
-    pid_file = tmp_path / "hang.pid"
-    proc = subprocess.Popen(
-        verify_argv("contracts", "--out", "out"), cwd=tmp_path, env=harness_env(FX_PID_FILE=str(pid_file)),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not pid_file.exists() or not pid_file.read_text():
-            assert proc.poll() is None and time.monotonic() < deadline, "the hanging falsifier never started"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, out + err
+    code, out, err, pid = interrupt_while_hanging(tmp_path, cases, signal.SIGTERM)
+    assert code == 130, out + err
     evidence = read_evidence(tmp_path / "out" / "uncommitted" / "evidence.json")
     assert evidence["complete"] is False
     assert set(entries(evidence)) == {"FALSIFY-TERM-001"}
     time.sleep(0.2)
     with pytest.raises(ProcessLookupError):
-        os.kill(int(pid_file.read_text()), 0)
+        os.kill(pid, 0)
