@@ -6,12 +6,13 @@ the JSON Schema and the dataclasses together so the published format cannot drif
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import tempfile
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import fields
+from dataclasses import fields, is_dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -41,16 +42,19 @@ def evidence_problems(document: Any) -> list[str]:
     return problems
 
 
+def _json_value(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if is_dataclass(value):
+        return {f.name: _json_value(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, tuple):
+        return [_json_value(v) for v in value]
+    return value
+
+
 def binding_to_dict(binding: Binding) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for f in fields(Binding):
-        value = getattr(binding, f.name)
-        if isinstance(value, BindingKind):
-            value = value.value
-        elif isinstance(value, tuple):
-            value = list(value)
-        out[f.name] = value
-    return out
+    """A Binding as JSON-ready data: one key per dataclass field."""
+    return _json_value(binding)
 
 
 def binding_from_dict(data: dict[str, Any]) -> Binding:
@@ -66,18 +70,8 @@ def binding_from_dict(data: dict[str, Any]) -> Binding:
 
 
 def result_to_dict(result: FalsifierResult) -> dict[str, Any]:
-    """A FalsifierResult as JSON-ready data: one key per dataclass field."""
-    out: dict[str, Any] = {}
-    for f in fields(FalsifierResult):
-        value = getattr(result, f.name)
-        if isinstance(value, Outcome):
-            value = value.value
-        elif isinstance(value, Binding):
-            value = binding_to_dict(value)
-        elif isinstance(value, tuple):
-            value = list(value)
-        out[f.name] = value
-    return out
+    """A FalsifierResult as JSON-ready data: one key per dataclass field, the binding nested the same way."""
+    return _json_value(result)
 
 
 def result_from_dict(data: dict[str, Any]) -> FalsifierResult:
