@@ -45,14 +45,19 @@ def _write(directory: Path, name: str, metadata: dict[str, Any], tokenizer: bool
     return path
 
 
+def _scorecard(path: Path) -> dict[str, Any]:
+    """`pretrain inspect PATH --quality --json`'s scorecard; inspect itself must succeed."""
+    rc, out, err = _inspect(str(path), "--quality", "--json")
+    assert rc == 0, f"inspect failed ({rc}): {err}"
+    return json.loads(out)["quality"]
+
+
 def falsify_mis_stamped_scores_below_threshold_with_recipe() -> None:
     """Llama-stamped Qwen2 tensors, otherwise complete (provenance, config, tokenizer): score < 90 and the stamp recipe is printed."""
     with tempfile.TemporaryDirectory() as tmp:
         meta = {"architecture": "llama", "hf_architecture": "LlamaForCausalLM", "hf_model_type": "llama", **PROVENANCE, "config": CONFIG}
         path = _write(Path(tmp), "incident.safetensors", meta)
-        rc, out, err = _inspect(str(path), "--quality", "--json")
-        assert rc == 0, f"inspect failed ({rc}): {err}"
-        card = json.loads(out)["quality"]
+        card = _scorecard(path)
         assert card["score"] < 90 and not card["ship_ready"], f"mis-stamped checkpoint scored {card['score']} (ship_ready={card['ship_ready']})"
         rc, text, _ = _inspect(str(path), "--quality")
         recipe = f"pretrain stamp {path} --architecture qwen2 --hf-architecture Qwen2ForCausalLM --hf-model-type qwen2"
@@ -64,9 +69,7 @@ def falsify_fully_stamped_reaches_threshold() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         meta = {"architecture": "qwen2", "hf_architecture": "Qwen2ForCausalLM", "hf_model_type": "qwen2", **PROVENANCE, "config": CONFIG}
         path = _write(Path(tmp), "good.safetensors", meta)
-        rc, out, err = _inspect(str(path), "--quality", "--json")
-        assert rc == 0, f"inspect failed ({rc}): {err}"
-        card = json.loads(out)["quality"]
+        card = _scorecard(path)
         assert card["score"] >= 90 and card["ship_ready"], f"fully stamped checkpoint scored {card['score']}: {card['categories']}"
 
 
@@ -74,8 +77,7 @@ def falsify_min_score_exit_code() -> None:
     """--min-score N exits 1 exactly when the score is below N, 0 otherwise."""
     with tempfile.TemporaryDirectory() as tmp:
         path = _write(Path(tmp), "bare.safetensors", {}, tokenizer=False)
-        rc, out, _ = _inspect(str(path), "--quality", "--json")
-        score = json.loads(out)["quality"]["score"]
+        score = _scorecard(path)["score"]
         assert 0 < score < 100, f"a bare checkpoint scored {score}; cannot probe both sides of the threshold"
         for threshold, expected in ((score, 0), (score + 1, 1), (max(score - 1, 0), 0), (100, 1)):
             rc, _, err = _inspect(str(path), "--min-score", str(threshold))
