@@ -101,6 +101,14 @@ def _restamp(src: Path, dst: Path, family: str) -> None:
     assert rc == 0, f"pretrain stamp exited {rc}: {err[-500:]}"
 
 
+def _train_base(out: Path, steps: int) -> Path:
+    """A tiny qwen2 run from scratch (validated at step 0 and at the end); its checkpoint."""
+    rc, err = _train("--family", "qwen2", *TINY, *RUN, "--steps", str(steps), "--eval-every", str(steps),
+                     "--out", str(out))
+    assert rc == 0, err
+    return out / "model.safetensors"
+
+
 def _val(out: Path) -> dict[int, float]:
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     return {r["step"]: r["val_loss"] for r in rows if "val_loss" in r}
@@ -110,10 +118,7 @@ def falsify_refused_init_writes_no_step_metrics() -> None:
     """A mis-stamped and an incomplete --init both exit 2 through the CLI with nothing written."""
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
-        rc, err = _train("--family", "qwen2", *TINY, *RUN, "--steps", "2", "--eval-every", "2",
-                         "--out", str(d / "base"))
-        assert rc == 0, err
-        ckpt = d / "base" / "model.safetensors"
+        ckpt = _train_base(d / "base", steps=2)
         _restamp(ckpt, d / "stamped.safetensors", "llama")
         tensors = load_file(ckpt)
         del tensors["model.layers.0.mlp.down_proj.weight"]
@@ -134,10 +139,7 @@ def falsify_resume_step0_val_loss_within_2_percent() -> None:
     """Train qwen2, mis-stamp as llama (refused), re-stamp as qwen2: step-0 val loss within 2% of recorded."""
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
-        rc, err = _train("--family", "qwen2", *TINY, *RUN, "--steps", "30", "--eval-every", "30",
-                         "--out", str(d / "base"))
-        assert rc == 0, err
-        ckpt = d / "base" / "model.safetensors"
+        ckpt = _train_base(d / "base", steps=30)
         with safe_open(str(ckpt), "pt") as f:
             recorded = float(f.metadata()["val_loss"])
         scratch0 = _val(d / "base")[0]
