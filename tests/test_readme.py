@@ -9,6 +9,8 @@ command (`#   text`) quotes that command's output: each must match a line the co
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import json
 import os
 import re
@@ -17,6 +19,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from tests.cli_env import ROOT, cli_env
@@ -103,3 +106,61 @@ def test_incident_walkthrough_runs_as_printed(tmp_path: Path) -> None:
     )
     recorded = float(json.loads(header.stdout)["metadata"]["val_loss"])
     assert step0["val_loss"] == pytest.approx(recorded, rel=0.02)
+
+
+SYNOPSIS_SECTIONS = ("## The harness CLI", "## pretrain")
+FLAG = re.compile(r"(?<![\w-])(--?[a-zA-Z][\w-]*)")
+
+
+def synopsis_commands(text: str, heading: str) -> list[tuple[str, str, set[str]]]:
+    """(program, subcommand, flags) for each command in the plain ``` block under `heading`."""
+    lines = text.splitlines()
+    start = lines.index(heading)
+    begin = next(i for i in range(start, len(lines)) if lines[i] == "```") + 1
+    end = next(i for i in range(begin, len(lines)) if lines[i].startswith("```"))
+    commands: list[list[str]] = []
+    for line in lines[begin:end]:
+        text_part = line.split("  #", 1)[0]
+        if line.startswith((" ", "\t")) and commands:
+            commands[-1].append(text_part)
+        elif line.strip():
+            commands.append([text_part])
+    result = []
+    for parts in commands:
+        words = " ".join(parts).split()
+        result.append((words[0], words[1], set(FLAG.findall(" ".join(words[2:])))))
+    return result
+
+
+def real_options(program: str, subcommand: str) -> list[set[str]]:
+    """The option strings of each flag `program subcommand` takes (`{"-o", "--output"}` is one flag)."""
+    parser = importlib.import_module(f"{program}.cli").build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    command = subparsers.choices[subcommand]
+    return [set(a.option_strings) for a in command._actions if a.option_strings and a.dest != "help"]
+
+
+@pytest.mark.parametrize("heading", SYNOPSIS_SECTIONS)
+def test_cli_synopsis_matches_the_real_flags(heading: str) -> None:
+    """Every flag the README's synopsis shows exists, and every flag a command has is shown."""
+    commands = synopsis_commands(README.read_text(encoding="utf-8"), heading)
+    assert commands, f"no synopsis block under {heading!r}"
+    for program, subcommand, shown in commands:
+        options = real_options(program, subcommand)
+        unknown = shown - set().union(*options)
+        assert not unknown, f"README shows {sorted(unknown)} for `{program} {subcommand}`, which has no such flag"
+        missing = [sorted(o) for o in options if not o & shown]
+        assert not missing, f"`{program} {subcommand}` takes {missing}, missing from README's synopsis"
+
+
+def test_evidence_example_is_valid_evidence() -> None:
+    """The README's abridged evidence.json validates against the schema `harness schema evidence` prints."""
+    text = README.read_text(encoding="utf-8")
+    example = json.loads(re.search(r"```json\n(.*?)```", text, re.S).group(1))
+    schema = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "harness", "schema", "evidence"],
+            cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=120, check=True,
+        ).stdout
+    )
+    jsonschema.validate(example, schema)
