@@ -396,27 +396,31 @@ def _check_ids(docs: list[_Doc], problems: _Problems) -> None:
 
 def _check_references(docs: list[_Doc], problems: _Problems, today: date) -> None:
     loaded_paths = {doc.path.resolve() for doc in docs}
-    siblings: dict[Path, set[str]] = {}
+    siblings: dict[Path, tuple[set[str], list[str]]] = {}
 
-    def sibling_ids(directory: Path) -> set[str]:
+    def sibling_ids(directory: Path) -> tuple[set[str], list[str]]:
         """Contract ids in the other contract files beside a contract, so `harness verify contracts/one.yaml`
-        accepts a depends_on that exists there without validating (or running) it too."""
+        accepts a depends_on that exists there without validating (or running) it too; and, for the
+        problem when a dependency is missing, each sibling that could not be read, as FILE:LINE: why."""
         if directory not in siblings:
             found: set[str] = set()
+            unreadable: list[str] = []
             try:
                 candidates = sorted(p for p in directory.iterdir() if p.suffix in CONTRACT_SUFFIXES and p.is_file())
-            except OSError:
+            except OSError as exc:
                 candidates = []
+                unreadable.append(f"{_display(directory)}: cannot list it ({exc.strerror or exc})")
             for candidate in candidates:
                 if candidate.resolve() in loaded_paths:
                     continue
                 try:
                     cid = load_contract_file(candidate).data.get("id")
-                except LoadError:
+                except LoadError as exc:  # load_contract_file raises nothing else, whatever the file holds
+                    unreadable.append(f"{_display(candidate)}:{exc.line}: {exc.message}")
                     continue
                 if isinstance(cid, str):
                     found.add(cid)
-            siblings[directory] = found
+            siblings[directory] = (found, unreadable)
         return siblings[directory]
 
     invariant_ids: set[str] = set()
@@ -487,13 +491,16 @@ def _check_references(docs: list[_Doc], problems: _Problems, today: date) -> Non
                     f"no falsifier attacks this invariant; add a falsifier with attacks: [{iid}]",
                 )
         for j, dep in _strs(doc.data.get("depends_on")):
-            if dep not in contract_ids and dep not in sibling_ids(doc.path.parent):
-                close = difflib.get_close_matches(dep, contract_ids | sibling_ids(doc.path.parent), n=1, cutoff=0.8)
+            beside, unreadable = sibling_ids(doc.path.parent)
+            if dep not in contract_ids and dep not in beside:
+                close = difflib.get_close_matches(dep, contract_ids | beside, n=1, cutoff=0.8)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
+                # The dependency may be in a sibling that does not load; say which and why.
+                skipped = f" (unreadable there: {'; '.join(unreadable)})" if unreadable else ""
                 problems.add(
                     doc.loc(("depends_on", j)), doc.contract_id,
                     f"depends_on names contract {dep!r}, which is not among the contracts validated nor in "
-                    f"{_display(doc.path.parent)}{hint}; pass its file too or fix the id",
+                    f"{_display(doc.path.parent)}{hint}{skipped}; pass its file too or fix the id",
                 )
     _check_cycles(docs, contract_ids, problems)
     for doc in docs:

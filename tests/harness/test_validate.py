@@ -628,3 +628,15 @@ def test_one_contract_file_can_be_validated_when_its_dependency_is_beside_it(rep
     code, out, _ = run_cli(capsys, "--no-bindings", str(pa))
     assert code == 2
     assert_problem(out, pa, line(a, "depends_on"), "hv-demo-v1", "'hv-b-v1', which is not among the contracts validated nor in")
+
+
+@pytest.mark.parametrize("poison", ["title: !!bool safety", 'title: !!int ""', "timeout_s: " + "9" * 5000, "\t- x"])
+def test_a_poisoned_sibling_is_named_not_a_crash(repo: Path, capsys: pytest.CaptureFixture[str], poison: str) -> None:
+    # a.yaml depends on hv-b-v1; b.yaml beside it cannot be read. That used to crash validating a.yaml.
+    a = VALID.replace("title: Demo contract", "title: A\ndepends_on: [hv-b-v1]").replace("HV-DEMO", "HV-A")
+    pa = write(repo, a, "a.yaml")
+    pb = write(repo, f"id: hv-b-v1\n{poison}\n", "b.yaml")
+    code, out, err = run_cli(capsys, "--no-bindings", str(pa))
+    assert code == 2, out
+    assert_problem(out, pa, line(a, "depends_on"), "hv-demo-v1", "'hv-b-v1', which is not among", f"unreadable there: {pb}:2: ")
+    assert len(out) == 1 and "Traceback" not in err
