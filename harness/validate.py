@@ -164,6 +164,9 @@ class _Problems:
         self._order: dict[str, int] = {}
 
     def add(self, location: SourceLocation, subject: str, message: str) -> None:
+        # An id that failed its pattern may hold a newline or a control character; shown as a
+        # repr, as messages show values, it keeps the problem on one line.
+        subject = subject if subject.isprintable() else repr(subject)
         order = self._order.setdefault(location.path, len(self._order))
         self.items.append((order, location.line, Problem(location, subject, message)))
 
@@ -227,14 +230,15 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Path], list[
 # --- schema errors -> readable problems ---------------------------------------------------------
 
 _PATTERN_FORMS = {
-    "^[a-z0-9]+(-[a-z0-9]+)*-v[0-9]+$": "a contract id: lowercase words, digits and dashes ending in -vN, e.g. apr-checkpoint-format-v1",
-    "^INV-[A-Z0-9-]+-[0-9]{3}$": "an invariant id like INV-NAME-001",
-    "^FALSIFY-[A-Z0-9-]+-[0-9]{3}$": "a falsifier id like FALSIFY-NAME-001",
-    "^[0-9]{4}-[0-9]{2}-[0-9]{2}$": "a date YYYY-MM-DD",
+    "^[a-z0-9]+(-[a-z0-9]+)*-v[0-9]+$(?!\\n)": "a contract id: lowercase words, digits and dashes ending in -vN, e.g. apr-checkpoint-format-v1",
+    "^INV-[A-Z0-9-]+-[0-9]{3}$(?!\\n)": "an invariant id like INV-NAME-001",
+    "^FALSIFY-[A-Z0-9-]+-[0-9]{3}$(?!\\n)": "a falsifier id like FALSIFY-NAME-001",
+    "^[0-9]{4}-[0-9]{2}-[0-9]{2}$(?!\\n)": "a date YYYY-MM-DD",
+    "^[a-zA-Z][a-zA-Z0-9+.-]*://\\S+$(?!\\n)": "a URL with a scheme and no spaces, e.g. https://example.com/page",
     "\\S": "non-empty text",
-    "^[^\\s-][^\\s]*$": "a repository-relative path or node id without spaces, not starting with '-' "
+    "^[^\\s-][^\\s]*$(?!\\n)": "a repository-relative path or node id without spaces, not starting with '-' "
         "(a -k expression is written pytest: \"-k EXPR\" or pytest: {k: EXPR, paths: [tests]})",
-    "^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)*$":
+    "^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)*$(?!\\n)":
         "module:function, e.g. falsifiers.init_arch_match:falsify_llama_claim_on_qwen2_tensors",
 }
 
@@ -372,6 +376,10 @@ def _strs(value: Any) -> list[tuple[int, str]]:
     return [(i, v) for i, v in enumerate(value) if isinstance(v, str)]
 
 
+# The schema's date form; only a value of that form is worth checking as a calendar date.
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
 def _check_ids(docs: list[_Doc], problems: _Problems) -> None:
     first: dict[str, SourceLocation] = {}
 
@@ -447,7 +455,7 @@ def _check_references(docs: list[_Doc], problems: _Problems, today: date) -> Non
                         f"attacks unknown invariant {target!r}{hint}; define it under invariants: or fix the id",
                     )
             deferred = fal.get("deferred")
-            if isinstance(deferred, dict) and isinstance(deferred.get("until"), str):
+            if isinstance(deferred, dict) and isinstance(deferred.get("until"), str) and _DATE.fullmatch(deferred["until"]):
                 loc = doc.loc(("falsifiers", i, "deferred", "until"))
                 try:
                     until = date.fromisoformat(deferred["until"])
@@ -505,7 +513,7 @@ def _check_references(docs: list[_Doc], problems: _Problems, today: date) -> Non
     _check_cycles(docs, contract_ids, problems)
     for doc in docs:
         for i, changelog in _dicts(doc.data, "changelog"):
-            if isinstance(changelog.get("date"), str):
+            if isinstance(changelog.get("date"), str) and _DATE.fullmatch(changelog["date"]):
                 try:
                     date.fromisoformat(changelog["date"])
                 except ValueError:
@@ -580,7 +588,8 @@ def _check_cycles(docs: list[_Doc], contract_ids: set[str], problems: _Problems)
 
 # --- bindings ------------------------------------------------------------------------------------
 
-_TARGET = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+# Used with fullmatch: `$` would also match before a trailing newline ("pkg.mod:fn\n").
+_TARGET = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 _MISSING_MODULE = re.compile(r"No module named '([^']+)'")
 
 
@@ -627,12 +636,12 @@ def _check_python_bindings(root: Path, docs: list[_Doc], problems: _Problems) ->
     for doc in docs:
         for i, inv in _dicts(doc.data, "invariants"):
             for j, guard in _strs(inv.get("guards")):
-                if _TARGET.match(guard):
+                if _TARGET.fullmatch(guard):
                     uses.append((doc, ("invariants", i, "guards", j), doc.subject(("invariants", i)), guard, frozenset(), False))
         for i, fal in _dicts(doc.data, "falsifiers"):
             binding = fal.get("binding")
             target = binding.get("python") if isinstance(binding, dict) else None
-            if isinstance(target, str) and _TARGET.match(target):
+            if isinstance(target, str) and _TARGET.fullmatch(target):
                 requires = fal.get("requires")
                 packages = requires.get("packages") if isinstance(requires, dict) else None
                 declared = frozenset(_normalize_package(p) for _, p in _strs(packages))
@@ -771,12 +780,12 @@ def _check_command_bindings(root: Path, docs: list[_Doc], problems: _Problems) -
 
 # --- building the model --------------------------------------------------------------------------
 
-_K_SHORTHAND = re.compile(r"^-k\s+(\S.*)$", re.S)
+_K_SHORTHAND = re.compile(r"-k\s+(\S.*)", re.S)
 
 
 def k_shorthand(value: str) -> str | None:
     """The expression of a `pytest: "-k EXPR"` binding, or None when the value is a node id."""
-    match = _K_SHORTHAND.match(value.strip())
+    match = _K_SHORTHAND.fullmatch(value.strip())
     return match.group(1).strip() if match else None
 
 
