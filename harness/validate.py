@@ -40,6 +40,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import jsonschema
 
+from harness.count import count_group_problem
 from harness.load import LoadedDoc, LoadError, load_contract_file
 from harness.model import (
     Binding,
@@ -529,20 +530,18 @@ def _check_binding_shape(doc: _Doc, i: int, fid: str, binding: dict[str, Any], p
             doc.loc(("falsifiers", i, "binding", "min_tests")), fid,
             "min_tests applies only to pytest and command bindings (a python falsifier is one test); remove it",
         )
+    if "command" in binding and "min_tests" in binding and "count_pattern" not in binding:
+        # Without a count there is nothing to hold min_tests against: it would be silently ignored.
+        problems.add(
+            doc.loc(("falsifiers", i, "binding", "min_tests")), fid,
+            "min_tests on a command binding needs count_pattern, a regex whose one group captures how many "
+            "tests the command ran: add e.g. count_pattern: '(\\d+) passed', or remove min_tests",
+        )
     pattern = binding.get("count_pattern")
     if isinstance(pattern, str):
-        loc = doc.loc(("falsifiers", i, "binding", "count_pattern"))
-        try:
-            groups = re.compile(pattern).groups
-        except re.error as exc:
-            problems.add(loc, fid, f"count_pattern {pattern!r} is not a valid regex ({exc}); fix it")
-        else:
-            if groups != 1:
-                problems.add(
-                    loc, fid,
-                    f"count_pattern {pattern!r} has {groups} groups; it needs exactly one, capturing the test count, "
-                    "e.g. '(\\d+) passed'",
-                )
+        why = count_group_problem(pattern)
+        if why is not None:
+            problems.add(doc.loc(("falsifiers", i, "binding", "count_pattern")), fid, f"count_pattern {pattern!r} {why}")
 
 
 def _check_cycles(docs: list[_Doc], contract_ids: set[str], problems: _Problems) -> None:
