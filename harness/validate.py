@@ -91,13 +91,18 @@ def find_repo_root(path: str | os.PathLike[str]) -> Path:
     Falls back to the directory of `path` itself when no ancestor has a marker, so a contract
     outside any repository still resolves its bindings next to itself, never against the cwd.
     """
+    return _locate_repo_root(path)[0]
+
+
+def _locate_repo_root(path: str | os.PathLike[str]) -> tuple[Path, bool]:
+    """(root, whether a marker was found); see find_repo_root."""
     start = Path(path).resolve()
     if not start.is_dir():
         start = start.parent
     for candidate in (start, *start.parents):
         if any((candidate / marker).exists() for marker in ROOT_MARKERS):
-            return candidate
-    return start
+            return candidate, True
+    return start, False
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,7 @@ class _Doc:
     path: Path  # absolute
     root: Path
     loaded: LoadedDoc
+    root_marked: bool = True  # False: no pyproject.toml or .git above, root is the file's own directory
     schema_ok: bool = True
 
     @property
@@ -607,14 +613,31 @@ def _normalize_package(name: str) -> str:
     return re.split(r"[<>=!~\[; ]", name, maxsplit=1)[0].strip().lower().replace("-", "_")
 
 
+class _FallbackRootProblems(_Problems):
+    """Binding problems of contracts with no repository marker above them say which root was used:
+    "does not exist under ROOT" alone would not tell the author why it looked there."""
+
+    def __init__(self, problems: _Problems, root: Path) -> None:
+        self._problems = problems
+        self._root = root
+
+    def add(self, location: SourceLocation, subject: str, message: str) -> None:
+        note = (
+            f"; resolved against {self._root} (no {' or '.join(ROOT_MARKERS)} found above {location.path}: "
+            "add a pyproject.toml at the repository root)"
+        )
+        self._problems.add(location, subject, message + note)
+
+
 def _check_bindings(docs: list[_Doc], problems: _Problems) -> None:
-    by_root: dict[Path, list[_Doc]] = {}
+    by_root: dict[tuple[Path, bool], list[_Doc]] = {}
     for doc in docs:
-        by_root.setdefault(doc.root, []).append(doc)
-    for root, root_docs in by_root.items():
-        _check_python_bindings(root, root_docs, problems)
-        _check_pytest_bindings(root, root_docs, problems)
-        _check_command_bindings(root, root_docs, problems)
+        by_root.setdefault((doc.root, doc.root_marked), []).append(doc)
+    for (root, marked), root_docs in by_root.items():
+        sink = problems if marked else _FallbackRootProblems(problems, root)
+        _check_python_bindings(root, root_docs, sink)
+        _check_pytest_bindings(root, root_docs, sink)
+        _check_command_bindings(root, root_docs, sink)
 
 
 def _python_fix(reason: str) -> str:
@@ -898,7 +921,8 @@ def validate_report(
         except LoadError as exc:
             problems.add(SourceLocation(display, exc.line), NO_ID, exc.message)
             continue
-        docs.append(_Doc(display=display, path=file.resolve(), root=find_repo_root(file), loaded=loaded))
+        root, marked = _locate_repo_root(file)
+        docs.append(_Doc(display=display, path=file.resolve(), root=root, loaded=loaded, root_marked=marked))
     for doc in docs:
         _check_schema(doc, problems)
     _check_ids(docs, problems)

@@ -640,3 +640,22 @@ def test_a_poisoned_sibling_is_named_not_a_crash(repo: Path, capsys: pytest.Capt
     assert code == 2, out
     assert_problem(out, pa, line(a, "depends_on"), "hv-demo-v1", "'hv-b-v1', which is not among", f"unreadable there: {pb}:2: ")
     assert len(out) == 1 and "Traceback" not in err
+
+
+def test_a_contract_outside_any_repository_says_which_root_its_bindings_used(tmp_path: Path) -> None:
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    if find_repo_root(bare) != bare.resolve():
+        pytest.skip("the temp directory is inside a repository here")
+    text = PY_ONLY.replace("binding: {python: hvfix.checks:holds}", "binding: {pytest: tests/test_things.py}", 1)
+    path = bare / "demo.yaml"
+    path.write_text(text)
+    problems = problems_of(path)
+    assert_problem(
+        problems, path, line(text, "pytest: tests/test_things.py"), "FALSIFY-HV-DEMO-001",
+        "file tests/test_things.py does not exist",
+        f"; resolved against {bare.resolve()} (no pyproject.toml or .git found above {path}",
+    )
+    # Inside a repository the root is the marker's directory, and nothing more needs saying.
+    (bare / "pyproject.toml").write_text("")
+    assert all("resolved against" not in p for p in problems_of(path))
