@@ -33,6 +33,7 @@ import difflib
 import math
 import os
 import re
+import shlex
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -640,11 +641,12 @@ def _check_bindings(docs: list[_Doc], problems: _Problems) -> None:
         _check_command_bindings(root, root_docs, sink)
 
 
-def _python_fix(reason: str) -> str:
+def _python_fix(reason: str, target: str) -> str:
     if reason.startswith("importing module"):
         return "make importing that module side-effect free (no exit, crash or endless work at import time)"
     if "does not import" in reason:
-        return "fix the module name or the import error (python -c 'import MODULE' from the repository root shows it)"
+        command = shlex.join(["python", "-c", f"import {target.partition(':')[0]}"])
+        return f"fix the module name or the import error ({command} from the repository root shows it)"
     if "has no attribute" in reason:
         return "fix the function name or define the function"
     if "required arguments" in reason:
@@ -680,7 +682,7 @@ def _check_python_bindings(root: Path, docs: list[_Doc], problems: _Problems) ->
             # The falsifier says it needs this package; the runner reports it not_run where absent.
             continue
         what = "binding python:" if is_binding else "guards:"
-        problems.add(doc.loc(path), subject, f"{what} {target} does not resolve: {reason}; {_python_fix(reason)}")
+        problems.add(doc.loc(path), subject, f"{what} {target} does not resolve: {reason}; {_python_fix(reason, target)}")
 
 
 def _outside_root(root: Path, relative: str) -> str | None:
@@ -763,7 +765,8 @@ def _check_pytest_bindings(root: Path, docs: list[_Doc], problems: _Problems) ->
             found = "collects nothing" if count == 0 else f"collects {count} tests, fewer than min_tests {min_tests}"
             problems.add(
                 doc.loc(path), subject,
-                f"binding pytest: {node} {found}{why}; check with: python -m pytest --collect-only -q {node}",
+                f"binding pytest: {node} {found}{why}; check with: "
+                f"{shlex.join(['python', '-m', 'pytest', '--collect-only', '-q', node])}",
             )
     for key, (doc, path, subject, expr, paths, min_tests) in ks.items():
         if collection.failure:
@@ -778,7 +781,7 @@ def _check_pytest_bindings(root: Path, docs: list[_Doc], problems: _Problems) ->
             problems.add(
                 doc.loc(path + ("k",)), subject,
                 f"binding pytest -k {expr!r} in {' '.join(paths)} {found}; check with: "
-                f"python -m pytest --collect-only -q -k {expr!r} {' '.join(paths)}",
+                f"{shlex.join(['python', '-m', 'pytest', '--collect-only', '-q', '-k', expr, *paths])}",
             )
 
 
