@@ -3,13 +3,16 @@
 Public API:
 
     load_contract_file(path: str | os.PathLike) -> LoadedDoc      # raises LoadError
-    LoadedDoc(path, data, lines, sha256, size)
+    LoadedDoc(path, data, lines, sha256, size, written)
     LoadError(line, message)                                      # an Exception
     MAX_FILE_BYTES                                                # the size cap (5 MiB)
 
 `LoadedDoc.lines` maps a path tuple into the data (``("falsifiers", 3, "binding")``) to the
 1-based line where that key or sequence item starts, so later stages can report every problem
 as FILE:LINE. ``line_of(path)`` finds the nearest recorded ancestor for paths it lacks.
+`LoadedDoc.written` keeps the source text of every unquoted scalar YAML read as a null, boolean or
+number (``version: 1.10`` -> ``"1.10"``, ``title: yes`` -> ``"yes"``), so a type error can tell the
+author to quote what they wrote rather than what YAML made of it (``1.1``, ``True``).
 
 The loader is deliberately stricter than YAML: duplicate keys, anchors/aliases (the
 "billion laughs" expansion bomb), non-UTF-8 bytes, oversize files, tab indentation, an empty
@@ -54,6 +57,7 @@ class LoadedDoc:
     lines: dict[LinePath, int] = field(repr=False)
     sha256: str
     size: int
+    written: dict[LinePath, str] = field(default_factory=dict, repr=False)
 
     def line_of(self, path: LinePath) -> int:
         """The line of `path`, or of its nearest ancestor that has one (the document start is line 1)."""
@@ -152,14 +156,15 @@ class _Frame:
         self.key_lines: dict[str, int] = {}
 
 
-def _build(events: Iterable[yaml.Event]) -> tuple[Any, dict[LinePath, int], int]:
+def _build(events: Iterable[yaml.Event]) -> tuple[Any, dict[LinePath, int], dict[LinePath, str]]:
     """Data + line map straight from the parser's event stream.
 
     Building from events (instead of a composed node tree) keeps this iterative, so deep nesting
     cannot overflow the C stack, and refuses an anchor or alias the moment it appears, so a
-    "billion laughs" file costs no more than any other. Returns (data, lines, first line).
+    "billion laughs" file costs no more than any other. Returns (data, lines, written); see LoadedDoc.
     """
     lines: dict[LinePath, int] = {}
+    written: dict[LinePath, str] = {}
     stack: list[_Frame] = []
     result: Any = None
     start_line = 1
@@ -214,6 +219,8 @@ def _build(events: Iterable[yaml.Event]) -> tuple[Any, dict[LinePath, int], int]
                 lines[path] = line
         if isinstance(event, yaml.ScalarEvent):
             value: Any = _scalar(event)
+            if not isinstance(value, str):
+                written[path] = event.value
         else:
             if event.tag not in _PLAIN_COLLECTION_TAGS:
                 raise LoadError(line, f"YAML tag {event.tag!r} is not allowed; contracts use plain YAML only: remove the tag")
@@ -232,7 +239,7 @@ def _build(events: Iterable[yaml.Event]) -> tuple[Any, dict[LinePath, int], int]
         if isinstance(event, yaml.CollectionStartEvent):
             stack.append(_Frame(value, path))
     lines[()] = start_line
-    return result, lines, documents
+    return result, lines, written
 
 
 def _describe(value: Any) -> str:
@@ -278,7 +285,7 @@ def load_contract_file(path: str | os.PathLike[str]) -> LoadedDoc:
         ) from None
     text = text.removeprefix("\ufeff")
     try:
-        data, lines, _ = _build(yaml.parse(text, Loader=_Loader))
+        data, lines, written = _build(yaml.parse(text, Loader=_Loader))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
@@ -314,4 +321,6 @@ def load_contract_file(path: str | os.PathLike[str]) -> LoadedDoc:
             f"the top level must be a mapping (id: ..., version: ..., ...), found {_describe(data)}; "
             "see docs/contract-format.md",
         )
-    return LoadedDoc(path=path, data=data, lines=lines, sha256=hashlib.sha256(raw).hexdigest(), size=size)
+    return LoadedDoc(
+        path=path, data=data, lines=lines, sha256=hashlib.sha256(raw).hexdigest(), size=size, written=written
+    )

@@ -282,8 +282,12 @@ _JSON_TYPE_WORDS = {
 }
 
 
-def _schema_messages(error: jsonschema.ValidationError) -> list[tuple[tuple[Any, ...], str]]:
-    """(path to report at, message) for one jsonschema error; several for additionalProperties."""
+def _schema_messages(
+    error: jsonschema.ValidationError, written: Mapping[tuple[Any, ...], str]
+) -> list[tuple[tuple[Any, ...], str]]:
+    """(path to report at, message) for one jsonschema error; several for additionalProperties.
+
+    `written` is the source text of unquoted scalars YAML read as non-strings (LoadedDoc.written)."""
     path = tuple(error.absolute_path)
     where = _path_str(path)
     v = error.validator
@@ -315,7 +319,7 @@ def _schema_messages(error: jsonschema.ValidationError) -> list[tuple[tuple[Any,
         if relevant:
             out = []
             for sub in relevant:
-                out.extend(_schema_messages(sub))
+                out.extend(_schema_messages(sub, written))
             return out
         types = []
         for branch in error.validator_value:
@@ -328,7 +332,8 @@ def _schema_messages(error: jsonschema.ValidationError) -> list[tuple[tuple[Any,
         words = " or ".join(_JSON_TYPE_WORDS.get(t, t) for t in ([expected] if isinstance(expected, str) else expected))
         hint = f"; write {words} here (see docs/contract-format.md)"
         if expected == "string" and not isinstance(error.instance, (str, list, dict)):
-            hint = f"; quote it: \"{error.instance}\""
+            # What the author wrote (1.10, yes), not what YAML read (1.1, True).
+            hint = f"; quote it: \"{written.get(path, error.instance)}\""
         elif expected == "array" and isinstance(error.instance, (str, int, float)) and not isinstance(error.instance, bool):
             hint = f"; write it as a list: [{error.instance}]"
         return [(path, f"{where} must be {words}, not {_kind_of(error.instance)}{hint}")]
@@ -361,7 +366,7 @@ def _schema_messages(error: jsonschema.ValidationError) -> list[tuple[tuple[Any,
 def _check_schema(doc: _Doc, problems: _Problems) -> None:
     reported: set[tuple[tuple[Any, ...], str]] = set()
     for error in _schema_validator().iter_errors(doc.data):
-        for path, message in _schema_messages(error):
+        for path, message in _schema_messages(error, doc.loaded.written):
             if (path, message) in reported:
                 continue
             reported.add((path, message))

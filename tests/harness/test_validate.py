@@ -659,3 +659,12 @@ def test_a_contract_outside_any_repository_says_which_root_its_bindings_used(tmp
     # Inside a repository the root is the marker's directory, and nothing more needs saying.
     (bare / "pyproject.toml").write_text("")
     assert all("resolved against" not in p for p in problems_of(path))
+
+
+def test_a_value_yaml_read_as_a_number_or_boolean_is_quoted_as_written(repo: Path) -> None:
+    # YAML reads 1.10 as 1.1 and yes as True; quoting those would change what the author meant.
+    text = VALID.replace("version: 1.0.0\ntitle: Demo contract", "version: 1.10\ntitle: yes")
+    path = write(repo, text)
+    problems = problems_of(path, bindings=False)
+    assert_problem(problems, path, 2, "hv-demo-v1", "version must be a string, not a number", 'quote it: "1.10"')
+    assert_problem(problems, path, 3, "hv-demo-v1", "title must be a string, not a boolean", 'quote it: "yes"')
