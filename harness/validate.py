@@ -37,7 +37,7 @@ import shlex
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 import jsonschema
 
@@ -164,6 +164,10 @@ class _Doc:
     def contract_id(self) -> str:
         cid = self.data.get("id")
         return cid if isinstance(cid, str) else NO_ID
+
+
+class _ProblemSink(Protocol):
+    def add(self, location: SourceLocation, subject: str, message: str) -> None: ...
 
 
 class _Problems:
@@ -619,11 +623,11 @@ def _normalize_package(name: str) -> str:
     return re.split(r"[<>=!~\[; ]", name, maxsplit=1)[0].strip().lower().replace("-", "_")
 
 
-class _FallbackRootProblems(_Problems):
+class _FallbackRootProblems:
     """Binding problems of contracts with no repository marker above them say which root was used:
     "does not exist under ROOT" alone would not tell the author why it looked there."""
 
-    def __init__(self, problems: _Problems, root: Path) -> None:
+    def __init__(self, problems: _ProblemSink, root: Path) -> None:
         self._problems = problems
         self._root = root
 
@@ -640,7 +644,7 @@ def _check_bindings(docs: list[_Doc], problems: _Problems) -> None:
     for doc in docs:
         by_root.setdefault((doc.root, doc.root_marked), []).append(doc)
     for (root, marked), root_docs in by_root.items():
-        sink = problems if marked else _FallbackRootProblems(problems, root)
+        sink: _ProblemSink = problems if marked else _FallbackRootProblems(problems, root)
         _check_python_bindings(root, root_docs, sink)
         _check_pytest_bindings(root, root_docs, sink)
         _check_command_bindings(root, root_docs, sink)
@@ -659,7 +663,7 @@ def _python_fix(reason: str, target: str) -> str:
     return "bind a function"
 
 
-def _check_python_bindings(root: Path, docs: list[_Doc], problems: _Problems) -> None:
+def _check_python_bindings(root: Path, docs: list[_Doc], problems: _ProblemSink) -> None:
     # (doc, path to the value, subject, target, packages the falsifier declares it needs)
     uses: list[tuple[_Doc, tuple[Any, ...], str, str, frozenset[str], bool]] = []
     for doc in docs:
@@ -703,7 +707,7 @@ def _outside_root(root: Path, relative: str) -> str | None:
     return None
 
 
-def _check_pytest_bindings(root: Path, docs: list[_Doc], problems: _Problems) -> None:
+def _check_pytest_bindings(root: Path, docs: list[_Doc], problems: _ProblemSink) -> None:
     nodes: list[tuple[_Doc, tuple[Any, ...], str, str, int]] = []
     ks: dict[str, tuple[_Doc, tuple[Any, ...], str, str, list[str], int]] = {}
     for doc in docs:
@@ -790,7 +794,7 @@ def _check_pytest_bindings(root: Path, docs: list[_Doc], problems: _Problems) ->
             )
 
 
-def _check_command_bindings(root: Path, docs: list[_Doc], problems: _Problems) -> None:
+def _check_command_bindings(root: Path, docs: list[_Doc], problems: _ProblemSink) -> None:
     cache: dict[str, str | None] = {}
     for doc in docs:
         for i, fal in _dicts(doc.data, "falsifiers"):
