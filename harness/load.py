@@ -15,8 +15,10 @@ number (``version: 1.10`` -> ``"1.10"``, ``title: yes`` -> ``"yes"``), so a type
 author to quote what they wrote rather than what YAML made of it (``1.1``, ``True``).
 
 The loader is deliberately stricter than YAML: duplicate keys, anchors/aliases (the
-"billion laughs" expansion bomb), non-UTF-8 bytes, oversize files, tab indentation, an empty
-file and a top level that is not a mapping are all refused with a line number and a fix.
+"billion laughs" expansion bomb), explicit tags (``!!bool``, ``!!python/...``; ``!!str`` aside),
+control characters, integers beyond 64 bits, nesting beyond MAX_DEPTH, non-UTF-8 bytes, oversize
+files, tab indentation, an empty file and a top level that is not a mapping are all refused with
+a line number and a fix; nothing else escapes it but LoadError.
 Timestamps stay strings (``until: 2027-01-31`` -> ``"2027-01-31"``) so the JSON Schema sees the
 same value the author wrote; later stages parse them.
 """
@@ -201,6 +203,8 @@ def _build(events: Iterable[yaml.Event]) -> tuple[Any, dict[LinePath, int], dict
                         raise LoadError(line, "a mapping key must be a plain word, not a list or mapping; fix the key")
                     key = event.value
                     _check_text(line, key, "this key")
+                    if event.tag is not None and event.tag not in _STR_TAGS:
+                        raise LoadError(line, f"YAML tag {_short_tag(event.tag)!r} on a key is not allowed; remove the tag")
                     if event.implicit[0] and _RESOLVER.resolve(yaml.ScalarNode, key, event.implicit) == _MERGE_TAG:
                         raise LoadError(line, "YAML merge keys (<<) are not allowed in contracts; write the keys out in full")
                     if key in top.key_lines:

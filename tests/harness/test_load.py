@@ -247,3 +247,9 @@ def test_a_fifo_named_as_a_contract_is_refused_without_blocking(tmp_path: Path) 
     )
     assert proc.returncode == 2
     assert f"{fifo}:1: -: a FIFO, not a contract file" in proc.stdout
+
+
+def test_a_tag_on_a_key_is_refused(tmp_path: Path) -> None:
+    error = load_error(write(tmp_path, "id: demo-v1\n!!python/name:os.system title: x\n"))
+    assert error.line == 2
+    assert "remove the tag" in error.message
