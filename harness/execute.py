@@ -11,7 +11,6 @@ import importlib.metadata
 import importlib.util
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -272,8 +271,49 @@ def _run_pytest(binding: Binding, repo_root: Path, timeout_s: float) -> _Verdict
     return _Verdict(Outcome.PASSED, f"{counts['passed']} passed, {counts['skipped']} skipped", **base)
 
 
+# Counting gets what is left of the falsifier's timeout, but at least this long to start an interpreter.
+MIN_COUNT_S = 2.0
+# -I: the repository under test, its PYTHONPATH or a module of its own named `harness` must not
+# change how its output is counted; the child imports this checkout's harness.count and nothing else.
+_COUNT_CHILD = "import sys; sys.path.insert(0, sys.argv.pop(1)); from harness.count import main; sys.exit(main(sys.argv[1:]))"
+
+
+def _count(pattern: str, output: str, repo_root: Path, timeout_s: float) -> tuple[int | None, str | None]:
+    """(count, None) or (None, why not): the count_pattern matched over `output` in a child under `timeout_s`.
+
+    Never in this process: a pattern that backtracks catastrophically on the output would hang
+    the harness past every deadline and leave no evidence at all.
+    """
+    with tempfile.TemporaryDirectory(prefix="harness-count-") as scratch:
+        output_file, result_file = Path(scratch) / "output.txt", Path(scratch) / "count.json"
+        output_file.write_text(output, encoding="utf-8", errors="replace")
+        run = run_isolated(
+            [sys.executable, "-I", "-c", _COUNT_CHILD, HARNESS_PARENT, pattern, str(output_file), str(result_file)],
+            repo_root, timeout_s, dict(os.environ),
+        )
+        if run.timed_out:
+            return None, (
+                f"count_pattern {pattern!r} did not finish matching the command's output within the falsifier's "
+                f"timeout ({timeout_s:g}s left of timeout_s); simplify the pattern (nested or overlapping "
+                "repetition such as (a|a)* backtracks exponentially)"
+            )
+        if not result_file.exists():
+            return None, _with_output(f"counting with count_pattern {pattern!r} {describe_exit(run, timeout_s)}", run.output)
+        result = json.loads(result_file.read_text(encoding="utf-8"))
+    if "error" in result:
+        return None, f"{result['error']}; fix count_pattern so its group captures only the number of tests"
+    return int(result["count"]), None
+
+
 def _run_command(binding: Binding, repo_root: Path, timeout_s: float) -> _Verdict:
     argv = list(binding.argv)
+    if binding.count_pattern is None and binding.min_tests > 1:
+        # validate refuses this too; without a count there is nothing to hold min_tests against.
+        return _Verdict(
+            Outcome.ERROR,
+            f"min_tests {binding.min_tests} needs a count_pattern to count the command's tests; add one, e.g. '(\\d+) passed'",
+        )
+    deadline = time.monotonic() + timeout_s
     try:
         run = run_isolated(argv, repo_root, timeout_s, child_env(repo_root))
     except FileNotFoundError:
@@ -283,10 +323,10 @@ def _run_command(binding: Binding, repo_root: Path, timeout_s: float) -> _Verdic
     if run.timed_out or (run.returncode is not None and run.returncode < 0):
         return _Verdict(Outcome.ERROR, _with_output(describe_exit(run, timeout_s), run.output))
     matched: int | None = None
+    why_uncounted: str | None = None
     if binding.count_pattern is not None:
-        # Summed: test runners such as cargo print one "N passed" line per test binary.
-        found = re.findall(binding.count_pattern, run.output, flags=re.MULTILINE)
-        matched = sum(int(m[0] if isinstance(m, tuple) else m) for m in found) if found else 0
+        left = max(deadline - time.monotonic(), MIN_COUNT_S)
+        matched, why_uncounted = _count(binding.count_pattern, run.output, repo_root, left)
     if run.returncode != 0:
         return _Verdict(
             Outcome.FALSIFIED,
@@ -295,6 +335,8 @@ def _run_command(binding: Binding, repo_root: Path, timeout_s: float) -> _Verdic
             matched,
             matched,
         )
+    if why_uncounted is not None:
+        return _Verdict(Outcome.ERROR, why_uncounted)
     if matched is not None and matched < binding.min_tests:
         return _Verdict(
             Outcome.ERROR,

@@ -3,17 +3,22 @@
 Public API:
 
     load_contract_file(path: str | os.PathLike) -> LoadedDoc      # raises LoadError
-    LoadedDoc(path, data, lines, sha256, size)
+    LoadedDoc(path, data, lines, sha256, size, written)
     LoadError(line, message)                                      # an Exception
     MAX_FILE_BYTES                                                # the size cap (5 MiB)
 
 `LoadedDoc.lines` maps a path tuple into the data (``("falsifiers", 3, "binding")``) to the
 1-based line where that key or sequence item starts, so later stages can report every problem
 as FILE:LINE. ``line_of(path)`` finds the nearest recorded ancestor for paths it lacks.
+`LoadedDoc.written` keeps the source text of every unquoted scalar YAML read as a null, boolean or
+number (``version: 1.10`` -> ``"1.10"``, ``title: yes`` -> ``"yes"``), so a type error can tell the
+author to quote what they wrote rather than what YAML made of it (``1.1``, ``True``).
 
 The loader is deliberately stricter than YAML: duplicate keys, anchors/aliases (the
-"billion laughs" expansion bomb), non-UTF-8 bytes, oversize files, tab indentation, an empty
-file and a top level that is not a mapping are all refused with a line number and a fix.
+"billion laughs" expansion bomb), explicit tags (``!!bool``, ``!!python/...``; ``!!str`` aside),
+control characters, integers beyond 64 bits, nesting beyond MAX_DEPTH, non-UTF-8 bytes, oversize
+files, tab indentation, an empty file and a top level that is not a mapping are all refused with
+a line number and a fix; nothing else escapes it but LoadError.
 Timestamps stay strings (``until: 2027-01-31`` -> ``"2027-01-31"``) so the JSON Schema sees the
 same value the author wrote; later stages parse them.
 """
@@ -54,6 +59,7 @@ class LoadedDoc:
     lines: dict[LinePath, int] = field(repr=False)
     sha256: str
     size: int
+    written: dict[LinePath, str] = field(default_factory=dict, repr=False)
 
     def line_of(self, path: LinePath) -> int:
         """The line of `path`, or of its nearest ancestor that has one (the document start is line 1)."""
@@ -68,7 +74,6 @@ class LoadedDoc:
 
 _SCALAR_CONSTRUCTOR = yaml.constructor.SafeConstructor()
 _RESOLVER = yaml.resolver.Resolver()
-_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _PLAIN_COLLECTION_TAGS = frozenset({None, "!", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
 _LEADING_TAB = re.compile(r"^[ ]*\t")
@@ -76,26 +81,71 @@ _LEADING_TAB = re.compile(r"^[ ]*\t")
 MAX_DEPTH = 64
 
 
-def _scalar(event: yaml.ScalarEvent) -> Any:
-    line = event.start_mark.line + 1
-    if event.tag in (None, "!") or event.implicit[0]:
-        tag = _RESOLVER.resolve(yaml.ScalarNode, event.value, event.implicit) if event.tag != "!" else None
-    else:
-        tag = event.tag
-    if tag is None or tag == "tag:yaml.org,2002:str":
-        return event.value
-    if tag == _TIMESTAMP_TAG:
-        return event.value
-    if tag == _MERGE_TAG:
-        raise LoadError(line, "YAML merge keys (<<) are not allowed in contracts; write the keys out in full")
-    try:
-        return _SCALAR_CONSTRUCTOR.construct_object(yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark))
-    except yaml.YAMLError as exc:
+_STR_TAGS = frozenset({"!", "tag:yaml.org,2002:str"})
+# Types a plain scalar may resolve to; anything else the resolver names (`=`, YAML's "value") stays text.
+_CONSTRUCTED_TAGS = frozenset({f"tag:yaml.org,2002:{t}" for t in ("null", "bool", "int", "float")})
+_INT_TAG = "tag:yaml.org,2002:int"
+# Every number in a contract (a timeout, a test count, GiB) fits in 64 bits; bounding the text first
+# also keeps int() below Python's 4,300-digit conversion limit and sexagesimal (1:2:3) cheap.
+MAX_INT = 2**63 - 1
+_MAX_INT_CHARS = 70  # 0b + 63 binary digits + sign + a few underscores
+# C0 and C1 control characters (tab and newline excepted) and lone surrogates: invisible or
+# terminal-rewriting in a message, and not encodable as UTF-8 in the evidence file.
+_BAD_CHAR = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _short_tag(tag: str) -> str:
+    return "!!" + tag.removeprefix("tag:yaml.org,2002:") if tag.startswith("tag:yaml.org,2002:") else tag
+
+
+def _check_text(line: int, value: str, what: str) -> None:
+    bad = _BAD_CHAR.search(value)
+    if bad:
         raise LoadError(
             line,
-            f"cannot read value {event.value!r} ({getattr(exc, 'problem', exc)}); "
-            "contracts use plain YAML only: remove the tag",
-        ) from None
+            f"{what} contains the control character U+{ord(bad.group()):04X} at offset {bad.start()}; "
+            "contracts hold printable text only: remove it",
+        )
+
+
+def _scalar(event: yaml.ScalarEvent) -> Any:
+    """The value of one scalar: text unless it is a plain null, boolean or number.
+
+    Explicit tags are refused (``!!str`` and ``!`` excepted: they only say "text", as quotes do):
+    ``!!bool safety`` or ``!!int ""`` would make the constructor guess, and crash, where the
+    author should just write the value the schema wants.
+    """
+    line = event.start_mark.line + 1
+    _check_text(line, event.value, "this value")
+    if event.tag in _STR_TAGS:
+        return event.value
+    if event.tag is not None:
+        raise LoadError(
+            line,
+            f"YAML tag {_short_tag(event.tag)!r} is not allowed; contracts use plain YAML only: remove the tag "
+            "and write the value as the key expects (true/false, a number, or text in quotes)",
+        )
+    tag = _RESOLVER.resolve(yaml.ScalarNode, event.value, event.implicit) if event.implicit[0] else None
+    if tag == _MERGE_TAG:
+        raise LoadError(line, "YAML merge keys (<<) are not allowed in contracts; write the keys out in full")
+    if tag not in _CONSTRUCTED_TAGS:
+        return event.value  # text, quoted text, timestamps (kept as written), the `=` value tag
+    if tag == _INT_TAG and len(event.value.replace("_", "")) > _MAX_INT_CHARS:
+        raise LoadError(line, _too_large(event.value))
+    try:
+        value = _SCALAR_CONSTRUCTOR.construct_object(yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark))
+    except (yaml.YAMLError, ValueError, KeyError, IndexError, TypeError, OverflowError) as exc:
+        # The resolver's patterns are meant to admit only what the constructor can read; should
+        # they ever disagree, the author still gets a line and a fix rather than a traceback.
+        raise LoadError(line, f"cannot read value {event.value!r} ({exc}); quote it if it is text") from None
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+        raise LoadError(line, _too_large(event.value))
+    return value
+
+
+def _too_large(text: str) -> str:
+    shown = text if len(text) <= 24 else f"{text[:12]}...{text[-6:]} ({len(text)} characters)"
+    return f"integer {shown} is too large; numbers in a contract are at most {MAX_INT} (2**63-1): write a smaller one"
 
 
 class _Frame:
@@ -108,14 +158,15 @@ class _Frame:
         self.key_lines: dict[str, int] = {}
 
 
-def _build(events: Iterable[yaml.Event]) -> tuple[Any, dict[LinePath, int], int]:
+def _build(events: Iterable[yaml.Event]) -> tuple[Any, dict[LinePath, int], dict[LinePath, str]]:
     """Data + line map straight from the parser's event stream.
 
     Building from events (instead of a composed node tree) keeps this iterative, so deep nesting
     cannot overflow the C stack, and refuses an anchor or alias the moment it appears, so a
-    "billion laughs" file costs no more than any other. Returns (data, lines, first line).
+    "billion laughs" file costs no more than any other. Returns (data, lines, written); see LoadedDoc.
     """
     lines: dict[LinePath, int] = {}
+    written: dict[LinePath, str] = {}
     stack: list[_Frame] = []
     result: Any = None
     start_line = 1
@@ -151,6 +202,9 @@ def _build(events: Iterable[yaml.Event]) -> tuple[Any, dict[LinePath, int], int]
                     if not isinstance(event, yaml.ScalarEvent):
                         raise LoadError(line, "a mapping key must be a plain word, not a list or mapping; fix the key")
                     key = event.value
+                    _check_text(line, key, "this key")
+                    if event.tag is not None and event.tag not in _STR_TAGS:
+                        raise LoadError(line, f"YAML tag {_short_tag(event.tag)!r} on a key is not allowed; remove the tag")
                     if event.implicit[0] and _RESOLVER.resolve(yaml.ScalarNode, key, event.implicit) == _MERGE_TAG:
                         raise LoadError(line, "YAML merge keys (<<) are not allowed in contracts; write the keys out in full")
                     if key in top.key_lines:
@@ -169,6 +223,8 @@ def _build(events: Iterable[yaml.Event]) -> tuple[Any, dict[LinePath, int], int]
                 lines[path] = line
         if isinstance(event, yaml.ScalarEvent):
             value: Any = _scalar(event)
+            if not isinstance(value, str):
+                written[path] = event.value
         else:
             if event.tag not in _PLAIN_COLLECTION_TAGS:
                 raise LoadError(line, f"YAML tag {event.tag!r} is not allowed; contracts use plain YAML only: remove the tag")
@@ -187,7 +243,7 @@ def _build(events: Iterable[yaml.Event]) -> tuple[Any, dict[LinePath, int], int]
         if isinstance(event, yaml.CollectionStartEvent):
             stack.append(_Frame(value, path))
     lines[()] = start_line
-    return result, lines, documents
+    return result, lines, written
 
 
 def _describe(value: Any) -> str:
@@ -233,7 +289,7 @@ def load_contract_file(path: str | os.PathLike[str]) -> LoadedDoc:
         ) from None
     text = text.removeprefix("\ufeff")
     try:
-        data, lines, _ = _build(yaml.parse(text, Loader=_Loader))
+        data, lines, written = _build(yaml.parse(text, Loader=_Loader))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
@@ -248,8 +304,15 @@ def load_contract_file(path: str | os.PathLike[str]) -> LoadedDoc:
             context += f" started on line {exc.context_mark.line + 1}"
         detail = ", ".join(part for part in (context, exc.problem) if part)
         raise LoadError(line, f"malformed YAML: {detail}; fix the syntax on this line") from None
+    except yaml.reader.ReaderError as exc:
+        # A character YAML forbids anywhere (a raw control character); it carries an offset, not a mark.
+        line = text.count("\n", 0, exc.position) + 1
+        raise LoadError(
+            line, f"character U+{exc.character:04X} is not allowed in YAML ({exc.reason}); remove it"
+        ) from None
     except yaml.YAMLError as exc:
-        raise LoadError(1, f"malformed YAML: {exc}; fix the syntax") from None
+        detail = " ".join(str(exc).split())  # one line, whatever the library's wording
+        raise LoadError(1, f"malformed YAML: {detail}; fix the syntax") from None
     if data is None:
         raise LoadError(
             1,
@@ -262,4 +325,6 @@ def load_contract_file(path: str | os.PathLike[str]) -> LoadedDoc:
             f"the top level must be a mapping (id: ..., version: ..., ...), found {_describe(data)}; "
             "see docs/contract-format.md",
         )
-    return LoadedDoc(path=path, data=data, lines=lines, sha256=hashlib.sha256(raw).hexdigest(), size=size)
+    return LoadedDoc(
+        path=path, data=data, lines=lines, sha256=hashlib.sha256(raw).hexdigest(), size=size, written=written
+    )

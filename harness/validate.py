@@ -33,13 +33,15 @@ import difflib
 import math
 import os
 import re
+import shlex
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 import jsonschema
 
+from harness.count import count_group_problem
 from harness.load import LoadedDoc, LoadError, load_contract_file
 from harness.model import (
     Binding,
@@ -90,13 +92,18 @@ def find_repo_root(path: str | os.PathLike[str]) -> Path:
     Falls back to the directory of `path` itself when no ancestor has a marker, so a contract
     outside any repository still resolves its bindings next to itself, never against the cwd.
     """
+    return _locate_repo_root(path)[0]
+
+
+def _locate_repo_root(path: str | os.PathLike[str]) -> tuple[Path, bool]:
+    """(root, whether a marker was found); see find_repo_root."""
     start = Path(path).resolve()
     if not start.is_dir():
         start = start.parent
     for candidate in (start, *start.parents):
         if any((candidate / marker).exists() for marker in ROOT_MARKERS):
-            return candidate
-    return start
+            return candidate, True
+    return start, False
 
 
 @dataclass(frozen=True)
@@ -128,6 +135,7 @@ class _Doc:
     path: Path  # absolute
     root: Path
     loaded: LoadedDoc
+    root_marked: bool = True  # False: no pyproject.toml or .git above, root is the file's own directory
     schema_ok: bool = True
 
     @property
@@ -158,12 +166,19 @@ class _Doc:
         return cid if isinstance(cid, str) else NO_ID
 
 
+class _ProblemSink(Protocol):
+    def add(self, location: SourceLocation, subject: str, message: str) -> None: ...
+
+
 class _Problems:
     def __init__(self) -> None:
         self.items: list[tuple[int, int, Problem]] = []
         self._order: dict[str, int] = {}
 
     def add(self, location: SourceLocation, subject: str, message: str) -> None:
+        # An id that failed its pattern may hold a newline or a control character; shown as a
+        # repr, as messages show values, it keeps the problem on one line.
+        subject = subject if subject.isprintable() else repr(subject)
         order = self._order.setdefault(location.path, len(self._order))
         self.items.append((order, location.line, Problem(location, subject, message)))
 
@@ -227,14 +242,15 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Path], list[
 # --- schema errors -> readable problems ---------------------------------------------------------
 
 _PATTERN_FORMS = {
-    "^[a-z0-9]+(-[a-z0-9]+)*-v[0-9]+$": "a contract id: lowercase words, digits and dashes ending in -vN, e.g. apr-checkpoint-format-v1",
-    "^INV-[A-Z0-9-]+-[0-9]{3}$": "an invariant id like INV-NAME-001",
-    "^FALSIFY-[A-Z0-9-]+-[0-9]{3}$": "a falsifier id like FALSIFY-NAME-001",
-    "^[0-9]{4}-[0-9]{2}-[0-9]{2}$": "a date YYYY-MM-DD",
+    "^[a-z0-9]+(-[a-z0-9]+)*-v[0-9]+$(?!\\n)": "a contract id: lowercase words, digits and dashes ending in -vN, e.g. apr-checkpoint-format-v1",
+    "^INV-[A-Z0-9-]+-[0-9]{3}$(?!\\n)": "an invariant id like INV-NAME-001",
+    "^FALSIFY-[A-Z0-9-]+-[0-9]{3}$(?!\\n)": "a falsifier id like FALSIFY-NAME-001",
+    "^[0-9]{4}-[0-9]{2}-[0-9]{2}$(?!\\n)": "a date YYYY-MM-DD",
+    "^[a-zA-Z][a-zA-Z0-9+.-]*://\\S+$(?!\\n)": "a URL with a scheme and no spaces, e.g. https://example.com/page",
     "\\S": "non-empty text",
-    "^[^\\s-][^\\s]*$": "a repository-relative path or node id without spaces, not starting with '-' "
+    "^[^\\s-][^\\s]*$(?!\\n)": "a repository-relative path or node id without spaces, not starting with '-' "
         "(a -k expression is written pytest: \"-k EXPR\" or pytest: {k: EXPR, paths: [tests]})",
-    "^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)*$":
+    "^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)*$(?!\\n)":
         "module:function, e.g. falsifiers.init_arch_match:falsify_llama_claim_on_qwen2_tensors",
 }
 
@@ -270,8 +286,12 @@ _JSON_TYPE_WORDS = {
 }
 
 
-def _schema_messages(error: jsonschema.ValidationError) -> list[tuple[tuple[Any, ...], str]]:
-    """(path to report at, message) for one jsonschema error; several for additionalProperties."""
+def _schema_messages(
+    error: jsonschema.ValidationError, written: Mapping[tuple[Any, ...], str]
+) -> list[tuple[tuple[Any, ...], str]]:
+    """(path to report at, message) for one jsonschema error; several for additionalProperties.
+
+    `written` is the source text of unquoted scalars YAML read as non-strings (LoadedDoc.written)."""
     path = tuple(error.absolute_path)
     where = _path_str(path)
     v = error.validator
@@ -303,7 +323,7 @@ def _schema_messages(error: jsonschema.ValidationError) -> list[tuple[tuple[Any,
         if relevant:
             out = []
             for sub in relevant:
-                out.extend(_schema_messages(sub))
+                out.extend(_schema_messages(sub, written))
             return out
         types = []
         for branch in error.validator_value:
@@ -316,7 +336,8 @@ def _schema_messages(error: jsonschema.ValidationError) -> list[tuple[tuple[Any,
         words = " or ".join(_JSON_TYPE_WORDS.get(t, t) for t in ([expected] if isinstance(expected, str) else expected))
         hint = f"; write {words} here (see docs/contract-format.md)"
         if expected == "string" and not isinstance(error.instance, (str, list, dict)):
-            hint = f"; quote it: \"{error.instance}\""
+            # What the author wrote (1.10, yes), not what YAML read (1.1, True).
+            hint = f"; quote it: \"{written.get(path, error.instance)}\""
         elif expected == "array" and isinstance(error.instance, (str, int, float)) and not isinstance(error.instance, bool):
             hint = f"; write it as a list: [{error.instance}]"
         return [(path, f"{where} must be {words}, not {_kind_of(error.instance)}{hint}")]
@@ -349,7 +370,7 @@ def _schema_messages(error: jsonschema.ValidationError) -> list[tuple[tuple[Any,
 def _check_schema(doc: _Doc, problems: _Problems) -> None:
     reported: set[tuple[tuple[Any, ...], str]] = set()
     for error in _schema_validator().iter_errors(doc.data):
-        for path, message in _schema_messages(error):
+        for path, message in _schema_messages(error, doc.loaded.written):
             if (path, message) in reported:
                 continue
             reported.add((path, message))
@@ -370,6 +391,10 @@ def _strs(value: Any) -> list[tuple[int, str]]:
     if not isinstance(value, list):
         return []
     return [(i, v) for i, v in enumerate(value) if isinstance(v, str)]
+
+
+# The schema's date form; only a value of that form is worth checking as a calendar date.
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def _check_ids(docs: list[_Doc], problems: _Problems) -> None:
@@ -396,27 +421,31 @@ def _check_ids(docs: list[_Doc], problems: _Problems) -> None:
 
 def _check_references(docs: list[_Doc], problems: _Problems, today: date) -> None:
     loaded_paths = {doc.path.resolve() for doc in docs}
-    siblings: dict[Path, set[str]] = {}
+    siblings: dict[Path, tuple[set[str], list[str]]] = {}
 
-    def sibling_ids(directory: Path) -> set[str]:
+    def sibling_ids(directory: Path) -> tuple[set[str], list[str]]:
         """Contract ids in the other contract files beside a contract, so `harness verify contracts/one.yaml`
-        accepts a depends_on that exists there without validating (or running) it too."""
+        accepts a depends_on that exists there without validating (or running) it too; and, for the
+        problem when a dependency is missing, each sibling that could not be read, as FILE:LINE: why."""
         if directory not in siblings:
             found: set[str] = set()
+            unreadable: list[str] = []
             try:
                 candidates = sorted(p for p in directory.iterdir() if p.suffix in CONTRACT_SUFFIXES and p.is_file())
-            except OSError:
+            except OSError as exc:
                 candidates = []
+                unreadable.append(f"{_display(directory)}: cannot list it ({exc.strerror or exc})")
             for candidate in candidates:
                 if candidate.resolve() in loaded_paths:
                     continue
                 try:
                     cid = load_contract_file(candidate).data.get("id")
-                except LoadError:
+                except LoadError as exc:  # load_contract_file raises nothing else, whatever the file holds
+                    unreadable.append(f"{_display(candidate)}:{exc.line}: {exc.message}")
                     continue
                 if isinstance(cid, str):
                     found.add(cid)
-            siblings[directory] = found
+            siblings[directory] = (found, unreadable)
         return siblings[directory]
 
     invariant_ids: set[str] = set()
@@ -443,7 +472,7 @@ def _check_references(docs: list[_Doc], problems: _Problems, today: date) -> Non
                         f"attacks unknown invariant {target!r}{hint}; define it under invariants: or fix the id",
                     )
             deferred = fal.get("deferred")
-            if isinstance(deferred, dict) and isinstance(deferred.get("until"), str):
+            if isinstance(deferred, dict) and isinstance(deferred.get("until"), str) and _DATE.fullmatch(deferred["until"]):
                 loc = doc.loc(("falsifiers", i, "deferred", "until"))
                 try:
                     until = date.fromisoformat(deferred["until"])
@@ -487,18 +516,21 @@ def _check_references(docs: list[_Doc], problems: _Problems, today: date) -> Non
                     f"no falsifier attacks this invariant; add a falsifier with attacks: [{iid}]",
                 )
         for j, dep in _strs(doc.data.get("depends_on")):
-            if dep not in contract_ids and dep not in sibling_ids(doc.path.parent):
-                close = difflib.get_close_matches(dep, contract_ids | sibling_ids(doc.path.parent), n=1, cutoff=0.8)
+            beside, unreadable = sibling_ids(doc.path.parent)
+            if dep not in contract_ids and dep not in beside:
+                close = difflib.get_close_matches(dep, contract_ids | beside, n=1, cutoff=0.8)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
+                # The dependency may be in a sibling that does not load; say which and why.
+                skipped = f" (unreadable there: {'; '.join(unreadable)})" if unreadable else ""
                 problems.add(
                     doc.loc(("depends_on", j)), doc.contract_id,
                     f"depends_on names contract {dep!r}, which is not among the contracts validated nor in "
-                    f"{_display(doc.path.parent)}{hint}; pass its file too or fix the id",
+                    f"{_display(doc.path.parent)}{hint}{skipped}; pass its file too or fix the id",
                 )
     _check_cycles(docs, contract_ids, problems)
     for doc in docs:
         for i, changelog in _dicts(doc.data, "changelog"):
-            if isinstance(changelog.get("date"), str):
+            if isinstance(changelog.get("date"), str) and _DATE.fullmatch(changelog["date"]):
                 try:
                     date.fromisoformat(changelog["date"])
                 except ValueError:
@@ -514,20 +546,18 @@ def _check_binding_shape(doc: _Doc, i: int, fid: str, binding: dict[str, Any], p
             doc.loc(("falsifiers", i, "binding", "min_tests")), fid,
             "min_tests applies only to pytest and command bindings (a python falsifier is one test); remove it",
         )
+    if "command" in binding and "min_tests" in binding and "count_pattern" not in binding:
+        # Without a count there is nothing to hold min_tests against: it would be silently ignored.
+        problems.add(
+            doc.loc(("falsifiers", i, "binding", "min_tests")), fid,
+            "min_tests on a command binding needs count_pattern, a regex whose one group captures how many "
+            "tests the command ran: add e.g. count_pattern: '(\\d+) passed', or remove min_tests",
+        )
     pattern = binding.get("count_pattern")
     if isinstance(pattern, str):
-        loc = doc.loc(("falsifiers", i, "binding", "count_pattern"))
-        try:
-            groups = re.compile(pattern).groups
-        except re.error as exc:
-            problems.add(loc, fid, f"count_pattern {pattern!r} is not a valid regex ({exc}); fix it")
-        else:
-            if groups != 1:
-                problems.add(
-                    loc, fid,
-                    f"count_pattern {pattern!r} has {groups} groups; it needs exactly one, capturing the test count, "
-                    "e.g. '(\\d+) passed'",
-                )
+        why = count_group_problem(pattern)
+        if why is not None:
+            problems.add(doc.loc(("falsifiers", i, "binding", "count_pattern")), fid, f"count_pattern {pattern!r} {why}")
 
 
 def _check_cycles(docs: list[_Doc], contract_ids: set[str], problems: _Problems) -> None:
@@ -573,7 +603,8 @@ def _check_cycles(docs: list[_Doc], contract_ids: set[str], problems: _Problems)
 
 # --- bindings ------------------------------------------------------------------------------------
 
-_TARGET = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+# Used with fullmatch: `$` would also match before a trailing newline ("pkg.mod:fn\n").
+_TARGET = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 _MISSING_MODULE = re.compile(r"No module named '([^']+)'")
 
 
@@ -592,21 +623,39 @@ def _normalize_package(name: str) -> str:
     return re.split(r"[<>=!~\[; ]", name, maxsplit=1)[0].strip().lower().replace("-", "_")
 
 
+class _FallbackRootProblems:
+    """Binding problems of contracts with no repository marker above them say which root was used:
+    "does not exist under ROOT" alone would not tell the author why it looked there."""
+
+    def __init__(self, problems: _ProblemSink, root: Path) -> None:
+        self._problems = problems
+        self._root = root
+
+    def add(self, location: SourceLocation, subject: str, message: str) -> None:
+        note = (
+            f"; resolved against {self._root} (no {' or '.join(ROOT_MARKERS)} found above {location.path}: "
+            "add a pyproject.toml at the repository root)"
+        )
+        self._problems.add(location, subject, message + note)
+
+
 def _check_bindings(docs: list[_Doc], problems: _Problems) -> None:
-    by_root: dict[Path, list[_Doc]] = {}
+    by_root: dict[tuple[Path, bool], list[_Doc]] = {}
     for doc in docs:
-        by_root.setdefault(doc.root, []).append(doc)
-    for root, root_docs in by_root.items():
-        _check_python_bindings(root, root_docs, problems)
-        _check_pytest_bindings(root, root_docs, problems)
-        _check_command_bindings(root, root_docs, problems)
+        by_root.setdefault((doc.root, doc.root_marked), []).append(doc)
+    for (root, marked), root_docs in by_root.items():
+        sink: _ProblemSink = problems if marked else _FallbackRootProblems(problems, root)
+        _check_python_bindings(root, root_docs, sink)
+        _check_pytest_bindings(root, root_docs, sink)
+        _check_command_bindings(root, root_docs, sink)
 
 
-def _python_fix(reason: str) -> str:
+def _python_fix(reason: str, target: str) -> str:
     if reason.startswith("importing module"):
         return "make importing that module side-effect free (no exit, crash or endless work at import time)"
     if "does not import" in reason:
-        return "fix the module name or the import error (python -c 'import MODULE' from the repository root shows it)"
+        command = shlex.join(["python", "-c", f"import {target.partition(':')[0]}"])
+        return f"fix the module name or the import error ({command} from the repository root shows it)"
     if "has no attribute" in reason:
         return "fix the function name or define the function"
     if "required arguments" in reason:
@@ -614,18 +663,18 @@ def _python_fix(reason: str) -> str:
     return "bind a function"
 
 
-def _check_python_bindings(root: Path, docs: list[_Doc], problems: _Problems) -> None:
+def _check_python_bindings(root: Path, docs: list[_Doc], problems: _ProblemSink) -> None:
     # (doc, path to the value, subject, target, packages the falsifier declares it needs)
     uses: list[tuple[_Doc, tuple[Any, ...], str, str, frozenset[str], bool]] = []
     for doc in docs:
         for i, inv in _dicts(doc.data, "invariants"):
             for j, guard in _strs(inv.get("guards")):
-                if _TARGET.match(guard):
+                if _TARGET.fullmatch(guard):
                     uses.append((doc, ("invariants", i, "guards", j), doc.subject(("invariants", i)), guard, frozenset(), False))
         for i, fal in _dicts(doc.data, "falsifiers"):
             binding = fal.get("binding")
             target = binding.get("python") if isinstance(binding, dict) else None
-            if isinstance(target, str) and _TARGET.match(target):
+            if isinstance(target, str) and _TARGET.fullmatch(target):
                 requires = fal.get("requires")
                 packages = requires.get("packages") if isinstance(requires, dict) else None
                 declared = frozenset(_normalize_package(p) for _, p in _strs(packages))
@@ -642,7 +691,7 @@ def _check_python_bindings(root: Path, docs: list[_Doc], problems: _Problems) ->
             # The falsifier says it needs this package; the runner reports it not_run where absent.
             continue
         what = "binding python:" if is_binding else "guards:"
-        problems.add(doc.loc(path), subject, f"{what} {target} does not resolve: {reason}; {_python_fix(reason)}")
+        problems.add(doc.loc(path), subject, f"{what} {target} does not resolve: {reason}; {_python_fix(reason, target)}")
 
 
 def _outside_root(root: Path, relative: str) -> str | None:
@@ -658,7 +707,7 @@ def _outside_root(root: Path, relative: str) -> str | None:
     return None
 
 
-def _check_pytest_bindings(root: Path, docs: list[_Doc], problems: _Problems) -> None:
+def _check_pytest_bindings(root: Path, docs: list[_Doc], problems: _ProblemSink) -> None:
     nodes: list[tuple[_Doc, tuple[Any, ...], str, str, int]] = []
     ks: dict[str, tuple[_Doc, tuple[Any, ...], str, str, list[str], int]] = {}
     for doc in docs:
@@ -725,7 +774,8 @@ def _check_pytest_bindings(root: Path, docs: list[_Doc], problems: _Problems) ->
             found = "collects nothing" if count == 0 else f"collects {count} tests, fewer than min_tests {min_tests}"
             problems.add(
                 doc.loc(path), subject,
-                f"binding pytest: {node} {found}{why}; check with: python -m pytest --collect-only -q {node}",
+                f"binding pytest: {node} {found}{why}; check with: "
+                f"{shlex.join(['python', '-m', 'pytest', '--collect-only', '-q', node])}",
             )
     for key, (doc, path, subject, expr, paths, min_tests) in ks.items():
         if collection.failure:
@@ -740,11 +790,11 @@ def _check_pytest_bindings(root: Path, docs: list[_Doc], problems: _Problems) ->
             problems.add(
                 doc.loc(path + ("k",)), subject,
                 f"binding pytest -k {expr!r} in {' '.join(paths)} {found}; check with: "
-                f"python -m pytest --collect-only -q -k {expr!r} {' '.join(paths)}",
+                f"{shlex.join(['python', '-m', 'pytest', '--collect-only', '-q', '-k', expr, *paths])}",
             )
 
 
-def _check_command_bindings(root: Path, docs: list[_Doc], problems: _Problems) -> None:
+def _check_command_bindings(root: Path, docs: list[_Doc], problems: _ProblemSink) -> None:
     cache: dict[str, str | None] = {}
     for doc in docs:
         for i, fal in _dicts(doc.data, "falsifiers"):
@@ -764,12 +814,12 @@ def _check_command_bindings(root: Path, docs: list[_Doc], problems: _Problems) -
 
 # --- building the model --------------------------------------------------------------------------
 
-_K_SHORTHAND = re.compile(r"^-k\s+(\S.*)$", re.S)
+_K_SHORTHAND = re.compile(r"-k\s+(\S.*)", re.S)
 
 
 def k_shorthand(value: str) -> str | None:
     """The expression of a `pytest: "-k EXPR"` binding, or None when the value is a node id."""
-    match = _K_SHORTHAND.match(value.strip())
+    match = _K_SHORTHAND.fullmatch(value.strip())
     return match.group(1).strip() if match else None
 
 
@@ -883,7 +933,8 @@ def validate_report(
         except LoadError as exc:
             problems.add(SourceLocation(display, exc.line), NO_ID, exc.message)
             continue
-        docs.append(_Doc(display=display, path=file.resolve(), root=find_repo_root(file), loaded=loaded))
+        root, marked = _locate_repo_root(file)
+        docs.append(_Doc(display=display, path=file.resolve(), root=root, loaded=loaded, root_marked=marked))
     for doc in docs:
         _check_schema(doc, problems)
     _check_ids(docs, problems)

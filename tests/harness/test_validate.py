@@ -628,3 +628,43 @@ def test_one_contract_file_can_be_validated_when_its_dependency_is_beside_it(rep
     code, out, _ = run_cli(capsys, "--no-bindings", str(pa))
     assert code == 2
     assert_problem(out, pa, line(a, "depends_on"), "hv-demo-v1", "'hv-b-v1', which is not among the contracts validated nor in")
+
+
+@pytest.mark.parametrize("poison", ["title: !!bool safety", 'title: !!int ""', "timeout_s: " + "9" * 5000, "\t- x"])
+def test_a_poisoned_sibling_is_named_not_a_crash(repo: Path, capsys: pytest.CaptureFixture[str], poison: str) -> None:
+    # a.yaml depends on hv-b-v1; b.yaml beside it cannot be read. That used to crash validating a.yaml.
+    a = VALID.replace("title: Demo contract", "title: A\ndepends_on: [hv-b-v1]").replace("HV-DEMO", "HV-A")
+    pa = write(repo, a, "a.yaml")
+    pb = write(repo, f"id: hv-b-v1\n{poison}\n", "b.yaml")
+    code, out, err = run_cli(capsys, "--no-bindings", str(pa))
+    assert code == 2, out
+    assert_problem(out, pa, line(a, "depends_on"), "hv-demo-v1", "'hv-b-v1', which is not among", f"unreadable there: {pb}:2: ")
+    assert len(out) == 1 and "Traceback" not in err
+
+
+def test_a_contract_outside_any_repository_says_which_root_its_bindings_used(tmp_path: Path) -> None:
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    if find_repo_root(bare) != bare.resolve():
+        pytest.skip("the temp directory is inside a repository here")
+    text = PY_ONLY.replace("binding: {python: hvfix.checks:holds}", "binding: {pytest: tests/test_things.py}", 1)
+    path = bare / "demo.yaml"
+    path.write_text(text)
+    problems = problems_of(path)
+    assert_problem(
+        problems, path, line(text, "pytest: tests/test_things.py"), "FALSIFY-HV-DEMO-001",
+        "file tests/test_things.py does not exist",
+        f"; resolved against {bare.resolve()} (no pyproject.toml or .git found above {path}",
+    )
+    # Inside a repository the root is the marker's directory, and nothing more needs saying.
+    (bare / "pyproject.toml").write_text("")
+    assert all("resolved against" not in p for p in problems_of(path))
+
+
+def test_a_value_yaml_read_as_a_number_or_boolean_is_quoted_as_written(repo: Path) -> None:
+    # YAML reads 1.10 as 1.1 and yes as True; quoting those would change what the author meant.
+    text = VALID.replace("version: 1.0.0\ntitle: Demo contract", "version: 1.10\ntitle: yes")
+    path = write(repo, text)
+    problems = problems_of(path, bindings=False)
+    assert_problem(problems, path, 2, "hv-demo-v1", "version must be a string, not a number", 'quote it: "1.10"')
+    assert_problem(problems, path, 3, "hv-demo-v1", "title must be a string, not a boolean", 'quote it: "yes"')
