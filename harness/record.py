@@ -218,7 +218,10 @@ def publish(directory: Path, files: dict[str, str]) -> Path:
     replaced: list[Path] = []
     try:
         for name, text in files.items():
-            _create(staging / name, text)
+            try:
+                _create(staging / name, text)
+            except OSError as exc:  # named as the user knows it, not by the hidden staging path
+                raise OSError(exc.errno, exc.strerror or str(exc), str(directory / name)) from exc
         _fsync_dir(staging)
         while True:
             try:
