@@ -112,6 +112,24 @@ def documented_example() -> dict[str, Any]:
     return json.loads(block.group(1))
 
 
+def readme_example() -> dict[str, Any]:
+    block = re.search(r"An abridged evidence.json:\n\n```json\n(.*?)\n```", (REPO / "README.md").read_text(), re.S)
+    assert block, "README.md lost its abridged evidence.json"
+    return json.loads(block.group(1))
+
+
+def assert_abridged(abridged: Any, real: Any, where: str = "") -> None:
+    """README's example may leave list items out, never invent or reorder a key."""
+    if isinstance(abridged, dict):
+        assert isinstance(real, dict) and list(abridged) == list(real), where
+        for key in abridged:
+            assert_abridged(abridged[key], real[key], f"{where}/{key}")
+    elif isinstance(abridged, list) and abridged and isinstance(abridged[0], dict):
+        assert isinstance(real, list) and real, where
+        for item in abridged:
+            assert_abridged(item, real[0], f"{where}/[]")
+
+
 def shape(value: Any) -> Any:
     """Keys all the way down, and the JSON type of each leaf (null counted with anything)."""
     if isinstance(value, dict):
@@ -151,6 +169,7 @@ def test_documented_example_is_schema_valid_and_shaped_like_a_real_run(tmp_path:
     real = read_evidence(tmp_path / "out" / "uncommitted" / "evidence.json")
 
     assert_same_shape(shape(documented), shape(real))
+    assert_abridged(readme_example(), real)
     assert list(documented["environment"]) == list(real["environment"])
     assert documented["totals"] == real["totals"]
     assert documented["command"][:3] == real["command"][:3] == ["harness", "verify", "contracts/"]
