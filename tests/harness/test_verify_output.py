@@ -27,6 +27,7 @@ from tests.harness.verify_support import (
     falsifier,
     harness_env,
     make_project,
+    plugin_args,
     read_evidence,
     run_verify,
     verify_argv,
@@ -112,6 +113,17 @@ def test_hostile_messages_and_a_non_utf8_path_are_recorded_escaped_in_all_three_
         assert not any(c in stream for c in "\x1b\r\x07\x00\x0c\u202e")
     line = next(ln for ln in proc.stdout.splitlines() if "FALSIFY-HOST-002" in ln)
     assert line.startswith("FALSIFIED FALSIFY-HOST-002") and "\\x1b]0;pwned\\x07\\x1b[2K" in line
+
+
+def test_plain_pytest_shows_hostile_falsifier_messages_escaped(tmp_path: Path) -> None:
+    hostile_project(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", *plugin_args(), "-p", "no:cacheprovider", "-rA", "contracts"], cwd=tmp_path,
+        env=harness_env(), capture_output=True, text=True, errors="backslashreplace", timeout=120,
+    )  # pytest itself prints the contract's path with its raw \xff byte
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "FALSIFIED FALSIFY-HOST-002" in proc.stdout and "\\x1b]0;pwned\\x07" in proc.stdout
+    assert not any(c in proc.stdout + proc.stderr for c in "\x1b\r\x07\x00\u202e")
 
 
 def test_validate_escapes_file_names_and_messages_it_prints(tmp_path: Path) -> None:
