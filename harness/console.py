@@ -40,8 +40,16 @@ def emit(text: str, stream: TextIO | None = None) -> None:
     """Print one line of `text` (untrusted parts included) to `stream` (default stdout), escaped for a
     terminal and flushed; if the reader has gone away, quietly print nothing more there."""
     stream = stream or sys.stdout
+    line = terminal(text)
+    encoding = getattr(stream, "encoding", None) or "utf-8"
     try:
-        print(terminal(text), file=stream, flush=True)
+        line.encode(encoding)
+    except UnicodeEncodeError:  # e.g. a Latin-1 terminal and a message in Japanese: shown escaped, not a crash
+        line = line.encode(encoding, "backslashreplace").decode(encoding)
+    except LookupError:
+        pass
+    try:
+        print(line, file=stream, flush=True)
     except BrokenPipeError:
         silence(stream)
 

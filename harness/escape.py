@@ -51,7 +51,7 @@ def printable(text: Any, keep: str = "") -> str:
     """`text` with every control character, bidi override, separator and lone surrogate escaped
     visibly, except those in `keep` (e.g. "\\n\\t" for a multi-line block); printable Unicode stays."""
     s = str(text)
-    if s.isprintable() and not any(c in _BIDI for c in s):
+    if s.isprintable():  # False for any Cc, Cs, Cf (bidi included), Zl, Zp character
         return s  # the common case, and fast
     return "".join(_visible(c) if _unsafe(c, keep) else c for c in s)
 

@@ -151,7 +151,9 @@ class ContractFile(pytest.File):
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> str:  # type: ignore[override]
         if isinstance(excinfo.value, InvalidContract):
-            return f"{excinfo.value}\nfix the contract, then check it with `harness validate {self.path}`"
+            return escape.printable(
+                f"{excinfo.value}\nfix the contract, then check it with `harness validate {self.path}`", keep="\n\t"
+            )
         return str(super().repr_failure(excinfo))
 
 

@@ -121,3 +121,14 @@ def test_evidence_json_with_lone_surrogates_is_utf8_and_schema_valid() -> None:
 @pytest.mark.parametrize("char", ["\x1b", "\r", "\x07", "\x9b", "\u202e", "\udcff", "\x7f"])
 def test_no_single_hostile_character_reaches_a_terminal_line(char: str) -> None:
     assert char not in escape.terminal(f"FALSIFIED{char}PASSED")
+
+
+def test_emit_on_a_terminal_that_cannot_encode_the_message_prints_it_escaped() -> None:
+    import io
+
+    from harness.console import emit
+
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="latin-1")
+    emit("FALSIFIED FALSIFY-X-001: 日本 é \x1b[2J", stream)
+    assert raw.getvalue().decode("latin-1") == "FALSIFIED FALSIFY-X-001: \\u65e5\\u672c é \\x1b[2J\n"
