@@ -57,5 +57,6 @@ def run_validate(args: argparse.Namespace) -> int:
 
 
 def run_schema(args: argparse.Namespace) -> int:
-    print(json.dumps(load_schema(args.name), indent=2))
+    for line in json.dumps(load_schema(args.name), indent=2).splitlines():
+        emit(line)
     return EXIT_OK

@@ -269,7 +269,7 @@ def verify(
     command: Sequence[str] = (),
     stream: TextIO | None = None,
 ) -> int:
-    """Validate, run and record; returns the process exit status (0, 1, 2 or 130)."""
+    """Validate, run and record; returns the process exit status (0, 1, 2, 3 or 130)."""
     stream = stream or sys.stdout
     if jobs < 1:
         _print_problems([f"harness verify: -j {jobs}: must be at least 1 (-j 1 runs the falsifiers one at a time)"])
