@@ -115,6 +115,18 @@ def test_hostile_messages_and_a_non_utf8_path_are_recorded_escaped_in_all_three_
     assert line.startswith("FALSIFIED FALSIFY-HOST-002") and "\\x1b]0;pwned\\x07\\x1b[2K" in line
 
 
+def test_an_all_passing_run_under_a_non_utf8_directory_exits_0_with_all_three_files(tmp_path: Path) -> None:
+    contracts = make_project(tmp_path, {})
+    odd = Path(os.fsdecode(os.fsencode(str(contracts)) + b"/\xff"))
+    odd.mkdir()
+    (odd / "ok.yaml").write_text(contract_text("ok-v1", PASSING[:1]))
+    proc = run_verify(tmp_path, "contracts", "--out", "out")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    directory = tmp_path / "out" / "uncommitted"
+    assert sorted(p.name for p in directory.iterdir()) == EVIDENCE_SET
+    assert read_evidence(directory / "evidence.json")["contracts"][0]["path"] == "contracts/\\udcff/ok.yaml"
+
+
 def test_plain_pytest_shows_hostile_falsifier_messages_escaped(tmp_path: Path) -> None:
     hostile_project(tmp_path)
     proc = subprocess.run(
