@@ -1,10 +1,10 @@
-"""The `harness` console script: one subcommand per module, wired here and nowhere else.
+"""harness: check YAML contracts and run their falsifiers, recording per-commit evidence."""
 
-Each command module exposes `register(subparsers) -> None`, which adds its parser(s) and sets
-`func(args) -> int` as the parser default. To add a command, add its module's dotted name to
-`COMMAND_MODULES` (e.g. "harness.verify_cli"). Exit codes: 0 ok, 1 the command's check failed
-(e.g. a falsifier falsified), 2 bad input (invalid contracts, usage), 130 interrupted.
-"""
+# Maintainers: one subcommand per module, wired here and nowhere else. Each command module exposes
+# `register(subparsers) -> None`, which adds its parser(s) and sets `func(args) -> int` as the parser
+# default. To add a command, add its module's dotted name to `COMMAND_MODULES` (e.g.
+# "harness.verify_cli"). This module stays light to import: SIGTERM must be handled before the
+# command modules' heavy imports (pytest, jsonschema) start.
 
 from __future__ import annotations
 
@@ -13,12 +13,58 @@ import importlib
 import sys
 from typing import Sequence
 
+from harness.console import EXIT_INTERRUPTED, emit, sigterm_as_interrupt, silence
+
 # Imported when the parser is built, so a command's heavy imports stay inside its own module.
 COMMAND_MODULES: tuple[str, ...] = ("harness.validate_cli", "harness.verify_cli")
 
+# 128 + SIGPIPE, as a shell reports a command killed by a closed pipe; only when the output broke
+# somewhere the command itself could not carry on from (verify and validate finish and return their own status).
+EXIT_BROKEN_PIPE = 141
+
+DESCRIPTION = """\
+Check contracts (YAML files stating a system's invariants and the falsifiers that attack them),
+run every falsifier in an isolated child process, and write per-commit evidence:
+evidence.json, junit.xml and summary.md.
+
+examples:
+  harness validate contracts/          check contracts, bindings included; run nothing
+  harness verify contracts/            run the falsifiers; evidence under reports/<commit>/
+  harness verify contracts/ -k 'FALSIFY-CKPT-*'
+                                       only the falsifiers whose id (or contract or invariant id) matches
+  harness schema evidence              print the evidence.json JSON Schema
+"""
+
+EPILOG = """\
+exit codes:
+  0    ok (verify: nothing falsified or in error)
+  1    verify: a falsifier was falsified or in error (--strict: or not_run/deferred)
+  2    bad input (invalid contract, missing path, bad option); nothing was run
+  3    verify: the falsifiers ran, but the evidence could not be written (the previous set is kept)
+  130  interrupted (Ctrl-C or SIGTERM)
+
+Run `harness COMMAND --help` for a command's options.
+"""
+
+
+def version() -> str:
+    """The installed distribution's version, or the package's own outside an installation."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("contract-harness")
+    except PackageNotFoundError:
+        import harness
+
+        return harness.__version__
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="harness", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"harness {version()}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
@@ -26,13 +72,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("harness: interrupted", file=sys.stderr)
-        return 130
+    """The `harness` console script and `python -m harness`."""
+    # First of all: a SIGTERM during the imports below must end like Ctrl-C does, not silently with 143.
+    with sigterm_as_interrupt():
+        try:
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            return int(args.func(args) or 0)
+        except KeyboardInterrupt:
+            emit("harness: interrupted", sys.stderr)
+            return EXIT_INTERRUPTED
+        except BrokenPipeError:
+            silence(sys.stdout)
+            return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from harness import escape
 from harness.execute import run_falsifier
 from harness.model import Contract, Falsifier, FalsifierResult, Outcome, Problem
 from harness.record import result_to_dict
@@ -150,7 +151,9 @@ class ContractFile(pytest.File):
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> str:  # type: ignore[override]
         if isinstance(excinfo.value, InvalidContract):
-            return f"{excinfo.value}\nfix the contract, then check it with `harness validate {self.path}`"
+            return escape.printable(
+                f"{excinfo.value}\nfix the contract, then check it with `harness validate {self.path}`", keep="\n\t"
+            )
         return str(super().repr_failure(excinfo))
 
 
@@ -181,7 +184,7 @@ class FalsifierItem(pytest.Item):
             return
         if result.outcome in (Outcome.FALSIFIED, Outcome.ERROR):
             raise FalsifierOutcome(result)
-        pytest.skip(f"{result.outcome.value}: {result.reason}")
+        pytest.skip(escape.terminal(f"{result.outcome.value}: {result.reason}"))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:  # type: ignore[override]
         if isinstance(excinfo.value, FalsifierOutcome):
@@ -191,7 +194,8 @@ class FalsifierItem(pytest.Item):
                 text += ["counterexample:", r.counterexample]
             if r.outcome is Outcome.FALSIFIED:
                 text.append(f"if it fails: {self.falsifier.if_fails}")
-            return "\n".join(text)
+            # pytest prints this on the terminal: the falsifier's text must not drive it.
+            return escape.printable("\n".join(text), keep="\n\t")
         return str(super().repr_failure(excinfo))
 
     def reportinfo(self) -> tuple[os.PathLike[str] | str, int | None, str]:

@@ -1,4 +1,4 @@
-"""Stage: record. Turn FalsifierResults into evidence.json, written atomically per commit.
+"""Stage: record. Turn FalsifierResults into evidence.json, and publish the evidence set atomically per commit.
 
 The falsifier entries are the FalsifierResult dataclass serialised field for field; a test holds
 the JSON Schema and the dataclasses together so the published format cannot drift from the code.
@@ -7,9 +7,10 @@ the JSON Schema and the dataclasses together so the published format cannot drif
 from __future__ import annotations
 
 import enum
+import errno
 import json
 import os
-import tempfile
+import shutil
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import fields, is_dataclass
@@ -20,6 +21,7 @@ from typing import Any
 import jsonschema
 
 import harness
+from harness.escape import json_safe
 from harness.model import Binding, BindingKind, Contract, FalsifierResult, Outcome
 from harness.schema import load_schema
 
@@ -153,16 +155,44 @@ def evidence_dir(out_dir: str | os.PathLike[str], commit: str | None) -> Path:
     return Path(out_dir) / (commit or UNCOMMITTED)
 
 
+def _create(path: Path, text: str) -> None:
+    """Create `path` (it must not exist yet) holding `text` as UTF-8, on disk before returning.
+
+    Opened with mode 0o666, so the file gets what the umask leaves (0644 under 022), like any tool's
+    output: CI artifact upload and other users of a container must be able to read evidence."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _unique(directory: Path, name: str, suffix: str) -> Path:
+    """A hidden sibling name no other process or run can pick: `.NAME.PID.RANDOM.SUFFIX`."""
+    return directory / f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.{suffix}"
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the renames in `directory` durable (a crash right after cannot bring the old names back)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return  # e.g. a platform whose directories cannot be opened: durability is best effort
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write via a uniquely named temp file in the same directory, then os.replace: readers (and a
     concurrent run into the same directory) only ever see a complete file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.", dir=path.parent)
+    tmp = _unique(path.parent, path.name, "tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
+        _create(tmp, text)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -172,7 +202,62 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def publish(directory: Path, files: dict[str, str]) -> Path:
+    """Make `directory` hold exactly `files` (name -> text), replacing whatever set was there as a whole.
+
+    The files are written into a fresh hidden sibling directory, which is then renamed into place;
+    the previous set is renamed away and removed. A reader therefore finds the previous complete set,
+    the new complete set, or (for the instant between two renames) no directory: never a mixture, never
+    a half-written file, and nothing a falsifier wrote into the previous set survives. If any write
+    fails (a full disk), the sibling is removed and the previous set is left as it was. Concurrent
+    runs into one directory: the last one to finish wins."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = _unique(directory.parent, directory.name, "new")
+    os.mkdir(staging, 0o777)  # the umask decides, as for the files
+    replaced: list[Path] = []
+    try:
+        for name, text in files.items():
+            try:
+                _create(staging / name, text)
+            except OSError as exc:  # named as the user knows it, not by the hidden staging path
+                raise OSError(exc.errno, exc.strerror or str(exc), str(directory / name)) from exc
+        _fsync_dir(staging)
+        while True:
+            try:
+                os.rename(staging, directory)  # POSIX: only onto a missing (or empty) directory
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+            old = _unique(directory.parent, directory.name, "old")
+            try:
+                os.rename(directory, old)
+            except FileNotFoundError:
+                continue  # a concurrent run moved it away first
+            replaced.append(old)
+        _fsync_dir(directory.parent)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for old in replaced:
+            if not directory.exists():
+                os.rename(old, directory)  # put the previous set back rather than leave none
+                replaced.remove(old)
+                break
+        raise
+    finally:
+        for old in replaced:
+            shutil.rmtree(old, ignore_errors=True)
+    return directory
+
+
+def evidence_json(evidence: dict[str, Any]) -> str:
+    """evidence.json's text: UTF-8-encodable whatever a falsifier or a path put into it."""
+    return json.dumps(json_safe(evidence), indent=2, ensure_ascii=False) + "\n"
+
+
 def write_evidence(directory: Path, evidence: dict[str, Any]) -> Path:
+    """Write evidence.json alone into `directory` (atomically); `harness verify` publishes the whole set."""
     path = Path(directory) / "evidence.json"
-    write_atomic(path, json.dumps(evidence, indent=2, sort_keys=False) + "\n")
+    write_atomic(path, evidence_json(evidence))
     return path

@@ -1,13 +1,16 @@
-"""Stage: report. Render evidence as junit.xml (for CI test tabs) and summary.md (for a GitHub job summary)."""
+"""Stage: report. Render evidence as junit.xml (for CI test tabs) and summary.md (for a GitHub job summary).
+
+Every text that came from a falsifier, a test or a path goes through `harness.escape` for its format:
+the XML always parses, and no message can add Markdown/HTML structure or rows to the summary."""
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from pathlib import Path
 from typing import Any
 
+from harness import escape
 from harness.model import Outcome
-from harness.record import write_atomic
+from harness.record import evidence_json
 
 OUTCOME_ORDER = [o.value for o in Outcome]
 ICON = {"passed": "✅", "falsified": "❌", "error": "💥", "not_run": "⏭️", "deferred": "⏳"}
@@ -22,53 +25,58 @@ def _falsifiers(evidence: dict[str, Any]) -> list[dict[str, Any]]:
     return [f for c in evidence["contracts"] for f in c["falsifiers"]]
 
 
+def _xml_element(parent: ET.Element | None, tag: str, text: str | None = None, **attrs: Any) -> ET.Element:
+    """An element whose attribute values and text are XML-safe; ElementTree escapes markup itself."""
+    safe = {k: escape.xml(v) for k, v in attrs.items()}
+    element = ET.Element(tag, safe) if parent is None else ET.SubElement(parent, tag, safe)
+    if text is not None:
+        element.text = escape.xml(text)
+    return element
+
+
 def render_junit(evidence: dict[str, Any]) -> str:
     t = evidence["totals"]
-    root = ET.Element(
+    root = _xml_element(
+        None,
         "testsuites",
         name="harness verify",
-        tests=str(sum(t.values())),
-        failures=str(t["falsified"]),
-        errors=str(t["error"]),
-        skipped=str(t["not_run"] + t["deferred"]),
+        tests=sum(t.values()),
+        failures=t["falsified"],
+        errors=t["error"],
+        skipped=t["not_run"] + t["deferred"],
         time=f"{evidence['duration_s']:.3f}",
     )
     for contract in evidence["contracts"]:
         entries = contract["falsifiers"]
         count = {o: sum(1 for f in entries if f["outcome"] == o) for o in OUTCOME_ORDER}
-        suite = ET.SubElement(
+        suite = _xml_element(
             root,
             "testsuite",
             name=contract["id"],
-            tests=str(len(entries)),
-            failures=str(count["falsified"]),
-            errors=str(count["error"]),
-            skipped=str(count["not_run"] + count["deferred"]),
+            tests=len(entries),
+            failures=count["falsified"],
+            errors=count["error"],
+            skipped=count["not_run"] + count["deferred"],
             time=f"{sum(f['duration_s'] for f in entries):.3f}",
             file=contract["path"],
         )
         for f in entries:
-            case = ET.SubElement(
-                suite, "testcase", classname=contract["id"], name=f["id"], time=f"{f['duration_s']:.3f}"
-            )
-            props = ET.SubElement(case, "properties")
-            ET.SubElement(props, "property", name="invariant", value=" ".join(f["invariant"]))
-            ET.SubElement(props, "property", name="binding", value=f"{f['binding']['kind']}")
+            case = _xml_element(suite, "testcase", classname=contract["id"], name=f["id"], time=f"{f['duration_s']:.3f}")
+            props = _xml_element(case, "properties")
+            _xml_element(props, "property", name="invariant", value=" ".join(f["invariant"]))
+            _xml_element(props, "property", name="binding", value=f["binding"]["kind"])
             if f["outcome"] == "falsified":
-                ET.SubElement(case, "failure", message=f["reason"]).text = f["counterexample"] or ""
+                _xml_element(case, "failure", f["counterexample"] or "", message=f["reason"])
             elif f["outcome"] == "error":
-                ET.SubElement(case, "error", message=f["reason"]).text = f["reason"]
+                _xml_element(case, "error", f["reason"], message=f["reason"])
             elif f["outcome"] in ("not_run", "deferred"):
-                ET.SubElement(case, "skipped", message=f"{f['outcome']}: {f['reason']}")
+                _xml_element(case, "skipped", message=f"{f['outcome']}: {f['reason']}")
     ET.indent(root)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
 def _cell(text: Any, limit: int = 160) -> str:
-    s = " ".join(str(text).split())
-    if len(s) > limit:
-        s = s[: limit - 1] + "…"
-    return s.replace("|", "\\|")
+    return escape.markdown(text, limit)
 
 
 def render_summary(evidence: dict[str, Any]) -> str:
@@ -88,12 +96,17 @@ def render_summary(evidence: dict[str, Any]) -> str:
     lines += [f"| {ICON[o]} {o} | {t[o]} |" for o in OUTCOME_ORDER]
     lines.append("")
     for contract in evidence["contracts"]:
-        lines += [f"### `{contract['id']}` {contract['version']}", "", f"`{contract['path']}`", ""]
+        lines += [
+            f"### {escape.markdown_code(contract['id'])} {escape.markdown(contract['version'])}",
+            "",
+            escape.markdown_code(contract["path"]),
+            "",
+        ]
         lines += ["| Falsifier | Attacks | Outcome | Time | Tests | Reason |", "|---|---|---|---:|---:|---|"]
         for f in contract["falsifiers"]:
             tests = "" if f["tests_matched"] is None else f"{f['tests_executed']}/{f['tests_matched']}"
             lines.append(
-                f"| `{f['id']}` | {_cell(', '.join(f['invariant']))} | {ICON[f['outcome']]} {f['outcome']} "
+                f"| {escape.markdown_code(f['id'], in_table=True)} | {_cell(', '.join(f['invariant']))} | {ICON[f['outcome']]} {f['outcome']} "
                 f"| {f['duration_s']:.2f}s | {tests} | {_cell(f['reason'])} |"
             )
         lines.append("")
@@ -102,12 +115,14 @@ def render_summary(evidence: dict[str, Any]) -> str:
     if falsified:
         lines += ["### Counterexamples", ""]
         for f in falsified:
+            fence, body = escape.markdown_block(f["counterexample"] or "")
             lines += [
-                f"<details><summary><code>{f['id']}</code>: {_cell(f['reason'])}</summary>",
+                # Raw HTML: Markdown is not parsed inside, so this line is HTML-escaped instead.
+                f"<details><summary><code>{escape.html(f['id'])}</code>: {escape.html(f['reason'], 160)}</summary>",
                 "",
-                "```text",
-                (f["counterexample"] or "").replace("```", "`\u200b``"),
-                "```",
+                f"{fence}text",
+                body,
+                fence,
                 "",
                 "</details>",
                 "",
@@ -116,15 +131,12 @@ def render_summary(evidence: dict[str, Any]) -> str:
         chosen = [f for f in entries if f["outcome"] == outcome]
         if chosen:
             lines += [f"### {title}", ""]
-            lines += [f"- `{f['id']}`: {_cell(f['reason'], 400)}" for f in chosen]
+            lines += [f"- {escape.markdown_code(f['id'])}: {_cell(f['reason'], 400)}" for f in chosen]
             lines.append("")
     lines += [f"harness {evidence['harness_version']}: {totals_line(t)}", ""]
     return "\n".join(lines)
 
 
-def write_reports(directory: Path, evidence: dict[str, Any]) -> tuple[Path, Path]:
-    junit = Path(directory) / "junit.xml"
-    summary = Path(directory) / "summary.md"
-    write_atomic(junit, render_junit(evidence))
-    write_atomic(summary, render_summary(evidence))
-    return junit, summary
+def evidence_files(evidence: dict[str, Any]) -> dict[str, str]:
+    """The evidence set as file name -> text, every file rendered before any is written."""
+    return {"junit.xml": render_junit(evidence), "summary.md": render_summary(evidence), "evidence.json": evidence_json(evidence)}

@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 
+from harness.console import emit
 from harness.schema import load_schema, schema_names
 from harness.validate import validate_report
 
@@ -40,19 +41,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_validate(args: argparse.Namespace) -> int:
     result = validate_report(args.paths, check_bindings=not args.no_bindings)
     if result.problems:
+        # Each line quotes file names and contract text: emit escapes them for the terminal, and a
+        # reader that stops early (`| head -1`) ends the printing, not the command's status.
         for problem in result.problems:
-            print(problem)
+            emit(str(problem))
         n = len(result.problems)
-        print(
+        emit(
             f"harness validate: {n} problem{'s' if n != 1 else ''} in {len(result.files)} file"
             f"{'s' if len(result.files) != 1 else ''}; fix them and run harness validate again",
-            file=sys.stderr,
+            sys.stderr,
         )
         return EXIT_INVALID
-    print(f"{result.summary()}: valid")
+    emit(f"{result.summary()}: valid")
     return EXIT_OK
 
 
 def run_schema(args: argparse.Namespace) -> int:
-    print(json.dumps(load_schema(args.name), indent=2))
+    for line in json.dumps(load_schema(args.name), indent=2).splitlines():
+        emit(line)
     return EXIT_OK

@@ -2,9 +2,11 @@
 
 validate -> compile (pytest plugin) -> run (isolated children) -> record (evidence.json) -> report
 (junit.xml, summary.md). Exit status: 0 nothing falsified or in error; 1 something falsified or in
-error (or, with --strict, not_run/deferred); 2 invalid input, nothing run; 130 interrupted (Ctrl-C or
+error (or, with --strict, not_run/deferred); 2 invalid input, nothing run; 3 the falsifiers ran but the
+evidence could not be written (the previous evidence is left as it was); 130 interrupted (Ctrl-C or
 SIGTERM), with the evidence so far written and marked incomplete. A run in which no falsifier ran at
-all says so loudly (stderr and summary.md); --strict makes it fail.
+all says so loudly (stderr and summary.md); --strict makes it fail. A closed stdout (`| head -1`) does
+not change any of this: printing stops, the evidence is written in full, the status is the run's.
 """
 
 from __future__ import annotations
@@ -16,10 +18,9 @@ import importlib.util
 import io
 import json
 import os
-import signal
+import shlex
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,14 +28,17 @@ from typing import Any, TextIO
 
 import pytest
 
+from harness.console import EXIT_INTERRUPTED, emit, sigterm_as_interrupt
 from harness.environment import collect_environment, git_state
+from harness.escape import terminal
 from harness.execute import HARNESS_PARENT
 from harness.model import Contract, Falsifier, FalsifierResult, Outcome
 from harness.plugin import IDS_PROPERTY, RESULT_PROPERTY, matches_selection, report_properties
-from harness.record import build_evidence, evidence_dir, now_iso, result_from_dict, write_evidence
-from harness.report import totals_line, write_reports
+from harness.record import build_evidence, evidence_dir, now_iso, publish, result_from_dict
+from harness.report import evidence_files, totals_line
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+EXIT_UNRECORDED = 3  # the falsifiers ran, but their evidence could not be written
 Key = tuple[str, str]
 
 
@@ -93,28 +97,11 @@ def run_verify(argv: Sequence[str]) -> int:
 # ---------------------------------------------------------------------------------------- inputs
 
 
-def _print_problems(lines: Sequence[str], hint: str, stream: TextIO | None = None) -> None:
+def _print_problems(lines: Sequence[str], hint: str | None = None, stream: TextIO | None = None) -> None:
     for line in lines:
-        print(line, file=stream or sys.stderr)
-    print(hint, file=sys.stderr)
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Any:
-    """SIGTERM (a cancelled CI job, `kill`) stops the run the way Ctrl-C does: running falsifiers' process
-    groups are killed and the evidence so far is written, instead of dying with orphans left running."""
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
-
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be installed from the main thread
-        return
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        emit(line, stream or sys.stderr)
+    if hint:
+        emit(hint, sys.stderr)
 
 
 def _unwritable(directory: Path) -> str | None:
@@ -162,9 +149,9 @@ class Display:
 
     def line(self, text: str) -> None:
         if self._progress is not None:
-            self._progress.console.print(text, markup=False, highlight=False)
+            self._progress.console.print(terminal(text), markup=False, highlight=False)
         else:
-            print(text, file=self.stream, flush=True)
+            emit(text, self.stream)
 
     def result(self, r: FalsifierResult) -> None:
         text = f"{r.outcome.value.upper()} {r.id} ({r.duration_s:.1f}s)"
@@ -282,24 +269,25 @@ def verify(
     command: Sequence[str] = (),
     stream: TextIO | None = None,
 ) -> int:
-    """Validate, run and record; returns the process exit status (0, 1, 2 or 130)."""
+    """Validate, run and record; returns the process exit status (0, 1, 2, 3 or 130)."""
     stream = stream or sys.stdout
     if jobs < 1:
-        _print_problems([f"harness verify: -j {jobs}: must be at least 1"], "use -j 1 (serial) or -j N for N workers")
+        _print_problems([f"harness verify: -j {jobs}: must be at least 1 (-j 1 runs the falsifiers one at a time)"])
         return EXIT_INVALID
     if jobs > 1 and importlib.util.find_spec("xdist") is None:
-        _print_problems(["harness verify: -j needs pytest-xdist, which is not installed"], "pip install pytest-xdist, or drop -j")
+        _print_problems(["harness verify: -j needs pytest-xdist, which is not installed: pip install pytest-xdist"])
         return EXIT_INVALID
     from harness.validate import validate_report
 
     # Structure and cross-references only: bindings are resolved by running them, so one that does
     # not import or match a test is that falsifier's `error`, recorded with evidence.
     validation = validate_report(paths, check_bindings=False)
+    check = shlex.join(["harness", "validate", *map(str, paths)])
     if validation.problems:
         _print_problems(
             [str(p) for p in validation.problems],
-            f"harness: {len(validation.problems)} problem(s); nothing was run. Fix them, then re-run "
-            "`harness validate PATH` and `harness verify PATH`.",
+            f"harness: {len(validation.problems)} problem(s); nothing was run. Fix them (`{check}` checks them "
+            "again, bindings included), then run harness verify again.",
             sys.stdout,
         )
         return EXIT_INVALID
@@ -311,7 +299,7 @@ def verify(
     }
     if not selected:
         what = f"matches -k {' / '.join(select)}" if select else "is declared"
-        _print_problems([f"harness verify: no falsifier {what} in {len(files)} contract file(s)"], "check the ids with `harness validate PATH`, or widen -k")
+        _print_problems([f"harness verify: no falsifier {what} in {len(files)} contract file(s); `{check}` counts them"])
         return EXIT_INVALID
 
     repo_root = Path(validation.roots[contracts[0].id]) if contracts else files[0].parent
@@ -319,7 +307,7 @@ def verify(
     # Checked before anything runs: finding out after a long run that the evidence has nowhere to go wastes it.
     unwritable = _unwritable(evidence_dir(out, commit))
     if unwritable:
-        _print_problems([f"harness verify: --out {out}: {unwritable}"], "choose another --out DIR (a directory you can write)")
+        _print_problems([f"harness verify: --out {out}: {unwritable}; choose another --out DIR, one you can write to"])
         return EXIT_INVALID
     started_at, t0 = now_iso(), time.monotonic()
     # Importing torch for the environment facts takes seconds; do it while the falsifiers run.
@@ -355,7 +343,7 @@ def _run_and_record(
     interrupted = False
     pytest_output = ""
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             status, pytest_output = run_pytest(files, repo_root, select, jobs, collector)
         interrupted = status == int(pytest.ExitCode.INTERRUPTED)
     except KeyboardInterrupt:
@@ -373,7 +361,7 @@ def _run_and_record(
                 results[key] = error_result(key, pair, f"no result recorded (pytest exited with status {status}): {tail}")
                 display.result(results[key])
     if status in (int(pytest.ExitCode.INTERNAL_ERROR), int(pytest.ExitCode.USAGE_ERROR)):
-        print(pytest_output, file=sys.stderr)
+        _print_problems(pytest_output.splitlines())
 
     evidence = build_evidence(
         contracts,
@@ -389,19 +377,22 @@ def _run_and_record(
     )
     directory = evidence_dir(out, commit)
     try:
-        evidence_path = write_evidence(directory, evidence)
-        write_reports(directory, evidence)
+        # All three files or none: a later reader never finds a partial set presented as complete.
+        publish(directory, evidence_files(evidence))
     except OSError as exc:
-        # E.g. the disk filled up or DIR was removed during the run: say so instead of a traceback.
+        # E.g. the disk filled up or DIR was removed during the run. Not 2: something did run.
+        rerun = f"; then re-run `{shlex.join(command)}`" if command else ""
         _print_problems(
-            [f"harness verify: cannot write evidence to {directory}: {exc.strerror or exc}"],
-            "free space or fix permissions, or choose another --out DIR, then run harness verify again",
+            [
+                f"harness verify: the falsifiers ran, but no evidence was written: {exc.filename or directory}: "
+                f"{exc.strerror or exc} ({directory} keeps its previous evidence, if any){rerun}"
+            ]
         )
-        return EXIT_INVALID
+        return EXIT_UNRECORDED
 
     totals = evidence["totals"]
-    print(f"harness: {totals_line(totals)}{' (INTERRUPTED: incomplete)' if interrupted else ''}", file=stream)
-    print(f"evidence: {evidence_path}", file=stream, flush=True)
+    emit(f"harness: {totals_line(totals)}{' (INTERRUPTED: incomplete)' if interrupted else ''}", stream)
+    emit(f"evidence: {directory / 'evidence.json'}", stream)
     if interrupted:
         return EXIT_INTERRUPTED
     failing = totals["falsified"] + totals["error"]
@@ -412,18 +403,20 @@ def _run_and_record(
     if totals["passed"] == 0:
         # The issue's exit codes make this 0 (nothing falsified or in error); it must still never read as a
         # pass, so it is said on stderr and in summary.md, and --strict turns it into a failure.
-        print(
+        emit(
             f"harness: warning: no falsifier ran ({totals['not_run']} not_run, {totals['deferred']} deferred), so "
             "nothing was verified; run where their requirements are met (see the reasons above), select runnable "
             "falsifiers with -k, or pass --strict to fail such a run",
-            file=sys.stderr,
+            sys.stderr,
         )
     return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m harness.verify_cli PATH...`, the same as `harness verify PATH...`."""
-    return run_verify(sys.argv[1:] if argv is None else argv)
+    """`python -m harness.verify_cli PATH...`, the same as `harness verify PATH...` (its signals included)."""
+    from harness.cli import main as harness_main
+
+    return harness_main(["verify", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
