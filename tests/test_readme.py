@@ -113,7 +113,7 @@ FLAG = re.compile(r"(?<![\w-])(--?[a-zA-Z][\w-]*)")
 
 
 def synopsis_commands(text: str, heading: str) -> list[tuple[str, str, set[str]]]:
-    """(program, subcommand, flags) for each command in the plain ``` block under `heading`."""
+    """(program, subcommand or "", flags) for each command in the plain ``` block under `heading`."""
     lines = text.splitlines()
     start = lines.index(heading)
     begin = next(i for i in range(start, len(lines)) if lines[i] == "```") + 1
@@ -128,15 +128,19 @@ def synopsis_commands(text: str, heading: str) -> list[tuple[str, str, set[str]]
     result = []
     for parts in commands:
         words = " ".join(parts).split()
-        result.append((words[0], words[1], set(FLAG.findall(" ".join(words[2:])))))
+        # `harness --help` documents the program's own flags; `harness verify ...` a subcommand's.
+        subcommand = "" if words[1].startswith("-") else words[1]
+        rest = words[1:] if not subcommand else words[2:]
+        result.append((words[0], subcommand, set(FLAG.findall(" ".join(rest))) - {"-h", "--help"}))
     return result
 
 
 def real_options(program: str, subcommand: str) -> list[set[str]]:
     """The option strings of each flag `program subcommand` takes (`{"-o", "--output"}` is one flag)."""
-    parser = importlib.import_module(f"{program}.cli").build_parser()
-    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    command = subparsers.choices[subcommand]
+    command = importlib.import_module(f"{program}.cli").build_parser()
+    if subcommand:
+        subparsers = next(a for a in command._actions if isinstance(a, argparse._SubParsersAction))
+        command = subparsers.choices[subcommand]
     return [set(a.option_strings) for a in command._actions if a.option_strings and a.dest != "help"]
 
 
