@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pretrain.checkpoint import Header
+from pretrain.checkpoint import Header, parse_int
 from pretrain.families import UNKNOWN, family_from_tensor_names, fixed_name, normalize_metadata_arch_family
-from pretrain.stamp import hf_identity_for
+from pretrain.families import hf_identity_for
 
 SHIP_READY_THRESHOLD = 90
 MAX_SCORE = 100
@@ -25,7 +25,7 @@ MAX_SCORE = 100
 # Values people write when they do not know; they are not provenance.
 _PLACEHOLDERS = {"", "unknown", "none", "n/a", "na", "todo", "tbd", "?", "null", "other"}
 
-_LAYER_INDEX = re.compile(r"(?:^|\.)(?:layers|h|layer|blocks|blk)\.(\d+)\.")
+_LAYER_INDEX = re.compile(r"(?:^|\.)(?:layers|h|layer|blocks|blk)\.([0-9]+)\.")
 _EMBEDDING = re.compile(
     r"(?:^|\.)(?:embed_tokens|wte|embed_in|word_embeddings|token_embd)\.weight$|(?:^|\.)(?:backbone|rwkv)\.embeddings\.weight$"
 )
@@ -135,11 +135,9 @@ def identity_of(header: Header) -> Identity:
 def _first_int(sources: list[dict[str, Any]], keys: tuple[str, ...]) -> int | None:
     for source in sources:
         for key in keys:
-            value = source.get(key)
-            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            value = parse_int(source.get(key))
+            if value:
                 return value
-            if isinstance(value, str) and value.isdigit() and int(value) > 0:
-                return int(value)
     return None
 
 
@@ -159,7 +157,8 @@ def derive_structure(header: Header) -> dict[str, int | None]:
                 hidden = info.shape[1]
                 break
     if layers is None:
-        indices = {int(m.group(1)) for name in tensors for m in [_LAYER_INDEX.search(name)] if m}
+        # A hostile name's index can have thousands of digits; parse_int refuses it instead of int() raising.
+        indices = {parse_int(m.group(1)) for name in tensors for m in [_LAYER_INDEX.search(name)] if m} - {None}
         layers = max(indices) + 1 if indices else None
     if heads is None:
         # Qwen3's per-head q_norm has head_dim elements, which with q_proj's rows gives the head count.
