@@ -79,6 +79,9 @@ def print_summary(summary: dict[str, Any]) -> None:
 def print_scorecard(card: Scorecard) -> None:
     verdict = "ship-ready" if card.ship_ready else "NOT ship-ready"
     extra = " (claim contradicts tensors)" if card.mismatch else ""
+    if card.missing_provenance:
+        capped = f", capped from {card.points}" if card.capped else ""
+        extra += f" (missing provenance: {', '.join(card.missing_provenance)}{capped})"
     say(f"quality: {card.score}/{card.max_score} ({verdict}: threshold {card.threshold}{extra})")
     for category in card.categories:
         say(f"  {category.name:<12} {category.points:>3}/{category.max_points}")
@@ -86,7 +89,8 @@ def print_scorecard(card: Scorecard) -> None:
             mark = "ok " if check.points == check.max_points else "-- "
             say(f"    {mark}{check.name:<20} {check.points:>2}/{check.max_points}  {clip(check.detail, 160)}")
     if card.fixes:
-        say("to fix:")
+        placeholder = any("'<" in fix for fix in card.fixes)
+        say("to fix:" + (" (replace each '<...>' with the real value first)" if placeholder else ""))
         for fix in card.fixes:
             say(f"  {fix}")
 

@@ -62,10 +62,24 @@ class Scorecard:
     inferred_family: str
     threshold: int = SHIP_READY_THRESHOLD
     fixes: tuple[str, ...] = field(default_factory=tuple)
+    missing_provenance: tuple[str, ...] = ()  # provenance checks that failed: license, data_source, data_license
+
+    @property
+    def points(self) -> int:
+        """The categories' points added up, before the provenance cap."""
+        return sum(c.points for c in self.categories)
 
     @property
     def score(self) -> int:
-        return sum(c.points for c in self.categories)
+        # Without its license or data provenance a checkpoint cannot ship, whatever else it has: it is
+        # capped below the threshold so the score, the verdict and `--min-score 90` all say so.
+        if self.missing_provenance:
+            return min(self.points, self.threshold - 1)
+        return self.points
+
+    @property
+    def capped(self) -> bool:
+        return self.score < self.points
 
     @property
     def max_score(self) -> int:
@@ -83,6 +97,8 @@ class Scorecard:
         return {
             "path": self.path,
             "score": self.score,
+            "points": self.points,
+            "missing_provenance": list(self.missing_provenance),
             "max_score": self.max_score,
             "threshold": self.threshold,
             "ship_ready": self.ship_ready,
@@ -288,6 +304,7 @@ def score_header(header: Header) -> Scorecard:
         claimed_family=claimed,
         inferred_family=inferred,
         fixes=tuple(fixes),
+        missing_provenance=tuple(_short(categories, "provenance")),
     )
 
 
@@ -297,7 +314,10 @@ def _short(categories: tuple[Category, ...], name: str) -> list[str]:
 
 
 def stamp_fix_command(header: Header, family: str | None, fields: set[str]) -> str:
-    """A `pretrain stamp` command supplying `fields`; placeholders in <> where only a person knows the value."""
+    """A `pretrain stamp` command supplying `fields` (a .safetensors file or an HF directory).
+
+    Placeholders in '<...>' stand where only a person knows the value (the license); stamp refuses one left unfilled.
+    """
     parts = ["pretrain", "stamp", shlex.quote(header.path)]
     if fields & {"architecture", "hf_architecture", "hf_model_type"}:
         if family is None:
@@ -305,7 +325,8 @@ def stamp_fix_command(header: Header, family: str | None, fields: set[str]) -> s
         else:
             hf_class, hf_type = hf_identity_for(family, header.tensor_names)
             parts += ["--architecture", family, "--hf-architecture", hf_class, "--hf-model-type", hf_type]
-    placeholders = {"license": "<SPDX-ID>", "data_source": "'<what it was trained on>'", "data_license": "<SPDX-ID>"}
+    # Only a person knows these; quoted so the shell passes them, and stamp refuses a '<...>' left unfilled.
+    placeholders = {"license": "'<SPDX-ID>'", "data_source": "'<what it was trained on>'", "data_license": "'<SPDX-ID>'"}
     for key, placeholder in placeholders.items():
         if key in fields:
             parts += [f"--{key.replace('_', '-')}", placeholder]
@@ -319,14 +340,8 @@ def _fixes(
     fixes: list[str] = []
     missing = set(_short(categories, "hf_identity")) | set(_short(categories, "provenance"))
     if missing:
-        if header.format == "safetensors":
+        if header.format in ("safetensors", "hf-dir"):
             fixes.append(stamp_fix_command(header, family, missing))
-        elif header.format == "hf-dir":
-            hf_class, hf_type = hf_identity_for(family, header.tensor_names) if family else ("<Class>", "<model_type>")
-            fixes.append(
-                f"edit {Path(header.path) / 'config.json'}: \"architectures\": [\"{hf_class}\"], \"model_type\": \"{hf_type}\"; "
-                f"or stamp {Path(header.path) / 'model.safetensors'} with `pretrain stamp` (metadata wins over config.json)"
-            )
         else:
             fixes.append("re-export the GGUF with the right general.architecture and general.license")
     if any(structure[k] is None for k in structure):
