@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from safetensors import safe_open
 from safetensors.numpy import save
@@ -220,8 +220,14 @@ def gguf_files(draw: st.DrawFn) -> bytes:
     return b"GGUF" + struct.pack("<IQQ", version, n_tensors, n_kv) + body
 
 
+# The 87-byte file: one uint8 array declaring 2**40 elements (gguf.GGUFReader looped over them, unbounded).
+_HUGE_ARRAY_87 = (b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", 12) + b"general.huge"
+                  + struct.pack("<IIQ", 9, 0, 2**40)).ljust(87, b"\0")
+
+
 @settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(raw=gguf_files() | st.binary(max_size=200).map(lambda b: b"GGUF" + b))
+@example(raw=_HUGE_ARRAY_87)
 def test_any_gguf_bytes_give_a_header_or_a_checkpoint_error_in_bounded_memory(raw: bytes) -> None:
     import tracemalloc
 
