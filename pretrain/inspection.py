@@ -45,7 +45,7 @@ def summarize(header: Header) -> dict[str, Any]:
         "claimed_family": claimed,
         "inferred_family": inferred,
         "agrees": agrees,
-        "salvage": stamp_recipe(header.path, inferred) if agrees is False else None,
+        "salvage": stamp_recipe(header.path, inferred, header.tensor_names) if agrees is False else None,
     }
 
 
