@@ -282,6 +282,16 @@ def test_control_characters_in_a_stamped_value_are_refused(tmp_path: Path, capsy
 # --- 5. -o that is not a regular file ---------------------------------------------------------------------
 
 
+def _char_device(tmp_path: Path) -> Path:
+    # A private /dev/null (same device numbers), never the real one: a regression would replace it for
+    # every process on the machine.
+    try:
+        os.mknod(tmp_path / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except (PermissionError, AttributeError):
+        pytest.skip("creating a character device needs CAP_MKNOD")
+    return tmp_path / "null"
+
+
 def _fifo(tmp_path: Path) -> Path:
     os.mkfifo(tmp_path / "fifo")
     return tmp_path / "fifo"
@@ -294,7 +304,7 @@ def _socket(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("make, kind, test", [
-    (lambda tmp: Path("/dev/null"), "a character device", stat.S_ISCHR),
+    (_char_device, "a character device", stat.S_ISCHR),
     (_fifo, "a FIFO", stat.S_ISFIFO),
     (_socket, "a socket", stat.S_ISSOCK),
 ], ids=["dev-null", "fifo", "socket"])
@@ -309,10 +319,11 @@ def test_output_that_is_not_a_regular_file_is_refused_and_kept(tmp_path: Path, m
 
 
 def test_atomic_write_refuses_a_device_for_every_writer(tmp_path: Path) -> None:
+    device = _char_device(tmp_path)
     cfg, tensors = llama_tensors()
     with pytest.raises(CheckpointError, match="output is a character device"):
-        write_checkpoint("/dev/null", tensors, {"architecture": "llama"})
-    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+        write_checkpoint(device, tensors, {"architecture": "llama"})
+    assert stat.S_ISCHR(os.stat(device).st_mode)
 
 
 # --- 6. signals and SIGKILL leave no temp file ------------------------------------------------------------
