@@ -70,7 +70,7 @@ def print_summary(summary: dict[str, Any]) -> None:
         say("  agreement: yes")
     elif summary["agrees"] is False:
         say(f"  agreement: NO - the claim ({claimed}) contradicts the tensors ({summary['inferred_family']}); "
-              "loading it with --init is refused (INV-INIT-ARCH-MATCH-001). Fix with:")
+            "loading it with --init is refused (INV-INIT-ARCH-MATCH-001). Fix with:")
         say(f"    {summary['salvage']}")
     else:
         say("  agreement: not checkable (" + ("no usable claim" if claimed is None else "tensor names do not identify a family") + ")")
