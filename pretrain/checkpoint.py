@@ -8,13 +8,19 @@ the safetensors header is parsed here with explicit bounds (length, nesting, off
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
 import math
 import os
+import re
+import shutil
+import signal
 import stat
 import struct
 import tempfile
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +35,29 @@ MAX_HEADER_BYTES = 100 * 1024 * 1024
 
 # Element and bit counts must fit a signed 64-bit integer: torch, numpy and safetensors index with them.
 MAX_INT64 = 2**63 - 1
+
+# The longest decimal an int64 can have; a longer digit string is refused before int() sees it (int() of
+# 5,000 digits raises ValueError, and int("²") too, though "²".isdigit() is True).
+_MAX_INT64_DIGITS = len(str(MAX_INT64))
+_ASCII_DIGITS = re.compile(r"[0-9]+")
+
+
+def parse_int(value: Any, maximum: int = MAX_INT64) -> int | None:
+    """A non-negative integer from untrusted config/metadata/tensor-name text, or None when it is not one.
+
+    The one integer parser for checkpoint-supplied values (config sizes, GGUF metadata, layer indices):
+    a JSON int or a string of ASCII digits, at most `maximum`; bools, floats, signs, Unicode digits and
+    over-long digit strings are not integers here.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if 0 <= value <= maximum else None
+    if isinstance(value, str) and len(value) <= _MAX_INT64_DIGITS and _ASCII_DIGITS.fullmatch(value):
+        number = int(value)
+        return number if number <= maximum else None
+    return None
+
 
 # Bits per element, as the safetensors format (v0.8) defines them.
 DTYPE_BITS: dict[str, int] = {
@@ -423,51 +452,165 @@ def read_hf_dir_header(path: str | os.PathLike[str]) -> Header:
 
 # --- GGUF ------------------------------------------------------------------------------------------
 
+# The GGUF header is parsed here, not by gguf.GGUFReader: that reader allocates for every declared count
+# before checking it against the file (an 87-byte file declaring a 2**40-element array grew to 3.5 GB).
+# Here every count and length is checked against the bytes left in the file before anything is read,
+# the same rule the safetensors reader follows, and arrays are skipped, not materialised.
+GGUF_VERSIONS = (2, 3)  # what gguf's reader supports; v1 (u32 counts) predates 2023
+GGML_MAX_DIMS = 4
+MAX_GGUF_NESTING = 8  # arrays of arrays; no real file nests at all
+GGUF_DEFAULT_ALIGNMENT = 32
+_GGUF_STRING, _GGUF_ARRAY = 8, 9
+# value type -> struct code (no byte-order prefix); 8 (string) and 9 (array) are variable-length
+_GGUF_SCALARS: dict[int, str] = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 
-def _gguf_scalar(field_: Any) -> str | None:
-    """A GGUF metadata field as a string, or None for arrays (token lists are not metadata we report)."""
-    from gguf import GGUFValueType
 
-    types = list(field_.types)
-    if not types or types[0] == GGUFValueType.ARRAY:
-        return None
-    value = field_.parts[field_.data[0]]
-    if types[0] == GGUFValueType.STRING:
-        return bytes(value).decode("utf-8", "replace")
-    return str(value.tolist()[0] if hasattr(value, "tolist") else value)
+class _GGUFCursor:
+    """Reads a GGUF header from a memory map, refusing any read or count the remaining bytes cannot hold."""
+
+    def __init__(self, path: str, data: Any, order: str = "<"):
+        self.path, self.data, self.order, self.pos, self.size = path, data, order, 0, len(data)
+
+    def fail(self, fault: str) -> CheckpointError:
+        return CheckpointError(self.path, f"unreadable GGUF (truncated or corrupt header): {fault}")
+
+    def need(self, n: int, what: str) -> None:
+        if n > self.size - self.pos:
+            raise self.fail(f"{what} needs {n} bytes at offset {self.pos} but the {self.size}-byte file has {self.size - self.pos} left")
+
+    def scalar(self, code: str, what: str) -> Any:
+        n = struct.calcsize(code)
+        self.need(n, what)
+        (value,) = struct.unpack_from(self.order + code, self.data, self.pos)
+        self.pos += n
+        return value
+
+    def count(self, code: str, min_item_bytes: int, what: str) -> int:
+        """A declared count, refused when that many items of at least `min_item_bytes` cannot fit the file."""
+        n = self.scalar(code, what)
+        if n * min_item_bytes > self.size - self.pos:
+            raise self.fail(f"{what} declares {n} items, more than the {self.size - self.pos} bytes left can hold")
+        return n
+
+    def string(self, what: str) -> bytes:
+        n = self.count("Q", 1, f"{what} length")
+        raw = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return raw
+
+    def value(self, vtype: int, what: str, depth: int = 0) -> tuple[str | None, int | None]:
+        """Read one value; (text for a scalar or string, None) or (None, element count for an array)."""
+        if vtype == _GGUF_STRING:
+            return self.string(what).decode("utf-8", "replace"), None
+        if vtype in _GGUF_SCALARS:
+            return str(self.scalar(_GGUF_SCALARS[vtype], what)), None
+        if vtype != _GGUF_ARRAY:
+            raise self.fail(f"{what} has unknown value type {vtype}")
+        if depth >= MAX_GGUF_NESTING:
+            raise self.fail(f"{what} nests arrays more than {MAX_GGUF_NESTING} deep")
+        itype = self.scalar("I", f"{what} element type")
+        if itype in _GGUF_SCALARS:
+            size = struct.calcsize(_GGUF_SCALARS[itype])
+            n = self.count("Q", size, f"{what} array")
+            self.pos += n * size  # fixed-size elements: skipped without reading
+            return None, n
+        n = self.count("Q", 8 if itype == _GGUF_STRING else 12, f"{what} array")
+        for i in range(n):
+            self.value(itype, f"{what}[{i}]", depth + 1)
+        return None, n
+
+
+def _gguf_tensor(cur: _GGUFCursor, quant_sizes: Mapping[int, tuple[int, int]], type_names: Mapping[int, str]) -> tuple[str, tuple[int, ...], str, int, int]:
+    raw_name = cur.string("tensor name")
+    try:
+        name = raw_name.decode("utf-8")
+    except UnicodeDecodeError:
+        raise cur.fail(f"tensor name {raw_name[:60]!r} is not UTF-8") from None
+    n_dims = cur.scalar("I", f"tensor {name!r} dimension count")
+    if n_dims > GGML_MAX_DIMS:
+        raise cur.fail(f"tensor {name!r} declares {n_dims} dimensions (GGML allows {GGML_MAX_DIMS})")
+    dims = [cur.scalar("Q", f"tensor {name!r} dims") for _ in range(n_dims)]
+    ggml_type = cur.scalar("I", f"tensor {name!r} type")
+    offset = cur.scalar("Q", f"tensor {name!r} offset")
+    if ggml_type not in quant_sizes:
+        raise cur.fail(f"tensor {name!r} has unknown GGML type {ggml_type}")
+    numel = 1
+    for d in dims:
+        numel *= d
+        if numel > MAX_INT64:
+            raise cur.fail(f"tensor {name!r} shape {dims} overflows a 64-bit element count")
+    block, type_size = quant_sizes[ggml_type]
+    if numel % block:
+        raise cur.fail(f"tensor {name!r}: {numel} elements are not whole {type_names[ggml_type]} blocks of {block}")
+    # GGUF stores dims fastest-first; report them in PyTorch order like every other format.
+    return name, tuple(reversed(dims)), type_names[ggml_type], offset, numel // block * type_size
+
+
+def _parse_gguf(path: str, data: Any) -> Header:
+    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    quant_sizes = {int(k): v for k, v in GGML_QUANT_SIZES.items()}
+    type_names = {int(t): t.name for t in GGMLQuantizationType}
+    cur = _GGUFCursor(path, data)
+    cur.need(8, "magic and version")
+    cur.pos = 4
+    version = cur.scalar("I", "version")
+    if version & 0xFFFF == 0:  # a big-endian file reads as a version with its low half zero
+        cur.order, cur.pos = ">", 4
+        version = cur.scalar("I", "version")
+    if version not in GGUF_VERSIONS:
+        raise cur.fail(f"version {version} is not one of {', '.join(map(str, GGUF_VERSIONS))}")
+    # Smallest possible entries: a tensor is name length + dims count + type + offset, a KV is key length + type + 1 byte.
+    tensor_count = cur.count("Q", 24, "tensor count")
+    kv_count = cur.count("Q", 13, "metadata count")
+    metadata: dict[str, str] = {}
+    seen: set[str] = set()
+    alignment = GGUF_DEFAULT_ALIGNMENT
+    for _ in range(kv_count):
+        key = cur.string("metadata key").decode("utf-8", "replace")
+        if key in seen:
+            raise cur.fail(f"metadata key {key!r} appears twice")
+        seen.add(key)
+        vtype = cur.scalar("I", f"metadata {key!r} type")
+        text, array_len = cur.value(vtype, f"metadata {key!r}")
+        if text is not None:
+            metadata[key] = text
+        elif key.startswith("tokenizer."):
+            metadata[key] = f"<array of {array_len}>"  # token lists are not metadata we report
+        if key == "general.alignment":
+            if vtype != 4 or text is None or int(text) <= 0 or int(text) & (int(text) - 1):
+                raise cur.fail("general.alignment is not a uint32 power of two")
+            alignment = int(text)
+    entries = [_gguf_tensor(cur, quant_sizes, type_names) for _ in range(tensor_count)]
+    data_start = cur.pos + (-cur.pos % alignment)
+    tensors: dict[str, TensorInfo] = {}
+    for name, shape, dtype, offset, nbytes in entries:
+        if name in tensors:
+            raise CheckpointError(path, f"tensor {name!r} appears twice in the GGUF tensor table")
+        begin = data_start + offset
+        if begin + nbytes > cur.size:
+            raise cur.fail(f"tensor {name!r} data ({nbytes} bytes at offset {begin}) runs past the end of the {cur.size}-byte file")
+        tensors[name] = TensorInfo(dtype=dtype, shape=shape, nbytes=nbytes, offsets=(begin, begin + nbytes))
+    return Header(path=path, format="gguf", tensors=tensors, metadata=metadata, config=None, file_size=cur.size)
 
 
 def read_gguf_header(path: str | os.PathLike[str]) -> Header:
-    """Read a GGUF file's metadata and tensor table with the `gguf` package (memory-mapped, no data read)."""
+    """Read a GGUF file's metadata and tensor table, bounded by the file's size (memory-mapped, no data read)."""
+    import mmap
+
     spath = str(path)
     try:
-        from gguf import GGUFReader
-
-        reader = GGUFReader(spath, "r")
-        metadata: dict[str, str] = {}
-        for key, field_ in reader.fields.items():
-            if key.startswith("GGUF."):
-                continue
-            value = _gguf_scalar(field_)
-            if value is not None:
-                metadata[key] = value
-            elif key.startswith("tokenizer."):
-                metadata[key] = f"<array of {len(field_.data)}>"
-        tensors: dict[str, TensorInfo] = {}
-        for t in reader.tensors:
-            if t.name in tensors:
-                raise CheckpointError(spath, f"tensor {t.name!r} appears twice in the GGUF tensor table")
-            # GGUF stores dims fastest-first; report them in PyTorch order like every other format.
-            shape = tuple(int(d) for d in reversed(t.shape.tolist()))
-            tensors[t.name] = TensorInfo(
-                dtype=t.tensor_type.name, shape=shape, nbytes=int(t.n_bytes), offsets=(int(t.data_offset), int(t.data_offset) + int(t.n_bytes))
-            )
-        size = os.path.getsize(spath)
+        _require_regular_file(spath)
+        with open(spath, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size < 8:
+                raise CheckpointError(spath, f"unreadable GGUF (truncated or corrupt header): file is {size} bytes")
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                return _parse_gguf(spath, data)
     except CheckpointError:
         raise
-    except Exception as exc:  # the gguf parser raises many types on hostile input; all mean "unreadable"
-        raise CheckpointError(spath, f"unreadable GGUF (truncated or corrupt header): {type(exc).__name__}: {exc}") from None
-    return Header(path=spath, format="gguf", tensors=tensors, metadata=metadata, config=None, file_size=size)
+    except OSError as exc:
+        raise CheckpointError(spath, f"cannot read: {exc.strerror or exc}", "check the path and permissions") from None
 
 
 # --- entry points ----------------------------------------------------------------------------------
@@ -509,9 +652,12 @@ def _translate_load(path: str, exc: Exception) -> CheckpointError:
 
 
 def load_tensors(path: str | os.PathLike[str], device: str = "cpu") -> dict[str, torch.Tensor]:
-    """Load every tensor of a .safetensors file or HF directory (sharded too) onto `device`."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    """Load every tensor of a .safetensors file or HF directory (sharded too) onto `device`.
+
+    Weights holding NaN or Inf are refused (CheckpointError naming them): training from them gives NaN
+    losses from step 1. Each tensor is checked right after it is read, while it is still in cache.
+    """
+    from safetensors import SafetensorError, safe_open
 
     header = read_header(path)
     if header.format == "gguf":
@@ -523,12 +669,32 @@ def load_tensors(path: str | os.PathLike[str], device: str = "cpu") -> dict[str,
     files = [Path(header.path)] if header.format == "safetensors" else [Path(header.path) / s for s in header.shards]
     tensors: dict[str, torch.Tensor] = {}
     for file in files:
+        non_finite: list[str] = []
         try:
-            loaded = load_file(str(file), device=device)
+            with safe_open(str(file), framework="pt", device=device) as f:
+                for name in f.keys():
+                    tensor = f.get_tensor(name)
+                    if not _all_finite(tensor):
+                        non_finite.append(name)
+                    tensors[name] = tensor
         except (SafetensorError, OSError, ValueError) as exc:  # the file changed since its header was read
             raise _translate_load(str(file), exc) from None
-        tensors.update(loaded)
+        if non_finite:
+            shown = ", ".join(repr(n) for n in non_finite[:5]) + (f", ... (+{len(non_finite) - 5} more)" if len(non_finite) > 5 else "")
+            raise CheckpointError(
+                file,
+                f"{len(non_finite)} tensor(s) hold NaN or Inf weights: {shown}",
+                "the weights are corrupt (a diverged run or a broken export); use an earlier checkpoint",
+            )
     return tensors
+
+
+def _all_finite(tensor: torch.Tensor) -> bool:
+    import torch
+
+    if not (tensor.is_floating_point() or tensor.is_complex()) or tensor.numel() == 0:
+        return True
+    return bool(torch.isfinite(tensor).all())
 
 
 def normalize_metadata(metadata: Mapping[str, Any]) -> dict[str, str]:
@@ -550,28 +716,143 @@ def normalize_metadata(metadata: Mapping[str, Any]) -> dict[str, str]:
     return result
 
 
+class WriteInterrupted(KeyboardInterrupt):
+    """A SIGINT, SIGTERM or SIGHUP arrived during atomic_write; the temp file is gone, the target untouched."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        self.exit_code = 128 + signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP
+        super().__init__(signal.Signals(signum).name)
+
+
+CLEANUP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+@contextlib.contextmanager
+def cleanup_on_signals() -> Iterator[None]:
+    """Turn SIGTERM/SIGHUP (and SIGINT) into WriteInterrupted, so the `except` below removes the temp file.
+
+    Only default dispositions are replaced: an ignored signal stays ignored and a program's own handler
+    (the trainer's deferred Ctrl-C) stays in charge. Handlers can only be set from the main thread.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise WriteInterrupted(signum)
+
+    previous: dict[int, Any] = {}
+    for sig in CLEANUP_SIGNALS:
+        current = signal.getsignal(sig)
+        if current in (signal.SIG_DFL, signal.default_int_handler):
+            previous[sig] = current
+            signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, current in previous.items():
+            signal.signal(sig, current)
+
+
+def _temp_pattern(name: str) -> re.Pattern[str]:
+    # mkstemp's random part is 8 characters of [a-z0-9_]
+    return re.compile(re.escape(f".{name}.") + r"(\d+)\.[a-z0-9_]{8}\.tmp")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    except (OverflowError, ValueError):
+        return False
+    return True
+
+
+def remove_stale_temps(target: str | os.PathLike[str]) -> list[Path]:
+    """Remove temp files (or directories) an earlier write of `target` left behind when it was SIGKILLed.
+
+    A temp file is provably stale when its name is ours (`.NAME.PID.XXXXXXXX.tmp`), it is a regular file
+    of this user, and process PID is gone. A live PID (another write in progress, or a reused PID) is
+    left alone: removing a file that might be in use is worse than leaving one behind.
+    """
+    target = Path(target)
+    pattern = _temp_pattern(target.name)
+    removed: list[Path] = []
+    try:
+        candidates = list(target.parent.glob(f".{glob.escape(target.name)}.*.tmp"))
+    except OSError:
+        return removed
+    for candidate in candidates:
+        match = pattern.fullmatch(candidate.name)
+        if match is None or int(match.group(1)) == os.getpid() or _pid_alive(int(match.group(1))):
+            continue
+        try:
+            st = candidate.lstat()
+            if st.st_uid != os.getuid():
+                continue
+            if stat.S_ISREG(st.st_mode):
+                candidate.unlink()
+            elif stat.S_ISDIR(st.st_mode):  # a directory being built by `pretrain stamp DIR -o NEWDIR`
+                shutil.rmtree(candidate)
+            else:
+                continue
+            removed.append(candidate)
+        except OSError:
+            continue
+    return removed
+
+
+_FILE_KINDS = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"),
+               (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
+
+
+def _refuse_non_regular_target(target: Path) -> None:
+    # os.replace would swap the device, FIFO or socket for a regular file: /dev/null replaced by 81 KB.
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise CheckpointError(target, f"cannot write here: {exc.strerror or exc}", "choose another output path") from None
+    if not stat.S_ISREG(mode):
+        kind = next((k for test, k in _FILE_KINDS if test(mode)), "not a regular file")
+        raise CheckpointError(
+            target, f"output is {kind}, not a regular file; refusing to replace it", "give a regular file path as the output"
+        )
+
+
 def atomic_write(path: str | os.PathLike[str], write: Any) -> None:
     """Call `write(tmp_path)` on a temp file beside `path`, then os.replace it into place.
 
-    A crash or error leaves `path` as it was (absent or the old file), never half-written.
+    The one atomic-write mechanism of `pretrain`. An error, SIGINT, SIGTERM or SIGHUP leaves `path` as it
+    was (absent or the old file) and removes the temp file (a signal then raises WriteInterrupted); a
+    SIGKILL's temp file, named with the writer's pid, is removed by the next write to `path`. An existing
+    `path` that is not a regular file (/dev/null, a FIFO, a socket) is refused, not replaced.
     """
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file normal permissions
-        os.replace(tmp, target)
-    except BaseException:
+    _refuse_non_regular_target(target)
+    remove_stale_temps(target)
+    with cleanup_on_signals():
+        tmp: str | None = None
         try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
+            os.close(fd)
+            write(tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file normal permissions
+            os.replace(tmp, target)
+        except BaseException:
+            if tmp is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+            raise
 
 
 def write_checkpoint(

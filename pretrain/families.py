@@ -10,7 +10,6 @@ or unreadable names are not evidence of a mismatch.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -231,21 +230,84 @@ def canonical_hf_identity(family: str) -> HFIdentity:
         raise KeyError(f"unknown family {family!r}; valid families: {', '.join(FAMILIES)}") from None
 
 
-def stamp_recipe(path: str | None, family: str) -> str:
-    """The `pretrain stamp` command that rewrites a checkpoint's claim to `family` (for an HF directory, the config.json edit)."""
+# Which HF class a family's tensors are: the head decides, and a wrong class makes transformers silently
+# random-initialise the head it expected (or drop the one on file). Heads are checked in order, after
+# wrapper prefixes (`module.`, `_orig_mod.`) are stripped; without a head tensor, the base-model prefix
+# (`model.`, `transformer.`, ...) means a head class with tied (unsaved) output weights, and names
+# without that prefix are the bare base model (LlamaModel, BertModel, ...).
+_LM_FAMILIES = {"llama": "Llama", "qwen2": "Qwen2", "qwen3": "Qwen3", "gpt-neox": "GPTNeoX", "opt": "OPT", "gpt2": "GPT2"}
+_HF_HEADS: dict[str, tuple[tuple[re.Pattern[str], str], ...]] = {
+    "bert": (
+        (re.compile(r"^cls\.predictions\."), "BertForMaskedLM"),
+        (re.compile(r"^cls\.seq_relationship\."), "BertForNextSentencePrediction"),
+        (re.compile(r"^classifier\."), "BertForSequenceClassification"),
+        (re.compile(r"^qa_outputs\."), "BertForQuestionAnswering"),
+    ),
+    "gpt-neox": ((re.compile(r"^embed_out\."), "GPTNeoXForCausalLM"), (re.compile(r"^score\."), "GPTNeoXForSequenceClassification")),
+    "gpt2": ((re.compile(r"^lm_head\."), "GPT2LMHeadModel"), (re.compile(r"^score\."), "GPT2ForSequenceClassification")),
+    "mamba": ((re.compile(r"^lm_head\."), "MambaForCausalLM"),),
+    "rwkv": ((re.compile(r"^head\."), "RwkvForCausalLM"),),
+    **{
+        family: ((re.compile(r"^lm_head\."), f"{stem}ForCausalLM"), (re.compile(r"^score\."), f"{stem}ForSequenceClassification"))
+        for family, stem in _LM_FAMILIES.items()
+        if family not in ("gpt-neox", "gpt2")
+    },
+}
+# The prefix under which a head class keeps its base model; BERT's MLM head is never tied away entirely
+# (cls.predictions.transform.* stays), so a BERT body without a head tensor is a BertModel, prefix or not.
+_HF_BASE_PREFIX: dict[str, str | None] = {
+    "llama": "model.", "qwen2": "model.", "qwen3": "model.", "opt": "model.", "gpt-neox": "gpt_neox.",
+    "gpt2": "transformer.", "mamba": "backbone.", "rwkv": "rwkv.", "bert": None,
+}
+_HF_BASE_CLASS: dict[str, str] = {
+    "llama": "LlamaModel", "qwen2": "Qwen2Model", "qwen3": "Qwen3Model", "opt": "OPTModel", "gpt-neox": "GPTNeoXModel",
+    "gpt2": "GPT2Model", "mamba": "MambaModel", "rwkv": "RwkvModel", "bert": "BertModel",
+}
+_WRAPPER = re.compile(r"^(?:module\.|_orig_mod\.)+")
+
+
+def hf_identity_for(family: str, tensor_names: Iterable[str] | Mapping[str, object] = ()) -> tuple[str, str]:
+    """The HF class and model_type to claim for `family` holding these tensors (the canonical class without names).
+
+    The class follows the head on file: BERT with `cls.predictions.*` is BertForMaskedLM, with
+    `classifier.*` BertForSequenceClassification, with none BertModel; a Llama without `lm_head` and
+    without the `model.` prefix is LlamaModel.
+    """
     ident = canonical_hf_identity(family)
+    names = [_WRAPPER.sub("", n) for n in _names_of(tensor_names)]
+    if not names or family_from_tensor_names(names) != family:
+        # No names, or another family's (a --force stamp): the head cannot be read off them.
+        return ident.architecture, ident.model_type
+    heads = _HF_HEADS[family]
+    found = [cls for pattern, cls in heads if any(pattern.search(n) for n in names)]
+    if family == "bert" and {"BertForMaskedLM", "BertForNextSentencePrediction"} <= set(found):
+        return "BertForPreTraining", ident.model_type
+    if found:
+        return found[0], ident.model_type
+    prefix = _HF_BASE_PREFIX[family]
+    if prefix is not None and any(n.startswith(prefix) for n in names):
+        return ident.architecture, ident.model_type
+    return _HF_BASE_CLASS[family], ident.model_type
+
+
+def stamp_recipe(
+    path: str | None,
+    family: str,
+    tensor_names: Iterable[str] | Mapping[str, object] = (),
+    output: str | None = None,
+) -> str:
+    """The one `pretrain stamp` command that rewrites a checkpoint's claim to `family`, runnable as printed.
+
+    Every salvage suggestion (the gate's error, `pretrain train`'s hint, stamp's refusals, inspect) is
+    built here. It works on a .safetensors file and on an HF directory (whose config.json is rewritten
+    into a new directory beside it, the weights hard-linked); `output` defaults to fixed_name(path).
+    """
+    hf_class, model_type = hf_identity_for(family, tensor_names)
     source = path or "ckpt.safetensors"
-    if os.path.isdir(source):
-        # An HF directory's claim is its config.json; stamping one shard would leave config.json lying.
-        config = os.path.join(source, "config.json")
-        return (
-            f'edit {_shell_quote(config)}: set "architectures": ["{ident.architecture}"] and '
-            f'"model_type": "{ident.model_type}" (the weights stay as they are)'
-        )
-    target = fixed_name(source)
+    target = output or fixed_name(source)
     return (
-        f"pretrain stamp {_shell_quote(source)} --architecture {family} --hf-architecture {ident.architecture} "
-        f"--hf-model-type {ident.model_type} -o {_shell_quote(target)}"
+        f"pretrain stamp {_shell_quote(source)} --architecture {family} --hf-architecture {hf_class} "
+        f"--hf-model-type {model_type} -o {_shell_quote(target)}"
     )
 
 
@@ -277,6 +339,7 @@ def validate_init_arch_matches_tensor_evidence(
     claimed = normalize_metadata_arch_family(metadata_arch)
     if claimed is None:
         return
+    tensor_names = _names_of(tensor_names)  # read twice below: inference, then the recipe's head class
     inferred = family_from_tensor_names(tensor_names)
     if inferred == UNKNOWN or inferred == claimed:
         return
@@ -285,7 +348,7 @@ def validate_init_arch_matches_tensor_evidence(
         f"{where}FALSIFY-INIT-ARCH-MATCH-001: the metadata claims {metadata_arch!r} (family {claimed}) but the "
         f"tensor names are {inferred}'s; building a {claimed} model from it would match no weights and train "
         f"from random initialisation. If the tensors are right, fix the claim:\n"
-        f"  {stamp_recipe(path, inferred)}\n"
+        f"  {stamp_recipe(path, inferred, tensor_names)}\n"
         f"then pass the fixed file to --init."
     )
     raise InitArchMismatchError(message, claimed=claimed, inferred=inferred, metadata_arch=metadata_arch, path=path)

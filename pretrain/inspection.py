@@ -15,7 +15,7 @@ from typing import Any
 from pretrain.checkpoint import CheckpointError, Header, read_header
 from pretrain.families import UNKNOWN, family_from_tensor_names, normalize_metadata_arch_family, stamp_recipe
 from pretrain.quality import Scorecard, score_header
-from pretrain.stamp import error
+from pretrain.terminal import clip, error, say, unicode_safe
 
 
 def human_bytes(n: int) -> str:
@@ -45,56 +45,54 @@ def summarize(header: Header) -> dict[str, Any]:
         "claimed_family": claimed,
         "inferred_family": inferred,
         "agrees": agrees,
-        "salvage": stamp_recipe(header.path, inferred) if agrees is False else None,
+        "salvage": stamp_recipe(header.path, inferred, header.tensor_names) if agrees is False else None,
     }
-
-
-def _clip(text: str, width: int = 100) -> str:
-    # Metadata is untrusted: show control characters (terminal escapes included) escaped, never raw.
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def print_summary(summary: dict[str, Any]) -> None:
     t = summary["tensors"]
-    print(f"{summary['path']} ({summary['format']})")
+    say(f"{summary['path']} ({summary['format']})")
     dtypes = ", ".join(f"{d} x{n}" for d, n in t["dtypes"].items()) or "none"
-    print(f"  tensors: {t['count']} ({dtypes}), {human_bytes(t['total_bytes'])}")
+    say(f"  tensors: {t['count']} ({dtypes}), {human_bytes(t['total_bytes'])}")
     if summary["shards"] and len(summary["shards"]) > 1:
-        print(f"  shards: {len(summary['shards'])}")
+        say(f"  shards: {len(summary['shards'])}")
     if summary["metadata"]:
-        print("  metadata:")
+        say("  metadata:")
         for key, value in sorted(summary["metadata"].items()):
-            print(f"    {_clip(key, 60)}: {_clip(value)}")
+            say(f"    {clip(key, 60)}: {clip(value)}")
     else:
-        print("  metadata: none")
+        say("  metadata: none")
     claim = summary["claim"]
     claimed = summary["claimed_family"]
-    print(f"  claimed family: {claimed or 'none'}" + (f" (from {claim!r})" if claim else " (no architecture claim)"))
-    print(f"  inferred family: {summary['inferred_family']} (from tensor names)")
+    say(f"  claimed family: {claimed or 'none'}" + (f" (from {claim!r})" if claim else " (no architecture claim)"))
+    say(f"  inferred family: {summary['inferred_family']} (from tensor names)")
     if summary["agrees"] is True:
-        print("  agreement: yes")
+        say("  agreement: yes")
     elif summary["agrees"] is False:
-        print(f"  agreement: NO - the claim ({claimed}) contradicts the tensors ({summary['inferred_family']}); "
-              "loading it with --init is refused (INV-INIT-ARCH-MATCH-001). Fix with:")
-        print(f"    {summary['salvage']}")
+        say(f"  agreement: NO - the claim ({claimed}) contradicts the tensors ({summary['inferred_family']}); "
+            "loading it with --init is refused (INV-INIT-ARCH-MATCH-001). Fix with:")
+        say(f"    {summary['salvage']}")
     else:
-        print("  agreement: not checkable (" + ("no usable claim" if claimed is None else "tensor names do not identify a family") + ")")
+        say("  agreement: not checkable (" + ("no usable claim" if claimed is None else "tensor names do not identify a family") + ")")
 
 
 def print_scorecard(card: Scorecard) -> None:
     verdict = "ship-ready" if card.ship_ready else "NOT ship-ready"
     extra = " (claim contradicts tensors)" if card.mismatch else ""
-    print(f"quality: {card.score}/{card.max_score} ({verdict}: threshold {card.threshold}{extra})")
+    if card.missing_provenance:
+        capped = f", capped from {card.points}" if card.capped else ""
+        extra += f" (missing provenance: {', '.join(card.missing_provenance)}{capped})"
+    say(f"quality: {card.score}/{card.max_score} ({verdict}: threshold {card.threshold}{extra})")
     for category in card.categories:
-        print(f"  {category.name:<12} {category.points:>3}/{category.max_points}")
+        say(f"  {category.name:<12} {category.points:>3}/{category.max_points}")
         for check in category.checks:
             mark = "ok " if check.points == check.max_points else "-- "
-            print(f"    {mark}{check.name:<20} {check.points:>2}/{check.max_points}  {check.detail}")
+            say(f"    {mark}{check.name:<20} {check.points:>2}/{check.max_points}  {clip(check.detail, 160)}")
     if card.fixes:
-        print("to fix:")
+        placeholder = any("'<" in fix for fix in card.fixes)
+        say("to fix:" + (" (replace each '<...>' with the real value first)" if placeholder else ""))
         for fix in card.fixes:
-            print(f"  {fix}")
+            say(f"  {fix}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -109,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         out = dict(summary)
         if card is not None:
             out["quality"] = card.to_dict()
-        print(json.dumps(out, indent=2))
+        print(json.dumps(unicode_safe(out), indent=2))  # ASCII-only JSON: nothing to escape
     else:
         print_summary(summary)
         if card is not None:
@@ -119,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         status = 1
     if card is not None and args.min_score is not None and card.score < args.min_score:
         if not args.json:
-            print(f"pretrain: score {card.score} is below --min-score {args.min_score}; apply the fixes above")
+            say(f"pretrain: score {card.score} is below --min-score {args.min_score}; apply the fixes above")
         status = 1
     return status
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -26,6 +25,8 @@ from typing import Any, Mapping
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from pretrain.checkpoint import atomic_write, parse_int
 
 FAMILIES: tuple[str, ...] = ("llama", "qwen2", "qwen3")
 HF_ARCHITECTURES: dict[str, str] = {
@@ -66,6 +67,15 @@ class StrictLoadError(LoadError):
             "matches its tensors (check `pretrain inspect` on it), or correct the config "
             "(num_hidden_layers, hidden_size, heads, head_dim, tie_word_embeddings, family)."
         )
+
+
+# No real size, count or vocabulary reaches 2**31; anything past it is a corrupt or hostile config.
+MAX_CONFIG_INT = 2**31 - 1
+
+
+def _shown(raw: Any, width: int = 40) -> str:
+    text = repr(raw)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _first(items: list[str], n: int = 5) -> str:
@@ -150,7 +160,14 @@ class ModelConfig:
             # bool is an int subclass; `true` for a size is a broken config, not 1.
             if isinstance(raw, bool) or not isinstance(raw, (int, float)) or (cast is int and raw != int(raw)):
                 raise ConfigError(f"{source}: config key {key!r} must be a{'n integer' if cast is int else ' number'}"
-                                  f", got {raw!r}; fix it in the config")
+                                  f", got {_shown(raw)}; fix it in the config")
+            if cast is int:
+                # The checkpoint's one integer parser, bounded: 1e300 or a 5,000-digit size is no model.
+                value = parse_int(int(raw), maximum=MAX_CONFIG_INT)
+                if value is None:
+                    raise ConfigError(f"{source}: config key {key!r} = {_shown(raw)} is out of range "
+                                      f"(0..{MAX_CONFIG_INT}); fix it in the config")
+                return value
             return cast(raw)
 
         heads = num("num_attention_heads", int)
@@ -340,21 +357,10 @@ class CausalLM(nn.Module):
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
-        _atomic_write(out / "model.safetensors", lambda p: save_file(tensors, p, metadata={"format": "pt"}))
-        _atomic_write(out / "config.json",
+        atomic_write(out / "model.safetensors", lambda p: save_file(tensors, p, metadata={"format": "pt"}))
+        atomic_write(out / "config.json",
                       lambda p: Path(p).write_text(json.dumps(self.config.to_hf_dict(), indent=2) + "\n"))
         return out
-
-
-def _atomic_write(target: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def build_model(cfg: ModelConfig, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pretrain.checkpoint import Header
+from pretrain.checkpoint import Header, parse_int
 from pretrain.families import UNKNOWN, family_from_tensor_names, fixed_name, normalize_metadata_arch_family
-from pretrain.stamp import hf_identity_for
+from pretrain.families import hf_identity_for
 
 SHIP_READY_THRESHOLD = 90
 MAX_SCORE = 100
@@ -25,7 +25,7 @@ MAX_SCORE = 100
 # Values people write when they do not know; they are not provenance.
 _PLACEHOLDERS = {"", "unknown", "none", "n/a", "na", "todo", "tbd", "?", "null", "other"}
 
-_LAYER_INDEX = re.compile(r"(?:^|\.)(?:layers|h|layer|blocks|blk)\.(\d+)\.")
+_LAYER_INDEX = re.compile(r"(?:^|\.)(?:layers|h|layer|blocks|blk)\.([0-9]+)\.")
 _EMBEDDING = re.compile(
     r"(?:^|\.)(?:embed_tokens|wte|embed_in|word_embeddings|token_embd)\.weight$|(?:^|\.)(?:backbone|rwkv)\.embeddings\.weight$"
 )
@@ -62,10 +62,24 @@ class Scorecard:
     inferred_family: str
     threshold: int = SHIP_READY_THRESHOLD
     fixes: tuple[str, ...] = field(default_factory=tuple)
+    missing_provenance: tuple[str, ...] = ()  # provenance checks that failed: license, data_source, data_license
+
+    @property
+    def points(self) -> int:
+        """The categories' points added up, before the provenance cap."""
+        return sum(c.points for c in self.categories)
 
     @property
     def score(self) -> int:
-        return sum(c.points for c in self.categories)
+        # Without its license or data provenance a checkpoint cannot ship, whatever else it has: it is
+        # capped below the threshold so the score, the verdict and `--min-score 90` all say so.
+        if self.missing_provenance:
+            return min(self.points, self.threshold - 1)
+        return self.points
+
+    @property
+    def capped(self) -> bool:
+        return self.score < self.points
 
     @property
     def max_score(self) -> int:
@@ -83,6 +97,8 @@ class Scorecard:
         return {
             "path": self.path,
             "score": self.score,
+            "points": self.points,
+            "missing_provenance": list(self.missing_provenance),
             "max_score": self.max_score,
             "threshold": self.threshold,
             "ship_ready": self.ship_ready,
@@ -135,11 +151,9 @@ def identity_of(header: Header) -> Identity:
 def _first_int(sources: list[dict[str, Any]], keys: tuple[str, ...]) -> int | None:
     for source in sources:
         for key in keys:
-            value = source.get(key)
-            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            value = parse_int(source.get(key))
+            if value:
                 return value
-            if isinstance(value, str) and value.isdigit() and int(value) > 0:
-                return int(value)
     return None
 
 
@@ -159,7 +173,8 @@ def derive_structure(header: Header) -> dict[str, int | None]:
                 hidden = info.shape[1]
                 break
     if layers is None:
-        indices = {int(m.group(1)) for name in tensors for m in [_LAYER_INDEX.search(name)] if m}
+        # A hostile name's index can have thousands of digits; parse_int refuses it instead of int() raising.
+        indices = {parse_int(m.group(1)) for name in tensors for m in [_LAYER_INDEX.search(name)] if m} - {None}
         layers = max(indices) + 1 if indices else None
     if heads is None:
         # Qwen3's per-head q_norm has head_dim elements, which with q_proj's rows gives the head count.
@@ -289,6 +304,7 @@ def score_header(header: Header) -> Scorecard:
         claimed_family=claimed,
         inferred_family=inferred,
         fixes=tuple(fixes),
+        missing_provenance=tuple(_short(categories, "provenance")),
     )
 
 
@@ -298,7 +314,10 @@ def _short(categories: tuple[Category, ...], name: str) -> list[str]:
 
 
 def stamp_fix_command(header: Header, family: str | None, fields: set[str]) -> str:
-    """A `pretrain stamp` command supplying `fields`; placeholders in <> where only a person knows the value."""
+    """A `pretrain stamp` command supplying `fields` (a .safetensors file or an HF directory).
+
+    Placeholders in '<...>' stand where only a person knows the value (the license); stamp refuses one left unfilled.
+    """
     parts = ["pretrain", "stamp", shlex.quote(header.path)]
     if fields & {"architecture", "hf_architecture", "hf_model_type"}:
         if family is None:
@@ -306,7 +325,8 @@ def stamp_fix_command(header: Header, family: str | None, fields: set[str]) -> s
         else:
             hf_class, hf_type = hf_identity_for(family, header.tensor_names)
             parts += ["--architecture", family, "--hf-architecture", hf_class, "--hf-model-type", hf_type]
-    placeholders = {"license": "<SPDX-ID>", "data_source": "'<what it was trained on>'", "data_license": "<SPDX-ID>"}
+    # Only a person knows these; quoted so the shell passes them, and stamp refuses a '<...>' left unfilled.
+    placeholders = {"license": "'<SPDX-ID>'", "data_source": "'<what it was trained on>'", "data_license": "'<SPDX-ID>'"}
     for key, placeholder in placeholders.items():
         if key in fields:
             parts += [f"--{key.replace('_', '-')}", placeholder]
@@ -320,14 +340,8 @@ def _fixes(
     fixes: list[str] = []
     missing = set(_short(categories, "hf_identity")) | set(_short(categories, "provenance"))
     if missing:
-        if header.format == "safetensors":
+        if header.format in ("safetensors", "hf-dir"):
             fixes.append(stamp_fix_command(header, family, missing))
-        elif header.format == "hf-dir":
-            hf_class, hf_type = hf_identity_for(family, header.tensor_names) if family else ("<Class>", "<model_type>")
-            fixes.append(
-                f"edit {Path(header.path) / 'config.json'}: \"architectures\": [\"{hf_class}\"], \"model_type\": \"{hf_type}\"; "
-                f"or stamp {Path(header.path) / 'model.safetensors'} with `pretrain stamp` (metadata wins over config.json)"
-            )
         else:
             fixes.append("re-export the GGUF with the right general.architecture and general.license")
     if any(structure[k] is None for k in structure):

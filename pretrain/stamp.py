@@ -1,31 +1,50 @@
-"""`pretrain stamp`: rewrite a .safetensors checkpoint's metadata, leaving every tensor byte as it was.
+"""`pretrain stamp`: rewrite a checkpoint's claim and provenance, leaving every tensor byte as it was.
 
 The salvage for INV-INIT-ARCH-MATCH-001: a checkpoint whose claim contradicts its tensors is fixed by
-restamping the claim, not by re-exporting the weights. The data section is streamed across unchanged,
-hashed on the way, and the written file is re-read and re-hashed before it replaces anything.
+restamping the claim, not by re-exporting the weights. For a .safetensors file the data section is
+streamed across unchanged, hashed on the way, and the written file is re-read and re-hashed before it
+replaces anything. For an HF directory the claim is config.json's `architectures`/`model_type`: a new
+directory gets the rewritten config.json, the weight files hard-linked (or copied byte-identical) and the
+other files copied; `--in-place` rewrites config.json atomically.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import struct
 import sys
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from pretrain.checkpoint import CheckpointError, Header, atomic_write, read_header, read_safetensors_header
+from pretrain.checkpoint import (
+    HF_CONFIG,
+    CheckpointError,
+    Header,
+    WriteInterrupted,
+    atomic_write,
+    cleanup_on_signals,
+    read_header,
+    read_safetensors_header,
+    remove_stale_temps,
+)
 from pretrain.families import (
     FAMILIES,
     InitArchMismatchError,
-    canonical_hf_identity,
     family_from_tensor_names,
+    fixed_name,
+    hf_identity_for,
     normalize_metadata_arch_family,
+    stamp_recipe,
     validate_init_arch_matches_tensor_evidence,
 )
+from pretrain.terminal import error, say, unicode_safe
 
 # metadata key -> CLI flag, in the order they are reported
 STAMP_FIELDS: dict[str, str] = {
@@ -55,14 +74,26 @@ class StampResult:
     tensors: int = 0
     data_bytes: int = 0
     data_sha256: str = ""
+    warnings: tuple[str, ...] = ()  # printed on stderr (a --force contradiction)
 
 
-def hf_identity_for(family: str, tensor_names: tuple[str, ...] = ()) -> tuple[str, str]:
-    """The HF class and model_type to stamp for `family`; a BERT body without an MLM head is a BertModel."""
-    ident = canonical_hf_identity(family)
-    if family == "bert" and tensor_names and not any(n.startswith("cls.") for n in tensor_names):
-        return "BertModel", ident.model_type
-    return ident.architecture, ident.model_type
+PROVENANCE_FIELDS = ("license", "data_source", "data_license")
+IDENTITY_FIELDS = ("architecture", "hf_architecture", "hf_model_type")
+
+
+def _check_text(key: str, value: str) -> None:
+    """A stamped value is one line of UTF-8 text: it is shown in terminals and written as JSON."""
+    flag = STAMP_FIELDS[key]
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # argv bytes that are not UTF-8 arrive as surrogate escapes
+        raise StampError(f"{flag} is not valid UTF-8 text (character {exc.start + 1} is an undecodable byte); "
+                         "give the value as UTF-8") from None
+    bad = next((c for c in value if not c.isprintable()), None)
+    if bad is not None:
+        raise StampError(f"{flag} contains the control character {bad!r}; give one line of printable text")
+    if value.strip().startswith("<") and value.strip().endswith(">"):
+        raise StampError(f"{flag} {value!r} is a placeholder; replace it with the real value")
 
 
 def build_patch(
@@ -86,13 +117,13 @@ def build_patch(
     }
     patch = {k: v for k, v in given.items() if v is not None}
     if not patch:
-        raise StampError(
-            "nothing to stamp: give at least one of " + ", ".join(STAMP_FIELDS.values())
-            + f" (e.g. `pretrain stamp {header.path} --architecture {_suggest(header)} -o OUT`)"
-        )
+        inferred = family_from_tensor_names(header.tensor_names)
+        example = f" (e.g. `{stamp_recipe(header.path, inferred, header.tensor_names)}`)" if inferred in FAMILIES else ""
+        raise StampError("nothing to stamp: give at least one of " + ", ".join(STAMP_FIELDS.values()) + example)
     for key, value in patch.items():
         if not value.strip():
             raise StampError(f"{STAMP_FIELDS[key]} is empty; give a value or leave the flag out")
+        _check_text(key, value)
     if architecture is not None and architecture not in FAMILIES:
         near = normalize_metadata_arch_family(architecture)
         hint = f"; did you mean --architecture {near}?" if near else ""
@@ -121,11 +152,6 @@ def build_patch(
                 f"drop {STAMP_FIELDS[key]} to use the canonical {canonical!r}"
             )
     return patch, filled
-
-
-def _suggest(header: Header) -> str:
-    inferred = family_from_tensor_names(header.tensor_names)
-    return inferred if inferred != "unknown" else "SLUG"
 
 
 def _header_bytes(header: Header, metadata: dict[str, str]) -> bytes:
@@ -160,6 +186,52 @@ def data_sha256(path: str | os.PathLike[str]) -> str:
         return _copy_range(f, None, header.data_start, header.file_size - header.data_start)
 
 
+def _forced_warning(claim: str | None, names: tuple[str, ...], path: str, force: bool) -> tuple[str, ...]:
+    """Refuse a claim the tensors contradict; with --force, the warning to print instead."""
+    try:
+        validate_init_arch_matches_tensor_evidence(claim, names, path=path)
+    except InitArchMismatchError as exc:
+        if force:
+            return (f"--force: stamping family {exc.claimed}, which the tensor names contradict (they are {exc.inferred}'s); "
+                    "loading it with --init will be refused",)
+        raise StampError(
+            f"stamping would make the claim ({exc.claimed}) contradict the tensors ({exc.inferred}); stamp what the "
+            f"tensors are: {stamp_recipe(path, exc.inferred, names)}; or pass --force if the tensors are known to be {exc.claimed}"
+        ) from None
+    return ()
+
+
+def _output_for(src: Path, output: str | os.PathLike[str] | None, in_place: bool, what: str) -> Path:
+    if output is None and not in_place:
+        raise StampError(f"give -o OUT for the stamped copy, or --in-place to rewrite the input "
+                         f"(e.g. -o {fixed_name(str(src))})")
+    # In place through a symlink rewrites the file it points to, not the link.
+    dst = src.resolve() if output is None else Path(output)
+    if dst.exists() and dst.resolve() == src.resolve():
+        dst = src.resolve()
+    if dst == src.resolve() and not in_place:
+        raise StampError(f"-o {dst} is the input {what}; pass --in-place to rewrite it, or choose another -o")
+    if not dst.parent.is_dir():
+        raise StampError(f"-o {dst}: directory {dst.parent} does not exist; create it (mkdir -p {dst.parent}) or choose another -o")
+    return dst
+
+
+def _write_stamped(src: Path, header: Header, after: dict[str, str], tmp: str) -> str:
+    """Write `src` with metadata `after` to `tmp`, re-read and re-hash it; return the data's sha256."""
+    data_len = header.file_size - header.data_start
+    with open(src, "rb") as fin, open(tmp, "wb") as fout:
+        fout.write(_header_bytes(header, after))
+        digest = _copy_range(fin, fout, header.data_start, data_len)
+    # Re-read what was written before it replaces anything: same tensors, new metadata, same bytes.
+    written = read_safetensors_header(tmp)
+    if written.tensors != header.tensors or written.metadata != after:
+        raise CheckpointError(tmp, "stamped header did not read back as written", "report this as a bug")
+    with open(tmp, "rb") as f:
+        if _copy_range(f, None, written.data_start, data_len) != digest:
+            raise CheckpointError(tmp, "tensor data changed while copying", "check the disk, then retry")
+    return digest
+
+
 def stamp_checkpoint(
     source: str | os.PathLike[str],
     output: str | os.PathLike[str] | None,
@@ -172,49 +244,22 @@ def stamp_checkpoint(
     """Write `source` with `patch` merged into its metadata to `output` (or over `source` with in_place)."""
     src = Path(source)
     header = read_header(src)
+    if header.format == "hf-dir":
+        return stamp_hf_dir(header, output, patch, in_place=in_place, force=force, filled=filled)
     if header.format != "safetensors":
         raise StampError(
-            f"{src}: stamp rewrites .safetensors files, and this is {header.format}; "
-            + ("stamp its model.safetensors, or edit config.json's architectures/model_type" if header.format == "hf-dir"
-               else "re-export it with the right general.architecture")
+            f"{src}: stamp rewrites .safetensors files and HF directories, and this is {header.format}; "
+            "re-export it with the right general.architecture"
         )
-    if output is None and not in_place:
-        raise StampError("give -o OUT for the stamped copy, or --in-place to rewrite the input")
-    # In place through a symlink rewrites the file it points to, not the link.
-    dst = src.resolve() if output is None else Path(output)
-    if dst.exists() and dst.resolve() == src.resolve():
-        dst = src.resolve()
-    if dst == src.resolve() and not in_place:
-        raise StampError(f"-o {dst} is the input file; pass --in-place to rewrite it, or choose another -o")
+    dst = _output_for(src, output, in_place, "file")
     if dst.is_dir():
         raise StampError(f"-o {dst} is a directory; give a file name such as {dst / src.name}")
-    if not dst.parent.is_dir():
-        raise StampError(f"-o {dst}: directory {dst.parent} does not exist; create it (mkdir -p {dst.parent}) or choose another -o")
     after = {**header.metadata, **patch}
-    if not force:
-        claim = after.get("architecture") or after.get("hf_architecture")
-        try:
-            validate_init_arch_matches_tensor_evidence(claim, header.tensor_names, path=str(src))
-        except InitArchMismatchError as exc:
-            raise StampError(
-                f"stamping would make the claim ({exc.claimed}) contradict the tensors ({exc.inferred}); "
-                f"stamp --architecture {exc.inferred} instead, or pass --force if the tensors are known to be {exc.claimed}"
-            ) from None
-    header_bytes = _header_bytes(header, after)
-    data_len = header.file_size - header.data_start
+    warnings = _forced_warning(after.get("architecture") or after.get("hf_architecture"), header.tensor_names, str(src), force)
     hashes: dict[str, str] = {}
 
     def write(tmp: str) -> None:
-        with open(src, "rb") as fin, open(tmp, "wb") as fout:
-            fout.write(header_bytes)
-            hashes["source"] = _copy_range(fin, fout, header.data_start, data_len)
-        # Re-read what was written before it replaces anything: same tensors, new metadata, same bytes.
-        written = read_safetensors_header(tmp)
-        if written.tensors != header.tensors or written.metadata != after:
-            raise CheckpointError(tmp, "stamped header did not read back as written", "report this as a bug")
-        with open(tmp, "rb") as f:
-            if _copy_range(f, None, written.data_start, data_len) != hashes["source"]:
-                raise CheckpointError(tmp, "tensor data changed while copying", "check the disk, then retry")
+        hashes["source"] = _write_stamped(src, header, after, tmp)
 
     atomic_write(dst, write)
     final = read_header(dst)
@@ -228,20 +273,124 @@ def stamp_checkpoint(
         changed=tuple(k for k in after if header.metadata.get(k) != after[k]),
         filled=dict(filled or {}),
         tensors=len(header.tensors),
-        data_bytes=data_len,
+        data_bytes=header.file_size - header.data_start,
         data_sha256=hashes["source"],
+        warnings=warnings,
     )
 
 
-def error(message: str) -> int:
-    """Print a one-line error and return exit code 2.
+# config.json keys an HF directory's claim lives in, as they are reported
+_CONFIG_CLAIM = {"hf_architecture": "config.json architectures", "hf_model_type": "config.json model_type"}
 
-    Paths and header text in the message come from the user's files, so newlines and terminal escapes
-    are shown escaped: the error stays one line and cannot repaint the terminal.
+
+def _claim_view(header: Header) -> dict[str, str]:
+    """An HF directory's claim and provenance as flat strings: its shards' metadata plus config.json's claim."""
+    view = dict(header.metadata)
+    config = header.config or {}
+    if "architectures" in config:
+        view[_CONFIG_CLAIM["hf_architecture"]] = json.dumps(config["architectures"])
+    if "model_type" in config:
+        view[_CONFIG_CLAIM["hf_model_type"]] = json.dumps(config["model_type"])
+    return view
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    # A hard link shares the bytes (free, and provably identical); across filesystems, copy them.
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def stamp_hf_dir(
+    header: Header,
+    output: str | os.PathLike[str] | None,
+    patch: dict[str, str],
+    *,
+    in_place: bool = False,
+    force: bool = False,
+    filled: dict[str, str] | None = None,
+) -> StampResult:
+    """Stamp an HF directory: config.json carries the HF class/model_type; provenance goes to the first shard.
+
+    Shard metadata that already states an identity field is restamped too, so no file keeps the old claim
+    (the directory's metadata outranks config.json). Untouched shards are hard-linked into a new
+    directory; with in_place each rewritten file is replaced atomically.
     """
-    safe = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
-    print(f"pretrain: error: {safe}", file=sys.stderr)
-    return 2
+    src = Path(header.path)
+    config_path = src / HF_CONFIG
+    if not config_path.is_file():
+        raise StampError(f"{src}: has no config.json to carry the architecture; save the model with "
+                         "save_pretrained, which writes one")
+    dst = _output_for(src, output, in_place, "directory")
+    if dst != src.resolve() and (dst.exists() or dst.is_symlink()):
+        raise StampError(f"-o {dst} already exists; give a new directory name such as {fixed_name(str(src))}")
+    config = dict(header.config or {})
+    if "hf_architecture" in patch:
+        config["architectures"] = [patch["hf_architecture"]]
+    if "hf_model_type" in patch:
+        config["model_type"] = patch["hf_model_type"]
+    shard_headers = {name: read_safetensors_header(src / name) for name in header.shards}
+    shard_after: dict[str, dict[str, str]] = {}
+    for i, (name, shard) in enumerate(shard_headers.items()):
+        keys = [k for k in patch if (k in IDENTITY_FIELDS and k in shard.metadata) or (k in PROVENANCE_FIELDS and i == 0)]
+        new = {**shard.metadata, **{k: patch[k] for k in keys}}
+        if new != shard.metadata:
+            shard_after[name] = new
+    metadata = dict(header.metadata)
+    for name in reversed(header.shards):  # the reader lets the first shard's value win
+        metadata.update(shard_after.get(name, {}))
+    prospective = dataclasses.replace(header, metadata=metadata, config=config)
+    warnings = _forced_warning(prospective.arch_claim, header.tensor_names, str(src), force)
+    config_text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
+
+    def write_config(tmp: str) -> None:
+        Path(tmp).write_text(config_text, encoding="utf-8")
+
+    def write_into(directory: Path) -> None:
+        for name, after in shard_after.items():
+            atomic_write(directory / name, lambda tmp, n=name, a=after: _write_stamped(src / n, shard_headers[n], a, tmp))
+        atomic_write(directory / HF_CONFIG, write_config)
+
+    if dst == src.resolve():
+        write_into(dst)
+    else:
+        remove_stale_temps(dst)
+        with cleanup_on_signals():
+            tmp_dir: str | None = None
+            try:
+                tmp_dir = tempfile.mkdtemp(prefix=f".{dst.name}.{os.getpid()}.", suffix=".tmp", dir=dst.parent)
+                for entry in sorted(src.iterdir()):
+                    target = Path(tmp_dir) / entry.name
+                    if entry.name == HF_CONFIG or entry.name in shard_after:
+                        continue
+                    if entry.name in shard_headers:
+                        _link_or_copy(entry, target)
+                    elif entry.is_dir():
+                        shutil.copytree(entry, target, symlinks=True)
+                    else:
+                        shutil.copy2(entry, target)
+                write_into(Path(tmp_dir))
+                os.rename(tmp_dir, dst)
+            except BaseException:
+                if tmp_dir is not None:
+                    shutil.rmtree(tmp_dir, ignore_errors=True)
+                raise
+    final = read_header(dst)
+    if final.tensors != header.tensors:
+        raise CheckpointError(dst, "stamped directory's tensors did not read back as the input's", "report this as a bug")
+    before, after_view = _claim_view(header), _claim_view(final)
+    return StampResult(
+        source=str(src),
+        output=str(dst),
+        before=before,
+        after=after_view,
+        changed=tuple(k for k in after_view if before.get(k) != after_view[k]),
+        filled=dict(filled or {}),
+        tensors=len(header.tensors),
+        data_bytes=header.total_nbytes,
+        warnings=warnings,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -261,36 +410,45 @@ def run(args: argparse.Namespace) -> int:
         return error(str(exc))
     except StampError as exc:
         return error(str(exc))
+    except WriteInterrupted as exc:
+        say(f"pretrain: stamp interrupted by {exc}; {args.output or args.input} is as it was and no temp file is left",
+            file=sys.stderr)
+        return exc.exit_code
     except OSError as exc:  # the output side: permissions, disk full; the input side raised CheckpointError
         target = args.output or args.input
         return error(f"{target}: cannot write the stamped checkpoint: {exc.strerror or exc}; check free space and permissions, then retry")
+    for warning in result.warnings:
+        say(f"pretrain: warning: {warning}", file=sys.stderr)
     if args.json:
-        print(json.dumps(asdict(result), indent=2))
+        print(json.dumps(unicode_safe(asdict(result)), indent=2))  # ASCII-only JSON: nothing to escape
         return 0
-    print(f"stamped {result.output} (from {result.source})")
+    say(f"stamped {result.output} (from {result.source})")
     for key in result.changed:
-        note = f"  (filled in: canonical for --architecture {result.after.get('architecture')})" if key in result.filled else ""
-        print(f"  {key}: {result.before.get(key, '<unset>')!s} -> {result.after[key]}{note}")
+        note = f"  (filled in: canonical for --architecture {result.after.get('architecture', patch.get('architecture'))})" if key in result.filled else ""
+        say(f"  {key}: {result.before.get(key, '<unset>')!s} -> {result.after[key]}{note}")
     if not result.changed:
-        print("  metadata already had these values; nothing changed")
-    print(f"tensor data unchanged: {result.tensors} tensors, {result.data_bytes} bytes, sha256 {result.data_sha256}")
+        say("  metadata already had these values; nothing changed")
+    if result.data_sha256:
+        say(f"tensor data unchanged: {result.tensors} tensors, {result.data_bytes} bytes, sha256 {result.data_sha256}")
+    else:
+        say(f"tensor data unchanged: {result.tensors} tensors, {result.data_bytes} bytes (weight files linked or copied as they were)")
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "stamp",
-        help="rewrite a .safetensors checkpoint's metadata (tensor bytes untouched)",
+        help="rewrite a .safetensors file's or HF directory's claim and provenance (tensor bytes untouched)",
         description=__doc__.splitlines()[0],
     )
-    parser.add_argument("input", help="the .safetensors checkpoint to stamp")
+    parser.add_argument("input", help="the .safetensors checkpoint or HF model directory to stamp")
     parser.add_argument("--architecture", metavar="SLUG", help=f"family slug: {', '.join(FAMILIES)}")
     parser.add_argument("--hf-architecture", metavar="CLASS", help="HF class, e.g. Qwen2ForCausalLM (default: the family's)")
     parser.add_argument("--hf-model-type", metavar="TYPE", help="HF model_type, e.g. qwen2 (default: the family's)")
     parser.add_argument("--license", metavar="SPDX", help="the weights' license, e.g. Apache-2.0")
     parser.add_argument("--data-source", metavar="TEXT", help="what the model was trained on")
     parser.add_argument("--data-license", metavar="TEXT", help="the training data's license")
-    parser.add_argument("-o", "--output", metavar="OUT", help="where to write the stamped checkpoint")
+    parser.add_argument("-o", "--output", metavar="OUT", help="where to write the stamped checkpoint (a new directory for an HF directory)")
     parser.add_argument("--in-place", action="store_true", help="allow rewriting the input (atomically); -o may then be omitted")
     parser.add_argument("--force", action="store_true", help="stamp a family the tensor names contradict")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -164,10 +164,12 @@ def check_flags_agree(args: argparse.Namespace, cfg: ModelConfig, init: str) -> 
             )
 
 
-def salvage_hint(path: str, inferred: str | None) -> str:
-    fam = inferred or "<family>"
+def salvage_hint(path: str, inferred: str, tensor_names: tuple[str, ...] = ()) -> str:
+    # The one recipe (pretrain.families.stamp_recipe), so the command printed here runs as printed.
+    from pretrain.families import fixed_name, stamp_recipe
+
     return (f"If the tensors are right and only the stamp is wrong, re-stamp the checkpoint: "
-            f"`pretrain stamp {path} --arch {fam}`, then rerun with --init.")
+            f"`{stamp_recipe(path, inferred, tensor_names)}`, then rerun with --init {fixed_name(path)}.")
 
 
 def load_init(args: argparse.Namespace, device: torch.device) -> tuple[CausalLM, ModelConfig, dict[str, str]]:
@@ -183,7 +185,7 @@ def load_init(args: argparse.Namespace, device: torch.device) -> tuple[CausalLM,
     except families.InitArchMismatchError as exc:
         msg = str(exc)
         if "pretrain stamp" not in msg:
-            msg += " " + salvage_hint(args.init, exc.inferred)
+            msg += " " + salvage_hint(args.init, exc.inferred, header.tensor_names)
         raise TrainError(f"--init {args.init}: refused before step 1: {msg}") from None
     if header.format == "gguf":
         # The gate above has run (a mis-stamped GGUF still gets its family error); the weights cannot load.

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from safetensors import safe_open
 from safetensors.numpy import save
@@ -171,3 +171,85 @@ def test_huge_shapes_are_refused_or_accepted_by_safetensors_too(shape: list[int]
         with safe_open(str(path), "numpy") as f:
             assert list(f.keys()) == ["t"]
         assert header.tensors["t"].nbytes == nbytes
+
+
+# --- GGUF metadata, structure-aware: any bytes give a Header or a CheckpointError, in bounded memory ---------
+
+_SCALAR_CODES = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+U64 = st.one_of(st.integers(0, 8), st.sampled_from([2**31, 2**32 - 1, 2**40, 2**62, 2**63, 2**64 - 1]))
+
+
+def _gguf_string(data: st.DataObject) -> bytes:
+    raw = data.draw(st.binary(max_size=6))
+    n = data.draw(st.one_of(st.just(len(raw)), U64))  # usually honest, sometimes a lie
+    return struct.pack("<Q", n) + raw
+
+
+def _gguf_value(data: st.DataObject, vtype: int, depth: int = 0) -> bytes:
+    if vtype == 8:
+        return _gguf_string(data)
+    if vtype in _SCALAR_CODES:
+        return data.draw(st.binary(min_size=struct.calcsize(_SCALAR_CODES[vtype]), max_size=struct.calcsize(_SCALAR_CODES[vtype])))
+    if vtype == 9 and depth < 3:
+        itype = data.draw(st.sampled_from([0, 4, 8, 9, 12]))
+        n = data.draw(st.integers(0, 3))
+        declared = data.draw(st.one_of(st.just(n), U64))
+        return struct.pack("<IQ", itype, declared) + b"".join(_gguf_value(data, itype, depth + 1) for _ in range(n))
+    return b""
+
+
+@st.composite
+def gguf_files(draw: st.DrawFn) -> bytes:
+    data = draw(st.data())
+    kvs = []
+    for _ in range(draw(st.integers(0, 4))):
+        vtype = draw(st.one_of(st.sampled_from([0, 4, 6, 7, 8, 9, 10, 12]), st.integers(0, 2**32 - 1)))
+        kvs.append(_gguf_string(data) + struct.pack("<I", vtype) + _gguf_value(data, vtype))
+    tensors = []
+    for _ in range(draw(st.integers(0, 3))):
+        dims = draw(st.lists(st.one_of(st.integers(0, 16), U64), max_size=5))
+        n_dims = draw(st.one_of(st.just(len(dims)), U64.map(lambda v: v % 2**32)))
+        ggml = draw(st.one_of(st.sampled_from([0, 1, 2, 8, 30]), st.integers(0, 2**32 - 1)))
+        offset = draw(st.one_of(st.integers(0, 64), U64))
+        tensors.append(_gguf_string(data) + struct.pack("<I", n_dims) + b"".join(struct.pack("<Q", d) for d in dims)
+                       + struct.pack("<IQ", ggml, offset))
+    n_kv = draw(st.one_of(st.just(len(kvs)), U64))
+    n_tensors = draw(st.one_of(st.just(len(tensors)), U64))
+    version = draw(st.sampled_from([1, 2, 3, 3, 3, 2**24]))
+    body = b"".join(kvs) + b"".join(tensors) + draw(st.binary(max_size=64))
+    return b"GGUF" + struct.pack("<IQQ", version, n_tensors, n_kv) + body
+
+
+# The 87-byte file: one uint8 array declaring 2**40 elements (gguf.GGUFReader looped over them, unbounded).
+_HUGE_ARRAY_87 = (b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", 12) + b"general.huge"
+                  + struct.pack("<IIQ", 9, 0, 2**40)).ljust(87, b"\0")
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(raw=gguf_files() | st.binary(max_size=200).map(lambda b: b"GGUF" + b))
+@example(raw=_HUGE_ARRAY_87)
+def test_any_gguf_bytes_give_a_header_or_a_checkpoint_error_in_bounded_memory(raw: bytes) -> None:
+    import tracemalloc
+
+    import gguf.constants  # noqa: F401  (its import allocates; the parse is what is measured)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "fuzz.gguf"
+        path.write_bytes(raw)
+        tracemalloc.start()
+        try:
+            header: object = None
+            try:
+                header = read_header(path)
+            except CheckpointError as exc:
+                assert exc.path == str(path) and exc.fault
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        # Declared counts and lengths are bounded by the file: a few hundred bytes cannot cost megabytes.
+        assert peak < 1 << 20, peak
+        if header is None:
+            return
+        assert header.format == "gguf"
+        for info in header.tensors.values():
+            assert info.offsets[1] <= len(raw)

@@ -111,7 +111,8 @@ def test_each_shortfall_costs_its_points_and_names_its_fix(tmp_path: Path, tenso
     # no provenance, no identity, no tokenizer, no head count; the tensors still give family/hidden/layers
     assert points == {"integrity": 20, "structure": 15, "provenance": 0, "hf_identity": 0, "tokenizer": 0}
     assert card.score == 35
-    assert any(f.startswith(f"pretrain stamp {path} --architecture qwen2") and "--license <SPDX-ID>" in f for f in card.fixes)
+    # The placeholder is quoted now: an unquoted <SPDX-ID> is a shell redirection, so the command could not run.
+    assert any(f.startswith(f"pretrain stamp {path} --architecture qwen2") and "--license '<SPDX-ID>'" in f for f in card.fixes)
     assert any("tokenizer.json" in f for f in card.fixes)
     placeholders = tmp_path / "placeholder.safetensors"
     write_checkpoint(placeholders, tensors, {"license": "unknown", "data_source": "TODO", "data_license": ""})
@@ -138,7 +139,8 @@ def test_hf_directory_quality_reads_config_and_tokenizer(tmp_path: Path, capsys:
     points = {c.name: c.points for c in card.categories}
     assert points["hf_identity"] == 20 and points["tokenizer"] == 15 and points["structure"] == 20
     assert points["provenance"] == 0
-    assert f"edit {d / 'config.json'}" in out
+    # Was an "edit config.json" instruction; a directory is now stamped by the same runnable command.
+    assert f"  pretrain stamp {d} --license '<SPDX-ID>' --data-source '<what it was trained on>' --data-license '<SPDX-ID>' -o {d}.fixed\n" in out
 
 
 def test_qwen3_head_count_is_derived_from_shapes(tmp_path: Path) -> None:

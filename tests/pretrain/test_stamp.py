@@ -132,10 +132,19 @@ def test_hf_fields_contradicting_the_architecture_are_refused(incident: Path, ca
 def test_stamping_a_contradicting_family_needs_force(incident: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = incident.with_name("out.safetensors")
     assert main(["stamp", str(incident), "--architecture", "gpt2", "-o", str(out)]) == 2
-    assert "stamp --architecture qwen2 instead" in capsys.readouterr().err
+    err = capsys.readouterr().err
     assert not out.exists()
+    # The refusal's suggestion is the full command, and it runs as printed.
+    suggestion = err.split("stamp what the tensors are: ", 1)[1].split("; or pass --force", 1)[0]
+    assert suggestion.startswith(f"pretrain stamp {incident} --architecture qwen2 ")
+    assert main(shlex.split(suggestion)[1:]) == 0
+    check_init_arch(shlex.split(suggestion)[-1])
     assert main(["stamp", str(incident), "--architecture", "gpt2", "--force", "-o", str(out)]) == 0
     assert read_header(out).metadata["hf_architecture"] == "GPT2LMHeadModel"
+    # --force is not silent: one warning line naming both families.
+    warning = capsys.readouterr().err
+    assert warning.count("\n") == 1 and warning.startswith("pretrain: warning: --force: ")
+    assert "gpt2" in warning and "qwen2" in warning
 
 
 def test_json_output(incident: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -167,10 +176,12 @@ def test_failure_mid_copy_leaves_nothing_behind(incident: Path, monkeypatch: pyt
     assert sorted(p.name for p in incident.parent.iterdir()) == ["ckpt.safetensors"]
 
 
-def test_hf_directory_is_refused_with_guidance(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_hf_directory_is_stamped_into_a_new_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Was refused ("stamp its model.safetensors"); stamp now rewrites a directory's config.json claim.
     build_model("Qwen2ForCausalLM", layers=1, device="cpu").save_pretrained(tmp_path / "hf")
-    assert main(["stamp", str(tmp_path / "hf"), "--architecture", "qwen2", "-o", str(tmp_path / "o.safetensors")]) == 2
-    assert "stamp its model.safetensors" in capsys.readouterr().err
+    assert main(["stamp", str(tmp_path / "hf"), "--architecture", "qwen2", "-o", str(tmp_path / "o")]) == 0
+    assert json.loads((tmp_path / "o" / "config.json").read_text())["architectures"] == ["Qwen2ForCausalLM"]
+    assert (tmp_path / "o" / "model.safetensors").stat().st_ino == (tmp_path / "hf" / "model.safetensors").stat().st_ino
 
 
 def test_hostile_input_exits_2_without_traceback(tmp_path: Path) -> None:
