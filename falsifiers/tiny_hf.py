@@ -93,7 +93,18 @@ def build_model(cls_name: str, layers: int = 2, device: str = "meta") -> Any:
 @functools.lru_cache(maxsize=None)
 def hf_tensor_names(cls_name: str, layers: int = 2) -> tuple[str, ...]:
     """The real state-dict names of `cls_name` built from a tiny config with `layers` layers."""
-    return tuple(build_model(cls_name, layers).state_dict().keys())
+    # Names need no weight values: skipping transformers' init is faster, and some releases' init
+    # divides by zero on tiny configs (RWKV with one layer in transformers 4.5x).
+    with _no_init_weights():
+        return tuple(build_model(cls_name, layers).state_dict().keys())
+
+
+def _no_init_weights() -> Any:
+    try:  # transformers 5.x
+        from transformers.initialization import no_init_weights
+    except ImportError:  # transformers 4.x
+        from transformers.modeling_utils import no_init_weights
+    return no_init_weights()
 
 
 _LAYER = re.compile(r"(?<=\.)(layers|h|layer|blocks)\.0\.")
