@@ -58,7 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        # Flushed here, not at exit: output still buffered for a reader that is gone must raise in this try.
+        sys.stdout.flush()
+        return code
     except KeyboardInterrupt:
         print("pretrain: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

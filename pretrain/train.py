@@ -105,7 +105,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="fixed validation windows")
     p.add_argument("--log-every", type=int, default=1, help="write a train-loss metrics line every N steps")
     p.add_argument("--seed", type=int, default=0, help="init and batch order, 0 to 2**64-1")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="where to train (auto: cuda when available)")
     p.add_argument("--dtype", choices=["auto", "fp32", "bf16"], default="auto",
                    help="autocast dtype; weights stay fp32 (auto: bf16 on CUDA, fp32 on CPU)")
     p.add_argument("--data", help="directory of text files, a text file, .npy tokens or .bin uint16 tokens "
