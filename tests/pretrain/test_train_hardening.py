@@ -20,7 +20,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from pretrain.cli import main, version
+from pretrain.cli import main
 
 from tests.cli_env import cli_env
 
@@ -316,7 +316,7 @@ def test_version_prints_the_installed_version() -> None:
 
     proc = cli("--version")
     assert proc.returncode == 0, proc.stderr.decode()
-    assert proc.stdout.decode() == f"pretrain {dist_version('contract-harness')}\n" == f"pretrain {version()}\n"
+    assert proc.stdout.decode() == f"pretrain {dist_version('contract-harness')}\n"
 
 
 def test_train_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
