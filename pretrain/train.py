@@ -13,6 +13,7 @@ import contextlib
 import json
 import math
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -201,9 +202,13 @@ def check_flags_agree(args: argparse.Namespace, cfg: ModelConfig, init: str) -> 
 
 
 def salvage_hint(path: str, inferred: str | None) -> str:
+    from pretrain.families import fixed_name
+
     fam = inferred or "<family>"
+    fixed = fixed_name(path)
     return (f"If the tensors are right and only the stamp is wrong, re-stamp the checkpoint: "
-            f"`pretrain stamp {path} --arch {fam}`, then rerun with --init.")
+            f"`pretrain stamp {shlex.quote(path)} --architecture {fam} -o {shlex.quote(fixed)}`, then rerun "
+            f"with --init {shlex.quote(fixed)}.")
 
 
 def load_init(args: argparse.Namespace, device: torch.device,
@@ -716,7 +721,7 @@ def train(args: argparse.Namespace) -> int:
         if args.init:
             raise TrainError(f"--init {args.init}: refused before step 1: its weights give val_loss {val_loss} "
                              "on the validation data (NaN or inf weights); pass a checkpoint whose weights "
-                             "are finite (check it with `pretrain inspect`)")
+                             "are all finite")
         raise TrainError(f"the freshly initialised model gives val_loss {val_loss} at step 0; check the shape "
                          "flags (--hidden, --head-dim, --rope-theta)")
 

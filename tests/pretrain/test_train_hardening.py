@@ -382,3 +382,18 @@ def test_provenance_text_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr == b"pretrain train: error: --license: character 4 is not valid UTF-8; pass UTF-8 text\n"
     assert not (tmp_path / "out").exists()
+
+
+def test_the_restamp_hint_runs_as_printed(tmp_path: Path) -> None:
+    import shlex
+
+    from pretrain.train import salvage_hint
+
+    assert train(tmp_path / "run", "--steps", "0") == 0
+    hint = salvage_hint(str(tmp_path / "run" / "model.safetensors"), "llama")
+    command = shlex.split(hint.split("`")[1])
+    assert command[:2] == ["pretrain", "stamp"]
+    proc = cli(*command[1:])
+    assert proc.returncode == 0, proc.stderr.decode()
+    fixed = hint.rsplit("--init ", 1)[1].rstrip(".")
+    assert metadata(Path(fixed))["architecture"] == "llama"
