@@ -420,10 +420,11 @@ class Metrics:
             self.abandon()
             raise TrainError(self.failed(exc)) from None
 
-    def failed(self, exc: OSError) -> str:
+    def failed(self, exc: OSError, stopped: bool = True) -> str:
         assert self.path is not None
-        return (f"--out {self.path.parent}: could not write {self.path} ({exc.strerror or exc}); the run stopped "
-                "without saving a checkpoint; free space or fix the disk, then rerun with --overwrite")
+        what = "; the run stopped without saving a checkpoint" if stopped else ""
+        return (f"--out {self.path.parent}: could not write {self.path} ({exc.strerror or exc}){what}; free "
+                "space or fix the disk, then rerun with --overwrite")
 
     def abandon(self) -> None:
         """Close after a failed write; closing retries the flush, which fails the same way."""
@@ -439,8 +440,8 @@ class Metrics:
         if fh is not None:
             try:
                 fh.close()
-            except OSError as exc:
-                raise TrainError(self.failed(exc)) from None
+            except OSError as exc:  # at the end, after the checkpoint was saved
+                raise TrainError(self.failed(exc, stopped=False)) from None
 
 
 class Progress:
