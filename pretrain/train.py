@@ -317,8 +317,11 @@ def _cgroup_available() -> int | None:
 def available_memory(device: torch.device) -> tuple[int, str] | None:
     """(bytes free for this run, what they are), or None when it cannot be told (then nothing is refused)."""
     if device.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(device)
-        return int(free), f"{device} ({torch.cuda.get_device_name(device)}) has"
+        try:
+            free, _total = torch.cuda.mem_get_info(device)
+            return int(free), f"{device} ({torch.cuda.get_device_name(device)}) has"
+        except RuntimeError:  # a driver that cannot say: let the allocator decide
+            return None
     known = [b for b in (_meminfo_available(), _cgroup_available()) if b is not None]
     return (max(0, min(known)), "this machine has") if known else None
 
