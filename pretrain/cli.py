@@ -1,23 +1,53 @@
-"""The `pretrain` console script: one subcommand per module, wired here and nowhere else.
+"""Train small Llama/Qwen2/Qwen3 causal LMs on CPU or CUDA, and inspect or re-stamp their checkpoints.
 
-Each command module exposes `register(subparsers) -> None`, which adds its parser and sets
-`func(args) -> int` as the parser default. Exit codes: 0 ok, 1 the command's check failed,
-2 bad input (usage, unreadable or refused checkpoint), 130 interrupted.
+Exit codes: 0 ok, 1 the command's check failed (inspect --min-score/--check-arch), 2 bad input (a bad flag,
+unusable data, an unreadable or refused checkpoint, a full disk), 130 interrupted (Ctrl-C),
+141 stdout closed early (`pretrain inspect ... | head -1`). Run `pretrain COMMAND --help` for a command's flags.
 """
+
+# For maintainers: one subcommand per module, wired here and nowhere else. Each command module exposes
+# `register(subparsers) -> None`, which adds its parser and sets `func(args) -> int` as the parser default.
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
-from typing import Sequence
+from typing import NoReturn, Sequence
+
+from pretrain.streams import silence_stdout
 
 # Imported lazily so `pretrain stamp` does not pay for importing torch's model code.
 COMMAND_MODULES: tuple[str, ...] = ("pretrain.train", "pretrain.stamp", "pretrain.inspection")
+EXIT_BAD_INPUT, EXIT_INTERRUPTED = 2, 130
+# What a shell reports for a process SIGPIPE killed (128 + 13); Python ignores SIGPIPE, so we exit with it.
+EXIT_BROKEN_PIPE = 141
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the flag and the help command (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+
+
+def version() -> str:
+    """The installed distribution's version; the source tree's when it is run uninstalled."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("contract-harness")
+    except PackageNotFoundError:
+        import pretrain
+
+        return getattr(pretrain, "__version__", "unknown")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pretrain", description=__doc__.splitlines()[0])
+    summary, _, epilog = __doc__.partition("\n\n")
+    parser = OneLineParser(prog="pretrain", description=summary, epilog=epilog.strip())
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
@@ -28,10 +58,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        # Flushed here, not at exit: output still buffered for a reader that is gone must raise in this try.
+        sys.stdout.flush()
+        return code
     except KeyboardInterrupt:
         print("pretrain: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader (`| head -1`) has all it wanted; stop quietly, and keep the exit flush from failing.
+        silence_stdout()
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ spaced windows, so val loss is comparable across runs with the same data and seq
 
 from __future__ import annotations
 
-import sys
+import platform
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,8 +120,9 @@ def load_corpus(data: str | Path | None, seq_len: int, vocab_size: int, init: st
     """
     if data is None:
         tokens = np.frombuffer(default_corpus_bytes(), dtype=np.uint8).astype(np.int64)
-        v = sys.version_info
-        source, license_ = f"python-stdlib-{v.major}.{v.minor}.{v.micro} (bytes)", "PSF-2.0"
+        # What `pretrain inspect --quality` shows as provenance: which sources, and their own license.
+        source = f"{platform.python_implementation()} {platform.python_version()} standard library sources (bytes)"
+        license_ = "PSF-2.0"
         tokenizer = BYTE_TOKENIZER
         where = "the default corpus"
     else:

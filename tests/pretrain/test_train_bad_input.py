@@ -92,7 +92,7 @@ def test_bad_flag_through_python_dash_m_prints_no_traceback(tmp_path: Path) -> N
                           cwd=ROOT, env=cli_env(), capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "pretrain train: error: --lr must be a finite number > 0, got -1.0; e.g. --lr 3e-3"
+    assert proc.stderr.strip() == "pretrain train: error: --lr must be a finite number > 0 and <= 1, got -1.0; e.g. --lr 3e-3"
     assert not (tmp_path / "o").exists()
 
 

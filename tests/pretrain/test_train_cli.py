@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
 import shlex
 import signal
 import subprocess
@@ -72,7 +73,8 @@ def test_metrics_and_checkpoint_are_written(tmp_path: Path) -> None:
     m = meta(tmp_path / "model.safetensors")
     assert m["architecture"] == "qwen2" and m["hf_architecture"] == "Qwen2ForCausalLM"
     assert m["step"] == "6" and float(m["val_loss"]) == pytest.approx(val_losses(tmp_path)[6])
-    assert m["license"] == "Apache-2.0" and m["data_source"].startswith("python-stdlib")
+    assert m["license"] == "Apache-2.0" and m["data_license"] == "PSF-2.0"
+    assert m["data_source"] == f"{platform.python_implementation()} {platform.python_version()} standard library sources (bytes)"
     assert json.loads(m["config"])["model_type"] == "qwen2"
     assert m["tokenizer"] == "bytes"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.jsonl", "model.safetensors"]
