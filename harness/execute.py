@@ -21,6 +21,7 @@ from datetime import date
 from functools import lru_cache
 from pathlib import Path
 
+from harness import clock
 from harness.environment import gpu_driver_may_be_present
 from harness.model import Binding, BindingKind, Contract, Falsifier, FalsifierResult, Outcome, Requirement
 
@@ -356,7 +357,7 @@ def run_falsifier(
 ) -> FalsifierResult:
     """Decide and run one falsifier; never raises for anything the falsifier does (Ctrl-C excepted)."""
     start = time.monotonic()
-    verdict = _decide(falsifier, Path(repo_root), today or date.today())
+    verdict = _decide(falsifier, Path(repo_root), today or clock.today())
     return FalsifierResult(
         id=falsifier.id,
         contract_id=contract.id,

@@ -35,12 +35,13 @@ import os
 import re
 import shlex
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 import jsonschema
 
+from harness import clock
 from harness.count import count_group_problem
 from harness.load import LoadedDoc, LoadError, load_contract_file
 from harness.model import (
@@ -920,7 +921,7 @@ def validate_report(
     today: date | None = None,
 ) -> Validation:
     """Run every check over the contract files under `paths`; see the module docstring."""
-    today = today or datetime.now(timezone.utc).date()
+    today = today or clock.today()
     files, discovered = discover(paths)
     problems = _Problems()
     for p in discovered:
