@@ -1,6 +1,6 @@
 """Run one falsifier in isolation and classify what happened as a FalsifierResult.
 
-Every binding runs in a child process in its own process group, so a falsifier that hangs, calls
+Every binding runs in a child process (harness.isolation) in its own process group, so a falsifier that hangs, calls
 `os._exit`, or dies of a signal is recorded as `error` and cannot take the harness (or any other
 falsifier's result) down with it. The parent owns the timeout and kills the whole group.
 """
@@ -11,8 +11,6 @@ import importlib.metadata
 import importlib.util
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,94 +21,16 @@ from pathlib import Path
 
 from harness import clock
 from harness.environment import gpu_driver_may_be_present
+# HARNESS_PARENT stays importable from here for verify_cli.
+from harness.isolation import HARNESS_PARENT, child_env, describe_exit, run_isolated
 from harness.model import Binding, BindingKind, Contract, Falsifier, FalsifierResult, Outcome, Requirement
 
-HARNESS_PARENT = str(Path(__file__).resolve().parents[1])
 OUTPUT_TAIL = 2000
-# Bytes of a child's output kept: enough for count_pattern lines and failure tails, bounded for a flood.
-OUTPUT_KEEP = 64 * 2**20
-
-
-@dataclass(frozen=True)
-class ProcessRun:
-    returncode: int | None  # None when we killed it at the timeout
-    output: str
-    timed_out: bool
-
-
-def child_env(repo_root: Path) -> dict[str, str]:
-    """The environment for a child: the repository and the harness itself importable, output unbuffered."""
-    env = dict(os.environ)
-    parts = [str(repo_root), HARNESS_PARENT]
-    if env.get("PYTHONPATH"):
-        parts.append(env["PYTHONPATH"])
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(parts))
-    # Unbuffered, so the output of a falsifier that then hangs is still there when we kill it.
-    env["PYTHONUNBUFFERED"] = "1"
-    # verify turns plugin autoload off for its own pytest session; bound tests run as the project runs them.
-    env.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
-    return env
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def run_isolated(argv: list[str], cwd: Path, timeout_s: float, env: dict[str, str]) -> ProcessRun:
-    """Run argv in a new session; kill its whole process group when it exits, at the timeout, or on Ctrl-C.
-
-    Output goes to a temp file, not a pipe: a background process the falsifier leaves behind inherits
-    the descriptor, and waiting for a pipe's end would wait for that process (reported as a timeout)
-    rather than for the falsifier itself.
-    """
-    with tempfile.TemporaryFile(prefix="harness-output-") as sink:
-        proc = subprocess.Popen(
-            argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        timed_out = False
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _kill_group(proc)
-            proc.wait()
-        except BaseException:
-            # Ctrl-C while a falsifier runs: the child sits in its own session and would outlive us.
-            _kill_group(proc)
-            proc.wait()
-            raise
-        finally:
-            # A falsifier may leave grandchildren behind in its group even when it exits cleanly.
-            _kill_group(proc)
-        sink.seek(0, os.SEEK_END)
-        size = sink.tell()
-        # Only the tail is ever reported; a falsifier that prints gigabytes must not exhaust memory here.
-        sink.seek(max(0, size - OUTPUT_KEEP))
-        output = sink.read().decode(errors="replace")
-    return ProcessRun(None if timed_out else proc.returncode, output, timed_out)
 
 
 def _tail(text: str, limit: int = OUTPUT_TAIL) -> str:
     text = text.strip()
     return text if len(text) <= limit else "..." + text[-limit:]
-
-
-def describe_exit(run: ProcessRun, timeout_s: float, what: str = "exited") -> str:
-    """The reason for a child that ended without reporting: timeout, signal, or exit status."""
-    if run.timed_out:
-        return f"timed out after {timeout_s:g}s"
-    assert run.returncode is not None
-    if run.returncode < 0:
-        try:
-            name = signal.Signals(-run.returncode).name
-        except ValueError:
-            name = f"signal {-run.returncode}"
-        return f"killed by signal {name}"
-    return f"{what} with status {run.returncode} without reporting"
 
 
 def _with_output(reason: str, output: str) -> str:
@@ -290,7 +210,7 @@ def _count(pattern: str, output: str, repo_root: Path, timeout_s: float) -> tupl
         output_file.write_text(output, encoding="utf-8", errors="replace")
         run = run_isolated(
             [sys.executable, "-I", "-c", _COUNT_CHILD, HARNESS_PARENT, pattern, str(output_file), str(result_file)],
-            repo_root, timeout_s, dict(os.environ),
+            repo_root, timeout_s, child_env(repo_root),
         )
         if run.timed_out:
             return None, (
