@@ -7,8 +7,6 @@ falsifier's result) down with it. The parent owns the timeout and kills the whol
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
 import json
 import os
 import sys
@@ -16,11 +14,9 @@ import tempfile
 import time
 from dataclasses import dataclass
 from datetime import date
-from functools import lru_cache
 from pathlib import Path
 
-from harness import clock
-from harness.environment import gpu_driver_may_be_present
+from harness import clock, requirements
 # HARNESS_PARENT stays importable from here for verify_cli.
 from harness.isolation import HARNESS_PARENT, child_env, describe_exit, run_isolated
 from harness.model import Binding, BindingKind, Contract, Falsifier, FalsifierResult, Outcome, Requirement
@@ -41,78 +37,9 @@ def _with_output(reason: str, output: str) -> str:
 # ---------------------------------------------------------------------------------------- requirements
 
 
-@lru_cache(maxsize=1)
-def cuda_available() -> bool:
-    if importlib.util.find_spec("torch") is None or not gpu_driver_may_be_present():
-        return False
-    try:
-        import torch
-
-        return bool(torch.cuda.is_available())
-    except Exception:
-        return False
-
-
-def _package_present(name: str) -> bool:
-    try:
-        if importlib.util.find_spec(name.replace("-", "_")) is not None:
-            return True
-    except (ImportError, ValueError):
-        pass
-    try:
-        importlib.metadata.distribution(name)
-        return True
-    except importlib.metadata.PackageNotFoundError:
-        return False
-
-
-def unmet_package(spec: str) -> str | None:
-    """Why `spec` (a name or a PEP 508 requirement such as `transformers>=4.45`) is unmet here, or None."""
-    from packaging.requirements import InvalidRequirement, Requirement as PackageRequirement
-
-    try:
-        req = PackageRequirement(spec)
-    except InvalidRequirement:
-        # validate reports it; here it can only be looked up as written.
-        return None if _package_present(spec) else f"requires package {spec}"
-    if not _package_present(req.name):
-        return f"requires package {spec}"
-    if req.specifier:
-        try:
-            installed = importlib.metadata.version(req.name)
-        except importlib.metadata.PackageNotFoundError:
-            return f"requires package {spec} (importable, but its installed version is unknown)"
-        if not req.specifier.contains(installed, prereleases=True):
-            return f"requires package {spec} (installed: {installed})"
-    return None
-
-
-def available_memory_gib() -> float | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) / 2**20
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
 def unmet_requirement(req: Requirement) -> str | None:
-    """The reason a falsifier cannot run here, or None when every requirement is met."""
-    if req.cuda and not cuda_available():
-        return "requires CUDA"
-    for package in req.packages:
-        unmet = unmet_package(package)
-        if unmet:
-            return unmet
-    if req.min_memory_gib is not None:
-        have = available_memory_gib()
-        if have is not None and have < req.min_memory_gib:
-            return f"requires {req.min_memory_gib:g} GiB memory"
-    return None
+    """The reason a falsifier cannot run here, or None when every requirement is met (harness.requirements)."""
+    return requirements.unmet(req)
 
 
 # ---------------------------------------------------------------------------------------- bindings
@@ -302,7 +229,10 @@ def _decide(falsifier: Falsifier, repo_root: Path, today: date) -> _Verdict:
                 "make the falsifier runnable or extend deferred.until",
             )
         return _Verdict(Outcome.DEFERRED, f"deferred until {until.isoformat()}: {falsifier.deferred.reason}")
-    unmet = unmet_requirement(falsifier.requires)
+    try:
+        unmet = unmet_requirement(falsifier.requires)
+    except requirements.ProbeError as exc:
+        return _Verdict(Outcome.ERROR, f"{exc}; fix the probe or the falsifier's requires:")
     if unmet is not None:
         return _Verdict(Outcome.NOT_RUN, unmet)
     try:
