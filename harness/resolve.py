@@ -13,9 +13,9 @@ remaining modules are checked in a fresh child. Each function returns ``None`` f
 resolves, else a one-line reason.
 
 Pytest bindings are checked by one child per repository root (harness.collect_child), which
-collects with ``pytest.main(["--collect-only", ...])``: the node ids' files once, and each ``-k``
-selection with pytest's own ``-k``, so its semantics (names, parents, markers) are exactly those
-of a real run.
+collects every path once with ``pytest.main(["--collect-only", ...])`` and makes each ``-k``
+selection through pytest's own ``-k`` deselection hook, so its semantics (names, parents, markers)
+are exactly those of a real run.
 
 Every child runs through harness.isolation, like a falsifier: its own process group (killed as a
 whole), the same environment, stdin from /dev/null, output captured to a bounded file.
@@ -181,14 +181,17 @@ def collect_pytest(
     `k_exprs` maps a caller-chosen key to (expression, paths).
     """
     result = PytestCollection()
-    node_files = list(dict.fromkeys(_norm_node(node).split("::", 1)[0] for node in nodes))
-    if not node_files and not k_exprs:
+    args = [_norm_node(node).split("::", 1)[0] for node in nodes]
+    for _, paths in k_exprs.values():
+        args.extend(paths)
+    args = list(dict.fromkeys(args))
+    if not args:
         return result
     with tempfile.TemporaryDirectory(prefix="harness-collect-") as tmp:
         spec_path = Path(tmp) / "spec.json"
         out_path = Path(tmp) / "out.json"
         spec_path.write_text(
-            json.dumps({"root": str(root), "args": node_files, "k": {key: [e, list(p)] for key, (e, p) in k_exprs.items()}}),
+            json.dumps({"root": str(root), "args": args, "k": {key: [e, list(p)] for key, (e, p) in k_exprs.items()}}),
             encoding="utf-8",
         )
         run = run_isolated(
