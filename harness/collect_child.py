@@ -57,8 +57,12 @@ class _Collector:
         config = session.config
         paths = [Path(item.path).resolve() for item in items]
         saved = config.option.keyword
+        done: dict[tuple[str, tuple[str, ...]], int | str] = {}  # each distinct selection is made once
         try:
             for key, (expr, bases) in self.k.items():
+                if (expr, tuple(bases)) in done:
+                    self.k_counts[key] = done[expr, tuple(bases)]
+                    continue
                 roots = [(self.root / b).resolve() for b in bases]
                 selected = [item for item, p in zip(items, paths) if any(p == r or r in p.parents for r in roots)]
                 config.option.keyword = expr
@@ -68,6 +72,7 @@ class _Collector:
                     self.k_counts[key] = _invalid_k(str(exc), expr)
                 else:
                     self.k_counts[key] = len(selected)
+                done[expr, tuple(bases)] = self.k_counts[key]
         finally:
             config.option.keyword = saved
 
