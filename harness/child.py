@@ -16,8 +16,9 @@ import json
 import os
 import sys
 import traceback
-from pathlib import Path
 from typing import Any
+
+from harness.atomic import write_atomic
 
 MAX_TEXT = 8000
 
@@ -99,10 +100,7 @@ def main(argv: list[str]) -> int:
     # The falsifier is resolved against the repository root (our cwd), like `python -m pytest` does.
     sys.path.insert(0, os.getcwd())
     result = classify(target)
-    out = Path(result_file)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(result))
-    os.replace(tmp, out)
+    write_atomic(result_file, json.dumps(result))
     return 0
 
 

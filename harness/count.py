@@ -31,6 +31,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from harness.atomic import write_atomic
+
 try:  # Python 3.11+
     import re._constants as _c
     import re._parser as _parser
@@ -157,7 +159,7 @@ def main(argv: list[str]) -> int:
         result: dict[str, Any] = {"count": count_tests(pattern, output)}
     except (CountError, re.error) as exc:
         result = {"error": str(exc)}
-    Path(result_file).write_text(json.dumps(result), encoding="utf-8")
+    write_atomic(result_file, json.dumps(result))
     return 0
 
 

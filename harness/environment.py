@@ -2,7 +2,8 @@
 
 Evidence is only worth something if it says what it is evidence *of*: the commit, whether the tree
 had uncommitted edits, and the hardware/software a falsifier ran on. torch is optional: the harness
-verifies projects that have never heard of it.
+verifies projects that have never heard of it: GPUs are found from the machine (nvidia-smi, the
+driver's /proc entries), and torch's view is recorded beside that only where torch is installed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from harness.requirements import machine_cuda
 
 def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str] | None:
     try:
@@ -59,32 +62,23 @@ def _total_memory_gib() -> float | None:
     return round(pages * page_size / 2**30, 2)
 
 
-GPU_DRIVER_PATHS = ("/dev/nvidiactl", "/proc/driver/nvidia", "/dev/kfd")
+def torch_facts(gpu_present: bool) -> dict[str, Any]:
+    """torch version, and torch's own view of CUDA (its CUDA version, GPU 0's name); all None when
+    torch is not installed. Only recorded, never required: the requirement `cuda` is decided from the
+    machine (harness.requirements.cuda_facts).
 
-
-def gpu_driver_may_be_present() -> bool:
-    """False only when CUDA certainly cannot work: Linux without an NVIDIA (or ROCm) driver node, or macOS.
-
-    Lets the harness skip importing torch (seconds of CPU) just to learn that there is no GPU.
-    """
-    if sys.platform == "darwin":
-        return False
-    if sys.platform.startswith("linux"):
-        return any(os.path.exists(p) for p in GPU_DRIVER_PATHS)
-    return True
-
-
-def torch_facts() -> dict[str, Any]:
-    """torch version, CUDA availability and GPU name; all None when torch is not installed."""
+    torch is imported (seconds of CPU) only when it already is, or when the machine has a GPU for it
+    to see; otherwise its installed version is read from its metadata."""
     facts: dict[str, Any] = {"torch": None, "cuda": None, "gpu": None}
-    if importlib.util.find_spec("torch") is None:
-        return facts
-    if not gpu_driver_may_be_present():
-        try:
-            facts["torch"] = importlib.metadata.version("torch")
+    if "torch" not in sys.modules:
+        if importlib.util.find_spec("torch") is None:
             return facts
-        except importlib.metadata.PackageNotFoundError:
-            pass  # torch importable but not installed as a distribution: ask torch itself
+        if not gpu_present:
+            try:
+                facts["torch"] = importlib.metadata.version("torch")
+                return facts
+            except importlib.metadata.PackageNotFoundError:
+                pass  # torch importable but not installed as a distribution: ask torch itself
     try:
         import torch
     except Exception as exc:  # a broken torch install must not stop verification
@@ -110,5 +104,9 @@ def collect_environment() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "memory_gib": _total_memory_gib(),
     }
-    env.update(torch_facts())
+    machine = machine_cuda()
+    env.update(torch_facts(machine.present))
+    # The machine's own view, whatever torch says: what `requires: {cuda: true}` was decided by.
+    env["gpus"] = list(machine.gpus)
+    env["nvidia_driver"] = machine.driver
     return env

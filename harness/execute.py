@@ -1,115 +1,32 @@
 """Run one falsifier in isolation and classify what happened as a FalsifierResult.
 
-Every binding runs in a child process in its own process group, so a falsifier that hangs, calls
+Every binding runs in a child process (harness.isolation) in its own process group, so a falsifier that hangs, calls
 `os._exit`, or dies of a signal is recorded as `error` and cannot take the harness (or any other
 falsifier's result) down with it. The parent owns the timeout and kills the whole group.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from datetime import date
-from functools import lru_cache
 from pathlib import Path
 
-from harness.environment import gpu_driver_may_be_present
+from harness import clock, requirements
+# HARNESS_PARENT stays importable from here for verify_cli.
+from harness.isolation import HARNESS_PARENT, child_env, describe_exit, run_isolated
 from harness.model import Binding, BindingKind, Contract, Falsifier, FalsifierResult, Outcome, Requirement
 
-HARNESS_PARENT = str(Path(__file__).resolve().parents[1])
 OUTPUT_TAIL = 2000
-# Bytes of a child's output kept: enough for count_pattern lines and failure tails, bounded for a flood.
-OUTPUT_KEEP = 64 * 2**20
-
-
-@dataclass(frozen=True)
-class ProcessRun:
-    returncode: int | None  # None when we killed it at the timeout
-    output: str
-    timed_out: bool
-
-
-def child_env(repo_root: Path) -> dict[str, str]:
-    """The environment for a child: the repository and the harness itself importable, output unbuffered."""
-    env = dict(os.environ)
-    parts = [str(repo_root), HARNESS_PARENT]
-    if env.get("PYTHONPATH"):
-        parts.append(env["PYTHONPATH"])
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(parts))
-    # Unbuffered, so the output of a falsifier that then hangs is still there when we kill it.
-    env["PYTHONUNBUFFERED"] = "1"
-    # verify turns plugin autoload off for its own pytest session; bound tests run as the project runs them.
-    env.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
-    return env
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def run_isolated(argv: list[str], cwd: Path, timeout_s: float, env: dict[str, str]) -> ProcessRun:
-    """Run argv in a new session; kill its whole process group when it exits, at the timeout, or on Ctrl-C.
-
-    Output goes to a temp file, not a pipe: a background process the falsifier leaves behind inherits
-    the descriptor, and waiting for a pipe's end would wait for that process (reported as a timeout)
-    rather than for the falsifier itself.
-    """
-    with tempfile.TemporaryFile(prefix="harness-output-") as sink:
-        proc = subprocess.Popen(
-            argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        timed_out = False
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _kill_group(proc)
-            proc.wait()
-        except BaseException:
-            # Ctrl-C while a falsifier runs: the child sits in its own session and would outlive us.
-            _kill_group(proc)
-            proc.wait()
-            raise
-        finally:
-            # A falsifier may leave grandchildren behind in its group even when it exits cleanly.
-            _kill_group(proc)
-        sink.seek(0, os.SEEK_END)
-        size = sink.tell()
-        # Only the tail is ever reported; a falsifier that prints gigabytes must not exhaust memory here.
-        sink.seek(max(0, size - OUTPUT_KEEP))
-        output = sink.read().decode(errors="replace")
-    return ProcessRun(None if timed_out else proc.returncode, output, timed_out)
 
 
 def _tail(text: str, limit: int = OUTPUT_TAIL) -> str:
     text = text.strip()
     return text if len(text) <= limit else "..." + text[-limit:]
-
-
-def describe_exit(run: ProcessRun, timeout_s: float, what: str = "exited") -> str:
-    """The reason for a child that ended without reporting: timeout, signal, or exit status."""
-    if run.timed_out:
-        return f"timed out after {timeout_s:g}s"
-    assert run.returncode is not None
-    if run.returncode < 0:
-        try:
-            name = signal.Signals(-run.returncode).name
-        except ValueError:
-            name = f"signal {-run.returncode}"
-        return f"killed by signal {name}"
-    return f"{what} with status {run.returncode} without reporting"
 
 
 def _with_output(reason: str, output: str) -> str:
@@ -120,78 +37,9 @@ def _with_output(reason: str, output: str) -> str:
 # ---------------------------------------------------------------------------------------- requirements
 
 
-@lru_cache(maxsize=1)
-def cuda_available() -> bool:
-    if importlib.util.find_spec("torch") is None or not gpu_driver_may_be_present():
-        return False
-    try:
-        import torch
-
-        return bool(torch.cuda.is_available())
-    except Exception:
-        return False
-
-
-def _package_present(name: str) -> bool:
-    try:
-        if importlib.util.find_spec(name.replace("-", "_")) is not None:
-            return True
-    except (ImportError, ValueError):
-        pass
-    try:
-        importlib.metadata.distribution(name)
-        return True
-    except importlib.metadata.PackageNotFoundError:
-        return False
-
-
-def unmet_package(spec: str) -> str | None:
-    """Why `spec` (a name or a PEP 508 requirement such as `transformers>=4.45`) is unmet here, or None."""
-    from packaging.requirements import InvalidRequirement, Requirement as PackageRequirement
-
-    try:
-        req = PackageRequirement(spec)
-    except InvalidRequirement:
-        # validate reports it; here it can only be looked up as written.
-        return None if _package_present(spec) else f"requires package {spec}"
-    if not _package_present(req.name):
-        return f"requires package {spec}"
-    if req.specifier:
-        try:
-            installed = importlib.metadata.version(req.name)
-        except importlib.metadata.PackageNotFoundError:
-            return f"requires package {spec} (importable, but its installed version is unknown)"
-        if not req.specifier.contains(installed, prereleases=True):
-            return f"requires package {spec} (installed: {installed})"
-    return None
-
-
-def available_memory_gib() -> float | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) / 2**20
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
 def unmet_requirement(req: Requirement) -> str | None:
-    """The reason a falsifier cannot run here, or None when every requirement is met."""
-    if req.cuda and not cuda_available():
-        return "requires CUDA"
-    for package in req.packages:
-        unmet = unmet_package(package)
-        if unmet:
-            return unmet
-    if req.min_memory_gib is not None:
-        have = available_memory_gib()
-        if have is not None and have < req.min_memory_gib:
-            return f"requires {req.min_memory_gib:g} GiB memory"
-    return None
+    """The reason a falsifier cannot run here, or None when every requirement is met (harness.requirements)."""
+    return requirements.unmet(req)
 
 
 # ---------------------------------------------------------------------------------------- bindings
@@ -289,7 +137,7 @@ def _count(pattern: str, output: str, repo_root: Path, timeout_s: float) -> tupl
         output_file.write_text(output, encoding="utf-8", errors="replace")
         run = run_isolated(
             [sys.executable, "-I", "-c", _COUNT_CHILD, HARNESS_PARENT, pattern, str(output_file), str(result_file)],
-            repo_root, timeout_s, dict(os.environ),
+            repo_root, timeout_s, child_env(repo_root),
         )
         if run.timed_out:
             return None, (
@@ -356,7 +204,7 @@ def run_falsifier(
 ) -> FalsifierResult:
     """Decide and run one falsifier; never raises for anything the falsifier does (Ctrl-C excepted)."""
     start = time.monotonic()
-    verdict = _decide(falsifier, Path(repo_root), today or date.today())
+    verdict = _decide(falsifier, Path(repo_root), today or clock.today())
     return FalsifierResult(
         id=falsifier.id,
         contract_id=contract.id,
@@ -381,7 +229,10 @@ def _decide(falsifier: Falsifier, repo_root: Path, today: date) -> _Verdict:
                 "make the falsifier runnable or extend deferred.until",
             )
         return _Verdict(Outcome.DEFERRED, f"deferred until {until.isoformat()}: {falsifier.deferred.reason}")
-    unmet = unmet_requirement(falsifier.requires)
+    try:
+        unmet = unmet_requirement(falsifier.requires)
+    except requirements.ProbeError as exc:
+        return _Verdict(Outcome.ERROR, f"{exc}; fix the probe or the falsifier's requires:")
     if unmet is not None:
         return _Verdict(Outcome.NOT_RUN, unmet)
     try:

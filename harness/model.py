@@ -60,6 +60,8 @@ class Requirement:
     cuda: bool = False
     packages: tuple[str, ...] = ()
     min_memory_gib: float | None = None
+    # Project-registered kinds (harness.requirements) as (kind, value) in the order written.
+    custom: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 import pytest
+
+from harness.atomic import write_atomic
 
 MAX_FAILURE_TEXT = 4000
 
@@ -65,7 +66,4 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # Under xdist the controller collects nothing itself; the distinct reported node ids are the matches.
     _counts["collected"] = max(_counts["collected"], len(_reported))
     _counts["exitstatus"] = int(exitstatus)
-    out = Path(target)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(_counts))
-    os.replace(tmp, out)
+    write_atomic(target, json.dumps(_counts))

@@ -11,7 +11,6 @@ import errno
 import json
 import os
 import shutil
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import fields, is_dataclass
 from datetime import datetime, timezone
@@ -21,6 +20,7 @@ from typing import Any
 import jsonschema
 
 import harness
+from harness.atomic import create_file, fsync_dir, unique_sibling, write_atomic
 from harness.escape import json_safe
 from harness.model import Binding, BindingKind, Contract, FalsifierResult, Outcome
 from harness.schema import load_schema
@@ -155,51 +155,11 @@ def evidence_dir(out_dir: str | os.PathLike[str], commit: str | None) -> Path:
     return Path(out_dir) / (commit or UNCOMMITTED)
 
 
-def _create(path: Path, text: str) -> None:
-    """Create `path` (it must not exist yet) holding `text` as UTF-8, on disk before returning.
-
-    Opened with mode 0o666, so the file gets what the umask leaves (0644 under 022), like any tool's
-    output: CI artifact upload and other users of a container must be able to read evidence."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _unique(directory: Path, name: str, suffix: str) -> Path:
-    """A hidden sibling name no other process or run can pick: `.NAME.PID.RANDOM.SUFFIX`."""
-    return directory / f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.{suffix}"
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the renames in `directory` durable (a crash right after cannot bring the old names back)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return  # e.g. a platform whose directories cannot be opened: durability is best effort
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write via a uniquely named temp file in the same directory, then os.replace: readers (and a
-    concurrent run into the same directory) only ever see a complete file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _unique(path.parent, path.name, "tmp")
-    try:
-        _create(tmp, text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+# One copy of the atomic-write mechanism per package: harness.atomic. publish() builds on its pieces
+# (and tests replace `_create` here to simulate a full disk).
+_create = create_file
+_unique = unique_sibling
+_fsync_dir = fsync_dir
 
 
 def publish(directory: Path, files: dict[str, str]) -> Path:

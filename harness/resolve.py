@@ -12,9 +12,13 @@ that crashes the interpreter (segfault, ``os._exit``) or hangs is named in the p
 remaining modules are checked in a fresh child. Each function returns ``None`` for a target that
 resolves, else a one-line reason.
 
-Pytest bindings are checked by one ``python -m pytest --collect-only`` run per repository root,
-with a small plugin that evaluates every ``-k`` expression with pytest's own keyword matcher,
-so ``-k`` semantics (names, parents, markers) are exactly those of a real run.
+Pytest bindings are checked by one child per repository root (harness.collect_child), which
+collects every path once with ``pytest.main(["--collect-only", ...])`` and makes each ``-k``
+selection through pytest's own ``-k`` deselection hook, so its semantics (names, parents, markers)
+are exactly those of a real run.
+
+Every child runs through harness.isolation, like a falsifier: its own process group (killed as a
+whole), the same environment, stdin from /dev/null, output captured to a bounded file.
 """
 
 from __future__ import annotations
@@ -23,13 +27,13 @@ import json
 import os
 import posixpath
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
+
+from harness.isolation import ProcessRun, child_env, exit_of, run_isolated
 
 # Runs in the child. Self-contained: it must not import harness (the repo under check may not have it).
 _IMPORT_CHILD = r"""
@@ -80,25 +84,13 @@ for module_name, checks in spec:
 """
 
 
-def _child_env(root: Path, *extra: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    parts = [str(p) for p in extra] + [str(root)]
-    if env.get("PYTHONPATH"):
-        parts.append(env["PYTHONPATH"])
-    env["PYTHONPATH"] = os.pathsep.join(parts)
-    env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
-    return env
-
-
-def _describe_exit(returncode: int | None) -> str:
-    if returncode is None:
-        return "hung"
-    if returncode < 0:
-        try:
-            return f"was killed by {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"was killed by signal {-returncode}"
-    return f"exited the interpreter with status {returncode}"
+def _describe_exit(run: ProcessRun, timeout_s: float) -> str:
+    end = exit_of(run)
+    if end.how == "timeout":
+        return f"hung for more than {timeout_s:g} s"
+    if end.how == "signal":
+        return f"was killed by {end.signal}"
+    return f"exited the interpreter with status {end.status}"
 
 
 def check_python_targets(
@@ -124,20 +116,12 @@ def check_python_targets(
             out_path = Path(tmp, f"out{attempt}.txt")
             spec_path.write_text(json.dumps(pending), encoding="utf-8")
             out_path.write_text("", encoding="utf-8")
-            returncode: int | None
-            try:
-                proc = subprocess.run(
-                    [sys.executable, "-c", _IMPORT_CHILD, str(spec_path), str(out_path), str(root)],
-                    cwd=root,
-                    env=_child_env(root),
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    timeout=timeout_s,
-                )
-                returncode = proc.returncode
-            except subprocess.TimeoutExpired:
-                returncode = None
+            # The imported modules' own output is captured (and bounded) but never parsed: the
+            # protocol goes to out_path, so a module printing protocol-like lines cannot forge a result.
+            run = run_isolated(
+                [sys.executable, "-c", _IMPORT_CHILD, str(spec_path), str(out_path), str(root)],
+                root, timeout_s, child_env(root),
+            )
             started: str | None = None
             finished: set[str] = set()
             for line in out_path.read_text(encoding="utf-8", errors="replace").splitlines():
@@ -159,59 +143,13 @@ def check_python_targets(
                 if module_name in finished:
                     continue
                 if module_name == culprit:
-                    how = _describe_exit(returncode)
-                    if returncode is None:
-                        how = f"hung for more than {timeout_s:g} s"
-                    reason = f"importing module {module_name!r} {how}"
+                    reason = f"importing module {module_name!r} {_describe_exit(run, timeout_s)}"
                     for target, _ in checks:
                         results[target] = reason
                     continue
                 remaining.append((module_name, checks))
             pending = remaining
     return results
-
-
-_COLLECT_PLUGIN = r"""
-import json, os
-from pathlib import Path
-
-_errors = []
-
-def pytest_collectreport(report):
-    if report.failed:
-        text = report.longreprtext.strip().splitlines()
-        _errors.append({"nodeid": report.nodeid, "message": text[-1] if text else "collection failed"})
-
-def pytest_collection_finish(session):
-    from _pytest.mark import KeywordMatcher
-    from _pytest.mark.expression import Expression
-    with open(os.environ["HARNESS_COLLECT_SPEC"], encoding="utf-8") as f:
-        spec = json.load(f)
-    root = Path(spec["root"]).resolve()
-    items = list(session.items)
-    item_paths = [Path(item.path).resolve() for item in items]
-    matchers = None
-    k_counts = {}
-    for key, (expr, paths) in spec["k"].items():
-        try:
-            compiled = Expression.compile(expr)
-        except Exception as exc:
-            k_counts[key] = f"invalid -k expression: {exc}"
-            continue
-        if matchers is None:
-            matchers = [KeywordMatcher.from_item(item) for item in items]
-        bases = [(root / p).resolve() for p in paths]
-        count = 0
-        for item_path, matcher in zip(item_paths, matchers):
-            if any(item_path == b or b in item_path.parents for b in bases) and compiled.evaluate(matcher):
-                count += 1
-        k_counts[key] = count
-    out = {"items": [item.nodeid for item in items], "k": k_counts, "errors": _errors}
-    tmp = os.environ["HARNESS_COLLECT_OUT"] + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(out, f)
-    os.replace(tmp, os.environ["HARNESS_COLLECT_OUT"])
-"""
 
 
 @dataclass
@@ -237,54 +175,38 @@ def collect_pytest(
     *,
     timeout_s: float = 300.0,
 ) -> PytestCollection:
-    """Collect (never run) the given node ids and -k selections in one pytest run from `root`.
+    """Collect (never run) the given node ids and -k selections in one child from `root`.
 
     `nodes` must name files that exist (the caller reports missing files without running pytest);
     `k_exprs` maps a caller-chosen key to (expression, paths).
     """
     result = PytestCollection()
-    args: list[str] = []
-    for node in nodes:
-        args.append(_norm_node(node).split("::", 1)[0])
+    args = [_norm_node(node).split("::", 1)[0] for node in nodes]
     for _, paths in k_exprs.values():
         args.extend(paths)
     args = list(dict.fromkeys(args))
     if not args:
         return result
     with tempfile.TemporaryDirectory(prefix="harness-collect-") as tmp:
-        plugin_dir = Path(tmp)
-        (plugin_dir / "_harness_collect_plugin.py").write_text(_COLLECT_PLUGIN, encoding="utf-8")
-        spec_path = plugin_dir / "spec.json"
-        out_path = plugin_dir / "out.json"
+        spec_path = Path(tmp) / "spec.json"
+        out_path = Path(tmp) / "out.json"
         spec_path.write_text(
-            json.dumps({"root": str(root), "k": {key: [e, list(p)] for key, (e, p) in k_exprs.items()}}),
+            json.dumps({"root": str(root), "args": args, "k": {key: [e, list(p)] for key, (e, p) in k_exprs.items()}}),
             encoding="utf-8",
         )
-        env = _child_env(root, plugin_dir)
-        env["HARNESS_COLLECT_SPEC"] = str(spec_path)
-        env["HARNESS_COLLECT_OUT"] = str(out_path)
-        cmd = [
-            sys.executable, "-m", "pytest", "--collect-only", "-q",
-            "-p", "no:cacheprovider", "-p", "_harness_collect_plugin",
-            # Contract files are not tests of a binding: never count falsifier items as matches.
-            "-p", "no:harness", "-p", "no:harness.plugin",
-            "--rootdir", str(root), "--", *args,
-        ]
-        try:
-            proc = subprocess.run(
-                cmd, cwd=root, env=env, stdin=subprocess.DEVNULL,
-                capture_output=True, text=True, timeout=timeout_s,
-            )
-        except subprocess.TimeoutExpired:
+        run = run_isolated(
+            [sys.executable, "-m", "harness.collect_child", str(spec_path), str(out_path)],
+            root, timeout_s, child_env(root),
+        )
+        if run.timed_out:
             result.failure = f"pytest --collect-only ran for more than {timeout_s:g} s"
             return result
-        if not out_path.exists():
-            tail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-3:]
-            result.failure = (
-                f"pytest --collect-only failed (exit {proc.returncode}): " + " | ".join(tail)
-            )
+        data = json.loads(out_path.read_text(encoding="utf-8")) if out_path.exists() else None
+        if data is None or data["failed"] is not None:
+            status = data["failed"] if data is not None else run.returncode
+            tail = run.output.strip().splitlines()[-3:]
+            result.failure = f"pytest --collect-only failed (exit {status}): " + " | ".join(tail)
             return result
-        data = json.loads(out_path.read_text(encoding="utf-8"))
     items: list[str] = data["items"]
     # One pass over the items per distinct file keeps this linear in the number of tests.
     by_file: dict[str, list[str]] = {}

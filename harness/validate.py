@@ -35,12 +35,13 @@ import os
 import re
 import shlex
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 import jsonschema
 
+from harness import clock, requirements
 from harness.count import count_group_problem
 from harness.load import LoadedDoc, LoadError, load_contract_file
 from harness.model import (
@@ -297,9 +298,15 @@ def _schema_messages(
     v = error.validator
     if v == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
+        # The schema closes `requires` to the built-in kinds; a project may register more.
+        in_requires = len(path) == 3 and path[0] == "falsifiers" and path[2] == "requires"
         out = []
         for key in error.instance:
             if key in error.schema.get("properties", {}):
+                continue
+            if in_requires:
+                if not requirements.is_known(str(key)):
+                    out.append((path + (key,), _unknown_kind(str(key), where)))
                 continue
             close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
             hint = f"did you mean {close[0]!r}?" if close else f"allowed keys here: {', '.join(allowed)}"
@@ -365,6 +372,16 @@ def _schema_messages(
     if v == "const" or v is False or error.validator_value is False:
         return [(path, f"{where} is not allowed here; remove it")]
     return [(path, f"{where}: {error.message}")]
+
+
+def _unknown_kind(kind: str, where: str) -> str:
+    known = requirements.known_kinds()
+    close = difflib.get_close_matches(kind, known, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return (
+        f"unknown requirement kind {kind!r} in {where} ({hint}known kinds: {', '.join(known)}); fix it, or have the "
+        f"project register it under the entry point group {requirements.ENTRY_POINT_GROUP} (see docs/contract-format.md)"
+    )
 
 
 def _check_schema(doc: _Doc, problems: _Problems) -> None:
@@ -490,6 +507,12 @@ def _check_references(docs: list[_Doc], problems: _Problems, today: date) -> Non
                 _check_binding_shape(doc, i, fid, binding, problems)
             requires = fal.get("requires")
             if isinstance(requires, dict):
+                for kind in requires:
+                    if isinstance(kind, str) and kind not in requirements.BUILTIN_KINDS and requirements.is_known(kind):
+                        try:
+                            requirements.probe_for(kind)
+                        except requirements.ProbeError as exc:
+                            problems.add(doc.loc(("falsifiers", i, "requires", kind)), fid, f"{exc}; fix the project's entry point")
                 for j, spec in _strs(requires.get("packages")):
                     if spec.strip() and not _valid_requirement(spec):
                         problems.add(
@@ -900,6 +923,7 @@ def _contract(doc: _Doc) -> Contract:
                 requires=Requirement(
                     cuda=bool(req.get("cuda", False)), packages=tuple(req.get("packages", ())),
                     min_memory_gib=float(req["min_memory_gib"]) if "min_memory_gib" in req else None,
+                    custom=tuple((k, v) for k, v in req.items() if k not in requirements.BUILTIN_KINDS),
                 ),
                 timeout_s=float(fal.get("timeout_s", 300.0)),
                 deferred=Deferred(reason=deferred["reason"], until=date.fromisoformat(deferred["until"])) if deferred else None,
@@ -920,7 +944,7 @@ def validate_report(
     today: date | None = None,
 ) -> Validation:
     """Run every check over the contract files under `paths`; see the module docstring."""
-    today = today or datetime.now(timezone.utc).date()
+    today = today or clock.today()
     files, discovered = discover(paths)
     problems = _Problems()
     for p in discovered:

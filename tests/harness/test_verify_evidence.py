@@ -201,8 +201,10 @@ def test_requirement_reasons() -> None:
 
 
 def test_cuda_requirement_without_a_gpu_reads_requires_cuda() -> None:
-    torch = pytest.importorskip("torch")
-    if torch.cuda.is_available():
+    # CUDA is the machine's (harness.requirements.cuda_facts), not torch's: no GPU listed, "requires CUDA".
+    from harness import requirements
+
+    if requirements.machine_cuda().present:
         pytest.skip("this machine has CUDA")
     assert unmet_requirement(Requirement(cuda=True)) == "requires CUDA"
 
@@ -224,20 +226,31 @@ def test_python_binding_runs_in_a_child_against_the_repository_root(tmp_path: Pa
     assert r.counterexample == str(tmp_path)
 
 
-def test_environment_skips_importing_torch_when_no_gpu_driver_exists(monkeypatch: pytest.MonkeyPatch) -> None:
+ENVIRONMENT_CHILD = """\
+import json, sys
+from harness.environment import collect_environment
+env = collect_environment()
+print(json.dumps({"facts": {k: env[k] for k in ("torch", "cuda", "gpu", "gpus")}, "imported": "torch" in sys.modules}))
+"""
+
+
+def test_environment_skips_importing_torch_when_no_gpu_is_present() -> None:
     import importlib.metadata
+    import subprocess
     import sys
 
-    from harness import environment
+    from tests.cli_env import cli_env
 
-    monkeypatch.setattr(environment, "GPU_DRIVER_PATHS", ("/nonexistent/nvidiactl",))
-    monkeypatch.setattr(sys, "platform", "linux")
-    assert environment.gpu_driver_may_be_present() is False
-    facts = environment.torch_facts()
+    # A fresh interpreter, where nothing has imported torch yet; CUDA_VISIBLE_DEVICES="" hides any GPU.
+    env = cli_env(CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.run([sys.executable, "-c", ENVIRONMENT_CHILD], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert got["imported"] is False
     if importlib.util.find_spec("torch") is None:
-        assert facts == {"torch": None, "cuda": None, "gpu": None}
+        assert got["facts"] == {"torch": None, "cuda": None, "gpu": None, "gpus": []}
     else:
-        assert facts == {"torch": importlib.metadata.version("torch"), "cuda": None, "gpu": None}
+        assert got["facts"] == {"torch": importlib.metadata.version("torch"), "cuda": None, "gpu": None, "gpus": []}
 
 
 def test_git_state_outside_a_checkout_is_none(tmp_path: Path) -> None:

@@ -1,0 +1,63 @@
+"""The harness's one way to write a file: complete or not at all, and on disk before it is named.
+
+Every file the harness (or a child it starts) writes goes through `write_atomic`: the text goes to a
+uniquely named hidden sibling, is fsynced, and is renamed over the target, and the directory is
+fsynced so the rename survives a crash. A reader, a parent polling for a child's result, or a
+concurrent run into the same directory therefore sees the previous file or the new one, never half
+of one. (`harness.record.publish` replaces a whole directory of them from the same pieces.)
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+
+def create_file(path: Path, text: str) -> None:
+    """Create `path` (it must not exist yet) holding `text` as UTF-8, on disk before returning.
+
+    Opened with mode 0o666, so the file gets what the umask leaves (0644 under 022), like any tool's
+    output: CI artifact upload and other users of a container must be able to read evidence."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def unique_sibling(directory: Path, name: str, suffix: str) -> Path:
+    """A hidden sibling name no other process or run can pick: `.NAME.PID.RANDOM.SUFFIX`."""
+    return directory / f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.{suffix}"
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make the renames in `directory` durable (a crash right after cannot bring the old names back)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return  # e.g. a platform whose directories cannot be opened: durability is best effort
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write `text` to `path` via a fsynced temp file in the same directory, then os.replace and a
+    directory fsync: readers (and a concurrent run into the same directory) only ever see a complete file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = unique_sibling(path.parent, path.name, "tmp")
+    try:
+        create_file(tmp, text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    fsync_dir(path.parent)
