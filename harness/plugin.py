@@ -16,6 +16,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import pickle
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -29,6 +30,9 @@ from harness.model import Contract, Falsifier, FalsifierResult, Outcome, Problem
 from harness.record import result_to_dict
 
 RESULT_PROPERTY = "harness_result"
+# `harness verify` validates once, in the controller, and hands the Contract values to this plugin (in
+# its own process and in every xdist worker, which get the same arguments) through this file.
+CONTRACTS_OPTION = "--harness-contracts"
 IDS_PROPERTY = "harness_ids"
 CONTRACT_SUFFIXES = (".yaml", ".yml")
 _TOP_LEVEL_ID = re.compile(r"^id\s*:", re.MULTILINE)
@@ -44,6 +48,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="ID-PATTERN",
         help="run only falsifiers whose id, contract id or attacked invariant id matches this glob or substring "
         "(repeatable; case-insensitive)",
+    )
+    group.addoption(
+        CONTRACTS_OPTION,
+        default=None,
+        metavar="FILE",
+        help="(set by harness verify) the validated contracts to compile, so no session re-reads the files",
     )
 
 
@@ -92,6 +102,39 @@ class InvalidContract(Exception):
 
 
 _VALIDATIONS = pytest.StashKey[dict]()
+_SCANS = pytest.StashKey[dict]()
+_COMPILED = pytest.StashKey[dict]()
+_NAMED = pytest.StashKey[tuple]()
+
+
+def _contract_files_under(config: pytest.Config, top: Path) -> tuple[Path, ...]:
+    """Every contract file under `top` (hidden directories left out), scanned once per session: each of
+    the directory's files asks for its group, and a walk per file made collection quadratic."""
+    scans = config.stash.setdefault(_SCANS, {})
+    if top not in scans:
+        scans[top] = tuple(
+            sorted(
+                p
+                for p in top.rglob("*")
+                if p.suffix in CONTRACT_SUFFIXES
+                and not any(part.startswith(".") for part in p.relative_to(top).parts)
+                and p.is_file()
+                and looks_like_contract(p)
+            )
+        )
+    return scans[top]
+
+
+def _named(config: pytest.Config) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
+    """The command line's contract files and directories, resolved once per session."""
+    if _NAMED not in config.stash:
+        base = config.invocation_params.dir
+        args = [(base / str(a).split("::")[0]).resolve() for a in config.args]
+        config.stash[_NAMED] = (
+            tuple(a for a in args if a.is_file() and a.suffix in CONTRACT_SUFFIXES),
+            tuple(a for a in args if a.is_dir()),
+        )
+    return config.stash[_NAMED]
 
 
 def _contract_group(config: pytest.Config, path: Path) -> tuple[Path, ...]:
@@ -99,26 +142,17 @@ def _contract_group(config: pytest.Config, path: Path) -> tuple[Path, ...]:
     `attacks`, unique ids) see the same set as `harness validate`: the contract files named on the
     command line when `path` is one of them, else every contract file under the named directory
     that holds it."""
-    base = config.invocation_params.dir
-    args = [(base / str(a).split("::")[0]).resolve() for a in config.args]
-    named = tuple(a for a in args if a.is_file() and a.suffix in CONTRACT_SUFFIXES)
+    named, directories = _named(config)
     if path in named:
         return named
-    holders = [a for a in args if a.is_dir() and a in path.parents]
+    holders = [a for a in directories if a in path.parents]
     top = max(holders, key=lambda a: len(a.parts)) if holders else path.parent
-    return tuple(
-        sorted(
-            p
-            for p in top.rglob("*")
-            if p.suffix in CONTRACT_SUFFIXES
-            and not any(part.startswith(".") for part in p.relative_to(top).parts)
-            and p.is_file()
-            and (p == path or looks_like_contract(p))
-        )
-    )
+    scanned = _contract_files_under(config, top)
+    return scanned if path in scanned else tuple(sorted((*scanned, path)))
 
 
-def _validation(config: pytest.Config, group: tuple[Path, ...]) -> Any:
+def _validation(config: pytest.Config, group: tuple[Path, ...]) -> tuple[Any, dict[Path, list[tuple[Contract, Path]]]]:
+    """The group's validation, and its contracts by resolved file path; once per group and session."""
     # Imported here so `pytest` runs that never meet a contract file never import the validator.
     from harness.validate import validate_report
 
@@ -126,8 +160,25 @@ def _validation(config: pytest.Config, group: tuple[Path, ...]) -> Any:
     if group not in cache:
         # Bindings are not resolved here: running them is the resolution, and a binding that does not
         # import or match any test becomes that falsifier's `error` with evidence, not a collection error.
-        cache[group] = validate_report(group, check_bindings=False)
+        result = validate_report(group, check_bindings=False)
+        by_file: dict[Path, list[tuple[Contract, Path]]] = {}
+        for contract in result.contracts:
+            root = Path(result.roots[contract.id])
+            by_file.setdefault((root / contract.path).resolve(), []).append((contract, root))
+        cache[group] = (result, by_file)
     return cache[group]
+
+
+def _compiled(config: pytest.Config) -> dict[str, list[tuple[Contract, str]]] | None:
+    """The controller's validated contracts by resolved file path (read once per session), or None in
+    a plain pytest run, which validates the files itself."""
+    source = config.getoption("harness_contracts", default=None)
+    if not source:
+        return None
+    if _COMPILED not in config.stash:
+        # Written by harness.pipeline into its own private scratch directory for this very session.
+        config.stash[_COMPILED] = pickle.loads(Path(source).read_bytes())
+    return config.stash[_COMPILED]
 
 
 class ContractFile(pytest.File):
@@ -135,19 +186,22 @@ class ContractFile(pytest.File):
 
     def collect(self) -> Iterator[pytest.Item]:
         me = self.path.resolve()
-        result = _validation(self.config, _contract_group(self.config, me))
+        compiled = _compiled(self.config)
+        if compiled is not None and str(me) in compiled:
+            for contract, root in compiled[str(me)]:
+                yield from self._items(contract, Path(root))
+            return
+        result, by_file = _validation(self.config, _contract_group(self.config, me))
         if result.problems:
             mine = [p for p in result.problems if Path(p.location.path).resolve() == me]
             others = [p for p in result.problems if p not in mine]
             raise InvalidContract(mine, others)
-        for contract in result.contracts:
-            root = Path(result.roots[contract.id])
-            if (root / contract.path).resolve() != me:
-                continue
-            for falsifier in contract.falsifiers:
-                yield FalsifierItem.from_parent(
-                    self, name=falsifier.id, contract=contract, falsifier=falsifier, repo_root=root
-                )
+        for contract, root in by_file.get(me, []):
+            yield from self._items(contract, root)
+
+    def _items(self, contract: Contract, root: Path) -> Iterator[pytest.Item]:
+        for falsifier in contract.falsifiers:
+            yield FalsifierItem.from_parent(self, name=falsifier.id, contract=contract, falsifier=falsifier, repo_root=root)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> str:  # type: ignore[override]
         if isinstance(excinfo.value, InvalidContract):
