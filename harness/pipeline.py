@@ -154,6 +154,19 @@ def _write_contracts(path: Path, contracts: Sequence[Contract], roots: dict[str,
     path.write_bytes(pickle.dumps(by_file, protocol=pickle.HIGHEST_PROTOCOL))
 
 
+def _top_directories(files: Sequence[Path]) -> list[Path]:
+    """The fewest directories that hold all `files` (resolved paths). pytest is given these, not the
+    files: it collects a directory again for every file named in it, which made collection quadratic;
+    the plugin then collects only the validated files under them (see plugin.pytest_ignore_collect)."""
+    tops: list[Path] = []
+    kept: set[Path] = set()
+    for directory in sorted({f.parent for f in files}):
+        if not any(parent in kept for parent in directory.parents):  # sorted: ancestors come first
+            kept.add(directory)
+            tops.append(directory)
+    return tops
+
+
 def run_pytest(
     files: Sequence[Path],
     contracts: Sequence[Contract],
@@ -180,7 +193,7 @@ def run_pytest(
         args += [f"--harness-select={p}" for p in select]
         if jobs > 1:
             args += ["-p", "xdist.plugin", "-n", str(jobs)]
-        args += [str(f) for f in files]
+        args += [str(d) for d in _top_directories(files)]
         saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "PYTEST_DISABLE_PLUGIN_AUTOLOAD")}
         # xdist workers are fresh interpreters: they must import the same harness as this process.
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (HARNESS_PARENT, saved["PYTHONPATH"]) if p)
