@@ -88,7 +88,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
         return None
     compiled = _compiled(parent.config)
     if compiled is not None:  # harness verify: exactly the files it validated
-        return ContractFile.from_parent(parent, path=file_path) if str(file_path.resolve()) in compiled else None
+        return ContractFile.from_parent(parent, path=file_path) if _compiled_key(file_path, compiled) in compiled else None
     if parent.session.isinitpath(file_path) or looks_like_contract(file_path):
         return ContractFile.from_parent(parent, path=file_path)
     return None
@@ -108,7 +108,7 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
             wanted.add(name)
             wanted.update(str(p) for p in Path(name).parents)
         config.stash[_WANTED] = wanted
-    return str(collection_path.resolve()) not in config.stash[_WANTED]
+    return _compiled_key(collection_path, config.stash[_WANTED]) not in config.stash[_WANTED]
 
 
 class InvalidContract(Exception):
@@ -202,16 +202,23 @@ def _compiled(config: pytest.Config) -> dict[str, list[tuple[Contract, str]]] | 
     return config.stash[_COMPILED]
 
 
+def _compiled_key(path: Path, known: dict[str, Any] | set[str]) -> str:
+    """`path` as the controller's contracts name it (resolved); pytest's own paths under the resolved
+    directories verify passes are that already, so resolve (a stat per part) only when they differ."""
+    name = str(path)
+    return name if name in known else str(path.resolve())
+
+
 class ContractFile(pytest.File):
     """One contract YAML file; its falsifiers are the items."""
 
     def collect(self) -> Iterator[pytest.Item]:
-        me = self.path.resolve()
         compiled = _compiled(self.config)
-        if compiled is not None and str(me) in compiled:
-            for contract, root in compiled[str(me)]:
+        if compiled is not None and _compiled_key(self.path, compiled) in compiled:
+            for contract, root in compiled[_compiled_key(self.path, compiled)]:
                 yield from self._items(contract, Path(root))
             return
+        me = self.path.resolve()
         result, by_file = _validation(self.config, _contract_group(self.config, me))
         if result.problems:
             mine = [p for p in result.problems if Path(p.location.path).resolve() == me]
@@ -283,7 +290,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         # Run in the order harness verify validated the files (the order its PATHs name them), not
         # pytest's directory order; items of one file keep their order (the sort is stable).
         order = {name: i for i, name in enumerate(compiled)}
-        items.sort(key=lambda item: order.get(str(item.path.resolve()), len(order)))
+        items.sort(key=lambda item: order.get(_compiled_key(item.path, order), len(order)))
     patterns = config.getoption("harness_select", default=[]) or []
     if not patterns:
         return
