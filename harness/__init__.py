@@ -4,7 +4,7 @@ It is a general tool and imports nothing from the systems it verifies. As a libr
 
     evidence = harness.verify(["contracts/"], out="reports")   # a typed Evidence
     gate = harness.verdict(evidence, harness.Policy(strict=True))
-    again = harness.read_evidence("reports/<commit>/")         # the same Evidence, read back
+    again = harness.read_evidence(harness.evidence_dir("reports", evidence.commit))  # the same Evidence
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ _EXPORTS = {
     "InvalidInput": "harness.pipeline",
     "EvidenceNotWritten": "harness.pipeline",
     "read_evidence": "harness.record",
+    "evidence_dir": "harness.record",
     "EvidenceError": "harness.record",
     "verdict": "harness.gate",
     "Policy": "harness.gate",

@@ -19,6 +19,7 @@ import json
 import os
 import pickle
 import shlex
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -98,6 +99,8 @@ class ResultCollector:
     def __init__(self, selected: dict[Key, tuple[Contract, Falsifier]], observer: Observer) -> None:
         self.selected = selected
         self.observer = observer
+        # pytest's own output is captured while it runs (run_pytest); the observer's is its caller's.
+        self.stdout = sys.stdout
         self.results: dict[Key, FalsifierResult] = {}
         self._by_falsifier_id: dict[str, list[Key]] = {}
         for key in selected:
@@ -116,7 +119,8 @@ class ResultCollector:
         if key in self.results:
             return
         self.results[key] = result
-        self.observer.result(result)
+        with contextlib.redirect_stdout(self.stdout):
+            self.observer.result(result)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         props = report_properties(report.user_properties)

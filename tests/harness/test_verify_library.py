@@ -4,6 +4,8 @@ reads it back, `harness.verdict()` decides the gate, and a run validates and col
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ import harness.validate
 from harness.model import Binding, BindingKind, ContractResult, Evidence, FalsifierResult, Outcome
 from harness.record import EvidenceError, evidence_schema, evidence_to_dict
 
-from tests.harness.verify_support import contract_text, falsifier, make_project, read_evidence, run_verify
+from tests.harness.verify_support import REPO, contract_text, falsifier, harness_env, make_project, read_evidence, run_verify
 
 FALSIFIERS = [
     falsifier("FALSIFY-LIB-001", '{python: "fx_falsifiers:holds"}'),
@@ -269,3 +271,21 @@ def test_evidence_is_frozen() -> None:
     with pytest.raises(AttributeError):
         evidence.complete = False  # type: ignore[misc]
     assert replace(evidence, complete=False).complete is False
+
+
+def _readme_example() -> str:
+    lines = (REPO / "README.md").read_text(encoding="utf-8").splitlines()
+    start = lines.index("## Use it as a library")
+    begin = lines.index("```python", start) + 1
+    return "\n".join(lines[begin:lines.index("```", begin)]) + "\n"
+
+
+def test_readme_library_example_runs_as_printed(tmp_path: Path) -> None:
+    make_project(tmp_path, {"lib.yaml": contract_text("lib-v1", FALSIFIERS[:2])})
+    proc = subprocess.run(
+        [sys.executable, "-c", _readme_example()], cwd=tmp_path, env=harness_env(), capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines() == [
+        "PASSED FALSIFY-LIB-001", "FALSIFIED FALSIFY-LIB-002", "exit", "1", "FALSIFY-LIB-002: falsified: AssertionError: 1 + 1 was 2, predicted 3",
+    ]
