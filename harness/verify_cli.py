@@ -19,12 +19,12 @@ from typing import Any, TextIO
 
 from harness.console import EXIT_INTERRUPTED, emit
 from harness.escape import terminal
+from harness.gate import EXIT_FAILED, EXIT_OK, Policy, verdict
 from harness.model import FalsifierResult, Outcome
 from harness.pipeline import EvidenceNotWritten, InvalidInput, Observer, default_command
 from harness.pipeline import verify as run_verification
 from harness.record import evidence_dir
 from harness.report import totals_line
-from harness.gate import EXIT_FAILED, EXIT_OK, Policy, verdict
 
 EXIT_INVALID = 2
 EXIT_UNRECORDED = 3  # the falsifiers ran, but their evidence could not be written
