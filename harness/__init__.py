@@ -1,6 +1,46 @@
 """harness: compiles YAML contracts into falsifiers, runs them with pytest, records evidence per commit.
 
-It is a general tool and imports nothing from the systems it verifies.
+It is a general tool and imports nothing from the systems it verifies. As a library:
+
+    evidence = harness.verify(["contracts/"], out="reports")   # a typed Evidence
+    gate = harness.verdict(evidence, harness.Policy(strict=True))
+    again = harness.read_evidence(harness.evidence_dir("reports", evidence.commit))  # the same Evidence
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 __version__ = "0.1.0"
+
+# Loaded on first use (PEP 562): `harness.cli` imports this package before it can handle SIGTERM, so
+# importing it must stay cheap, and the pipeline pulls in pytest.
+_EXPORTS = {
+    "verify": "harness.pipeline",
+    "Observer": "harness.pipeline",
+    "InvalidInput": "harness.pipeline",
+    "EvidenceNotWritten": "harness.pipeline",
+    "read_evidence": "harness.record",
+    "evidence_dir": "harness.record",
+    "EvidenceError": "harness.record",
+    "verdict": "harness.gate",
+    "Policy": "harness.gate",
+    "Verdict": "harness.gate",
+    "Evidence": "harness.model",
+    "ContractResult": "harness.model",
+    "FalsifierResult": "harness.model",
+    "Outcome": "harness.model",
+}
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'harness' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -140,3 +140,39 @@ class FalsifierResult:
     tests_matched: int | None = None
     tests_executed: int | None = None
     counterexample: str | None = None
+
+
+@dataclass(frozen=True)
+class ContractResult:
+    """One contract's entry in the evidence: the contract file as it was run, and its falsifiers' results
+    (in file order; only the falsifiers that were run)."""
+
+    id: str
+    version: str
+    path: str  # repository-relative
+    sha256: str
+    falsifiers: tuple[FalsifierResult, ...]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What one `harness verify` run found; evidence.json is this value serialised field for field
+    (`harness.record.evidence_to_dict`), and `harness.read_evidence` reads it back."""
+
+    schema_version: int
+    harness_version: str
+    commit: str | None
+    dirty: bool | None
+    complete: bool  # False when the run was interrupted: the results so far only
+    started_at: str
+    finished_at: str
+    duration_s: float
+    command: tuple[str, ...]
+    environment: dict[str, Any]  # free-form machine facts (python, os, cpu, torch, cuda, gpu, ...)
+    totals: dict[str, int]  # count per Outcome value
+    contracts: tuple[ContractResult, ...]
+
+    @property
+    def results(self) -> tuple[FalsifierResult, ...]:
+        """Every falsifier result, in contract and file order."""
+        return tuple(r for c in self.contracts for r in c.falsifiers)

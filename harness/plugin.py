@@ -16,6 +16,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import pickle
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -29,6 +30,9 @@ from harness.model import Contract, Falsifier, FalsifierResult, Outcome, Problem
 from harness.record import result_to_dict
 
 RESULT_PROPERTY = "harness_result"
+# `harness verify` validates once, in the controller, and hands the Contract values to this plugin (in
+# its own process and in every xdist worker, which get the same arguments) through this file.
+CONTRACTS_OPTION = "--harness-contracts"
 IDS_PROPERTY = "harness_ids"
 CONTRACT_SUFFIXES = (".yaml", ".yml")
 _TOP_LEVEL_ID = re.compile(r"^id\s*:", re.MULTILINE)
@@ -44,6 +48,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="ID-PATTERN",
         help="run only falsifiers whose id, contract id or attacked invariant id matches this glob or substring "
         "(repeatable; case-insensitive)",
+    )
+    group.addoption(
+        CONTRACTS_OPTION,
+        default=None,
+        metavar="FILE",
+        help="(set by harness verify) the validated contracts to compile, so no session re-reads the files",
     )
 
 
@@ -76,9 +86,29 @@ def looks_like_contract(path: Path) -> bool:
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     if file_path.suffix not in CONTRACT_SUFFIXES:
         return None
+    compiled = _compiled(parent.config)
+    if compiled is not None:  # harness verify: exactly the files it validated
+        return ContractFile.from_parent(parent, path=file_path) if _compiled_key(file_path, compiled) in compiled else None
     if parent.session.isinitpath(file_path) or looks_like_contract(file_path):
         return ContractFile.from_parent(parent, path=file_path)
     return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Under harness verify, which names the contracts' directories (pytest re-collects a directory
+    for each file named in it, so naming N files there costs N^2), collect only the validated contract
+    files and the directories on the way to them: no tests, no other files, nothing read twice."""
+    compiled = _compiled(config)
+    if compiled is None:
+        return None
+    if _WANTED not in config.stash:
+        wanted: set[str] = set()
+        for name in compiled:
+            wanted.add(name)
+            wanted.update(str(p) for p in Path(name).parents)
+        config.stash[_WANTED] = wanted
+    return _compiled_key(collection_path, config.stash[_WANTED]) not in config.stash[_WANTED]
 
 
 class InvalidContract(Exception):
@@ -92,6 +122,40 @@ class InvalidContract(Exception):
 
 
 _VALIDATIONS = pytest.StashKey[dict]()
+_SCANS = pytest.StashKey[dict]()
+_COMPILED = pytest.StashKey[dict]()
+_NAMED = pytest.StashKey[tuple]()
+_WANTED = pytest.StashKey[set]()
+
+
+def _contract_files_under(config: pytest.Config, top: Path) -> tuple[Path, ...]:
+    """Every contract file under `top` (hidden directories left out), scanned once per session: each of
+    the directory's files asks for its group, and a walk per file made collection quadratic."""
+    scans = config.stash.setdefault(_SCANS, {})
+    if top not in scans:
+        scans[top] = tuple(
+            sorted(
+                p
+                for p in top.rglob("*")
+                if p.suffix in CONTRACT_SUFFIXES
+                and not any(part.startswith(".") for part in p.relative_to(top).parts)
+                and p.is_file()
+                and looks_like_contract(p)
+            )
+        )
+    return scans[top]
+
+
+def _named(config: pytest.Config) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
+    """The command line's contract files and directories, resolved once per session."""
+    if _NAMED not in config.stash:
+        base = config.invocation_params.dir
+        args = [(base / str(a).split("::")[0]).resolve() for a in config.args]
+        config.stash[_NAMED] = (
+            tuple(a for a in args if a.is_file() and a.suffix in CONTRACT_SUFFIXES),
+            tuple(a for a in args if a.is_dir()),
+        )
+    return config.stash[_NAMED]
 
 
 def _contract_group(config: pytest.Config, path: Path) -> tuple[Path, ...]:
@@ -99,26 +163,17 @@ def _contract_group(config: pytest.Config, path: Path) -> tuple[Path, ...]:
     `attacks`, unique ids) see the same set as `harness validate`: the contract files named on the
     command line when `path` is one of them, else every contract file under the named directory
     that holds it."""
-    base = config.invocation_params.dir
-    args = [(base / str(a).split("::")[0]).resolve() for a in config.args]
-    named = tuple(a for a in args if a.is_file() and a.suffix in CONTRACT_SUFFIXES)
+    named, directories = _named(config)
     if path in named:
         return named
-    holders = [a for a in args if a.is_dir() and a in path.parents]
+    holders = [a for a in directories if a in path.parents]
     top = max(holders, key=lambda a: len(a.parts)) if holders else path.parent
-    return tuple(
-        sorted(
-            p
-            for p in top.rglob("*")
-            if p.suffix in CONTRACT_SUFFIXES
-            and not any(part.startswith(".") for part in p.relative_to(top).parts)
-            and p.is_file()
-            and (p == path or looks_like_contract(p))
-        )
-    )
+    scanned = _contract_files_under(config, top)
+    return scanned if path in scanned else tuple(sorted((*scanned, path)))
 
 
-def _validation(config: pytest.Config, group: tuple[Path, ...]) -> Any:
+def _validation(config: pytest.Config, group: tuple[Path, ...]) -> tuple[Any, dict[Path, list[tuple[Contract, Path]]]]:
+    """The group's validation, and its contracts by resolved file path; once per group and session."""
     # Imported here so `pytest` runs that never meet a contract file never import the validator.
     from harness.validate import validate_report
 
@@ -126,28 +181,55 @@ def _validation(config: pytest.Config, group: tuple[Path, ...]) -> Any:
     if group not in cache:
         # Bindings are not resolved here: running them is the resolution, and a binding that does not
         # import or match any test becomes that falsifier's `error` with evidence, not a collection error.
-        cache[group] = validate_report(group, check_bindings=False)
+        result = validate_report(group, check_bindings=False)
+        by_file: dict[Path, list[tuple[Contract, Path]]] = {}
+        for contract in result.contracts:
+            root = Path(result.roots[contract.id])
+            by_file.setdefault((root / contract.path).resolve(), []).append((contract, root))
+        cache[group] = (result, by_file)
     return cache[group]
+
+
+def _compiled(config: pytest.Config) -> dict[str, list[tuple[Contract, str]]] | None:
+    """The controller's validated contracts by resolved file path (read once per session), or None in
+    a plain pytest run, which validates the files itself."""
+    source = config.getoption("harness_contracts", default=None)
+    if not source:
+        return None
+    if _COMPILED not in config.stash:
+        # Written by harness.pipeline into its own private scratch directory for this very session.
+        config.stash[_COMPILED] = pickle.loads(Path(source).read_bytes())
+    return config.stash[_COMPILED]
+
+
+def _compiled_key(path: Path, known: dict[str, Any] | set[str]) -> str:
+    """`path` as the controller's contracts name it (resolved); pytest's own paths under the resolved
+    directories verify passes are that already, so resolve (a stat per part) only when they differ."""
+    name = str(path)
+    return name if name in known else str(path.resolve())
 
 
 class ContractFile(pytest.File):
     """One contract YAML file; its falsifiers are the items."""
 
     def collect(self) -> Iterator[pytest.Item]:
+        compiled = _compiled(self.config)
+        if compiled is not None and _compiled_key(self.path, compiled) in compiled:
+            for contract, root in compiled[_compiled_key(self.path, compiled)]:
+                yield from self._items(contract, Path(root))
+            return
         me = self.path.resolve()
-        result = _validation(self.config, _contract_group(self.config, me))
+        result, by_file = _validation(self.config, _contract_group(self.config, me))
         if result.problems:
             mine = [p for p in result.problems if Path(p.location.path).resolve() == me]
             others = [p for p in result.problems if p not in mine]
             raise InvalidContract(mine, others)
-        for contract in result.contracts:
-            root = Path(result.roots[contract.id])
-            if (root / contract.path).resolve() != me:
-                continue
-            for falsifier in contract.falsifiers:
-                yield FalsifierItem.from_parent(
-                    self, name=falsifier.id, contract=contract, falsifier=falsifier, repo_root=root
-                )
+        for contract, root in by_file.get(me, []):
+            yield from self._items(contract, root)
+
+    def _items(self, contract: Contract, root: Path) -> Iterator[pytest.Item]:
+        for falsifier in contract.falsifiers:
+            yield FalsifierItem.from_parent(self, name=falsifier.id, contract=contract, falsifier=falsifier, repo_root=root)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> str:  # type: ignore[override]
         if isinstance(excinfo.value, InvalidContract):
@@ -203,6 +285,12 @@ class FalsifierItem(pytest.Item):
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    compiled = _compiled(config)
+    if compiled is not None:
+        # Run in the order harness verify validated the files (the order its PATHs name them), not
+        # pytest's directory order; items of one file keep their order (the sort is stable).
+        order = {name: i for i, name in enumerate(compiled)}
+        items.sort(key=lambda item: order.get(_compiled_key(item.path, order), len(order)))
     patterns = config.getoption("harness_select", default=[]) or []
     if not patterns:
         return

@@ -1,7 +1,9 @@
-"""Stage: record. Turn FalsifierResults into evidence.json, and publish the evidence set atomically per commit.
+"""Stage: record. Turn FalsifierResults into Evidence and evidence.json, read evidence back, and publish
+the evidence set atomically per commit.
 
-The falsifier entries are the FalsifierResult dataclass serialised field for field; a test holds
-the JSON Schema and the dataclasses together so the published format cannot drift from the code.
+evidence.json is the `Evidence` dataclass serialised field for field (the falsifier entries are
+FalsifierResult, the contract entries ContractResult); a test holds the JSON Schema and the
+dataclasses together so the published format cannot drift from the code.
 """
 
 from __future__ import annotations
@@ -22,11 +24,17 @@ import jsonschema
 import harness
 from harness.atomic import create_file, fsync_dir, unique_sibling, write_atomic
 from harness.escape import json_safe
-from harness.model import Binding, BindingKind, Contract, FalsifierResult, Outcome
+from harness.model import Binding, BindingKind, Contract, ContractResult, Evidence, FalsifierResult, Outcome
 from harness.schema import load_schema
 
 SCHEMA_VERSION = 1
+READABLE_SCHEMA_VERSIONS = (1,)  # what read_evidence accepts; a new version adds its reader here
 UNCOMMITTED = "uncommitted"
+EVIDENCE_FILE = "evidence.json"
+
+
+class EvidenceError(ValueError):
+    """An evidence file that cannot be read back; the message is one line naming the file and the fault."""
 
 
 def evidence_schema() -> dict[str, Any]:
@@ -103,7 +111,7 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def build_evidence(
+def make_evidence(
     contracts: Sequence[Contract],
     results: dict[tuple[str, str], FalsifierResult],
     *,
@@ -115,39 +123,101 @@ def build_evidence(
     duration_s: float,
     command: Sequence[str],
     environment: dict[str, Any],
-) -> dict[str, Any]:
-    """The evidence document. `results` is keyed by (contract id, falsifier id); falsifiers without a
+) -> Evidence:
+    """The run's Evidence. `results` is keyed by (contract id, falsifier id); falsifiers without a
     result (not selected, or not reached before Ctrl-C) are left out, in contract-file order."""
     entries = []
-    recorded: list[FalsifierResult] = []
     for contract in contracts:
-        found = [results[(contract.id, f.id)] for f in contract.falsifiers if (contract.id, f.id) in results]
-        if not found:
-            continue
-        recorded.extend(found)
-        entries.append(
-            {
-                "id": contract.id,
-                "version": contract.version,
-                "path": contract.path,
-                "sha256": contract.sha256,
-                "falsifiers": [result_to_dict(r) for r in found],
-            }
+        found = tuple(results[(contract.id, f.id)] for f in contract.falsifiers if (contract.id, f.id) in results)
+        if found:
+            entries.append(ContractResult(contract.id, contract.version, contract.path, contract.sha256, found))
+    return Evidence(
+        schema_version=SCHEMA_VERSION,
+        harness_version=harness.__version__,
+        commit=commit,
+        dirty=dirty,
+        complete=complete,
+        started_at=started_at,
+        finished_at=finished_at,
+        duration_s=round(duration_s, 3),
+        command=tuple(command),
+        environment=dict(environment),
+        totals=totals(r for c in entries for r in c.falsifiers),
+        contracts=tuple(entries),
+    )
+
+
+def build_evidence(contracts: Sequence[Contract], results: dict[tuple[str, str], FalsifierResult], **run: Any) -> dict[str, Any]:
+    """The evidence document as JSON-ready data: `make_evidence(...)` serialised (same arguments)."""
+    return evidence_to_dict(make_evidence(contracts, results, **run))
+
+
+def evidence_to_dict(evidence: Evidence) -> dict[str, Any]:
+    """Evidence as JSON-ready data: one key per dataclass field, in field order (evidence.json's order)."""
+    return _json_value(evidence)
+
+
+def _contract_result_from_dict(data: dict[str, Any]) -> ContractResult:
+    return ContractResult(
+        id=data["id"],
+        version=data["version"],
+        path=data["path"],
+        sha256=data["sha256"],
+        falsifiers=tuple(result_from_dict(f) for f in data["falsifiers"]),
+    )
+
+
+def evidence_from_dict(data: Any, source: str = "evidence") -> Evidence:
+    """Inverse of evidence_to_dict, for any schema version this release reads; EvidenceError (naming
+    `source`) for anything else, before a single field is trusted."""
+    if not isinstance(data, dict):
+        raise EvidenceError(f"{source}: not an evidence document (a JSON object is expected, found {type(data).__name__})")
+    version = data.get("schema_version")
+    if version not in READABLE_SCHEMA_VERSIONS or isinstance(version, bool):
+        readable = ", ".join(map(str, READABLE_SCHEMA_VERSIONS))
+        raise EvidenceError(
+            f"{source}: schema_version {json.dumps(version)}: harness {harness.__version__} reads evidence schema "
+            f"version {readable} only"
         )
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "harness_version": harness.__version__,
-        "commit": commit,
-        "dirty": dirty,
-        "complete": complete,
-        "started_at": started_at,
-        "finished_at": finished_at,
-        "duration_s": round(duration_s, 3),
-        "command": list(command),
-        "environment": environment,
-        "totals": totals(recorded),
-        "contracts": entries,
-    }
+    problems = evidence_problems(data)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise EvidenceError(f"{source}: breaks the evidence schema: {problems[0]}{more}")
+    return Evidence(
+        schema_version=data["schema_version"],
+        harness_version=data["harness_version"],
+        commit=data["commit"],
+        dirty=data["dirty"],
+        complete=data["complete"],
+        started_at=data["started_at"],
+        finished_at=data["finished_at"],
+        duration_s=float(data["duration_s"]),
+        command=tuple(data["command"]),
+        environment=dict(data["environment"]),
+        totals={name: int(count) for name, count in data["totals"].items()},
+        contracts=tuple(_contract_result_from_dict(c) for c in data["contracts"]),
+    )
+
+
+def read_evidence(path: str | os.PathLike[str]) -> Evidence:
+    """Read an evidence.json, or the commit directory `harness verify` wrote it into (DIR/<sha>/), back
+    into Evidence. Raises EvidenceError, one line naming the file and the fault, for a missing or
+    unreadable file, text that is not JSON, a schema version this release cannot read, or a schema violation."""
+    path = Path(path)
+    file = path / EVIDENCE_FILE if path.is_dir() else path
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        where = f"{path} holds no {EVIDENCE_FILE}" if path.is_dir() else f"{file}: no such file"
+        raise EvidenceError(f"{where} (give an evidence.json or a DIR/<commit>/ directory written by harness verify)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise EvidenceError(f"{file}: cannot read it: {why}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise EvidenceError(f"{file}:{exc.lineno}: not JSON: {exc.msg}") from None
+    return evidence_from_dict(data, str(file))
 
 
 def evidence_dir(out_dir: str | os.PathLike[str], commit: str | None) -> Path:
@@ -211,8 +281,10 @@ def publish(directory: Path, files: dict[str, str]) -> Path:
     return directory
 
 
-def evidence_json(evidence: dict[str, Any]) -> str:
+def evidence_json(evidence: Evidence | dict[str, Any]) -> str:
     """evidence.json's text: UTF-8-encodable whatever a falsifier or a path put into it."""
+    if isinstance(evidence, Evidence):
+        evidence = evidence_to_dict(evidence)
     return json.dumps(json_safe(evidence), indent=2, ensure_ascii=False) + "\n"
 
 

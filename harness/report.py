@@ -9,8 +9,8 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from harness import escape
-from harness.model import Outcome
-from harness.record import evidence_json
+from harness.model import Evidence, Outcome
+from harness.record import evidence_json, evidence_to_dict
 
 OUTCOME_ORDER = [o.value for o in Outcome]
 ICON = {"passed": "✅", "falsified": "❌", "error": "💥", "not_run": "⏭️", "deferred": "⏳"}
@@ -137,6 +137,8 @@ def render_summary(evidence: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def evidence_files(evidence: dict[str, Any]) -> dict[str, str]:
+def evidence_files(evidence: Evidence | dict[str, Any]) -> dict[str, str]:
     """The evidence set as file name -> text, every file rendered before any is written."""
+    if isinstance(evidence, Evidence):
+        evidence = evidence_to_dict(evidence)
     return {"junit.xml": render_junit(evidence), "summary.md": render_summary(evidence), "evidence.json": evidence_json(evidence)}

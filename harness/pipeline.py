@@ -1,0 +1,351 @@
+"""`harness.verify()`: the verification pipeline as a library call.
+
+validate (once, here, in the controller) -> compile (the `harness.plugin` pytest plugin turns these
+Contract values into items) -> run (pytest, isolated children; xdist workers for jobs > 1) -> record
+(Evidence) -> publish (evidence.json, junit.xml, summary.md under OUT/<commit>/).
+
+Paths and options in, a typed `Evidence` out, events to an `Observer` for display. Nothing here
+prints or exits: bad input is `InvalidInput` (the CLI's exit 2), evidence that could not be written is
+`EvidenceNotWritten` (exit 3), and the gate is `harness.gate.verdict(evidence, policy)`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import importlib.util
+import io
+import json
+import os
+import pickle
+import shlex
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.console import sigterm_as_interrupt
+from harness.environment import collect_environment, git_state
+from harness.execute import HARNESS_PARENT
+from harness.model import Contract, Evidence, Falsifier, FalsifierResult, Outcome
+from harness.plugin import CONTRACTS_OPTION, IDS_PROPERTY, RESULT_PROPERTY, matches_selection, report_properties
+from harness.record import evidence_dir, make_evidence, now_iso, publish, result_from_dict
+from harness.report import evidence_files
+
+Key = tuple[str, str]
+
+
+class InvalidInput(Exception):
+    """Nothing was run: the contracts have problems, or an option cannot work (the CLI's exit 2).
+
+    `problems` are validation problem lines (`FILE:LINE: ID: message`), `str(self)` is the one line
+    that says what to do."""
+
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.problems = tuple(problems)
+
+
+class EvidenceNotWritten(Exception):
+    """The falsifiers ran, but their evidence could not be published (the CLI's exit 3); the directory
+    keeps its previous evidence. `evidence` is what would have been written."""
+
+    def __init__(self, message: str, evidence: Evidence) -> None:
+        super().__init__(message)
+        self.evidence = evidence
+
+
+class Observer:
+    """What `verify` reports while it runs; override what you need (every method does nothing here)."""
+
+    def started(self, total: int) -> None:
+        """The run begins: `total` falsifiers are selected, validated and about to run."""
+
+    def result(self, result: FalsifierResult) -> None:
+        """One falsifier finished (in the order they finish)."""
+
+    def finished(self) -> None:
+        """The falsifiers are done (or interrupted); evidence is about to be recorded."""
+
+    def message(self, line: str) -> None:
+        """A line for stderr: pytest's own report when its session itself broke."""
+
+
+def _unwritable(directory: Path) -> str | None:
+    """Why evidence cannot be written into `directory` (created here if missing), or None."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        return f"{directory} exists and is not a directory"
+    except NotADirectoryError:
+        return f"a part of {directory} is a file, not a directory"
+    except OSError as exc:
+        return f"cannot create {directory}: {exc.strerror or exc}"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"{directory} is not writable"
+    return None
+
+
+# ---------------------------------------------------------------------------------------- collection
+
+
+class ResultCollector:
+    """A controller-side pytest plugin: gathers FalsifierResults from reports (xdist workers included)."""
+
+    def __init__(self, selected: dict[Key, tuple[Contract, Falsifier]], observer: Observer) -> None:
+        self.selected = selected
+        self.observer = observer
+        # pytest's own output is captured while it runs (run_pytest); the observer's is its caller's.
+        self.stdout = sys.stdout
+        self.results: dict[Key, FalsifierResult] = {}
+        self._by_falsifier_id: dict[str, list[Key]] = {}
+        for key in selected:
+            self._by_falsifier_id.setdefault(key[1], []).append(key)
+
+    def _key_for(self, report: pytest.TestReport, props: dict[str, Any]) -> Key | None:
+        if IDS_PROPERTY in props:
+            cid, fid = json.loads(props[IDS_PROPERTY])
+            return (cid, fid)
+        # e.g. an xdist worker that crashed mid-item: its synthetic report carries no properties.
+        keys = self._by_falsifier_id.get(report.nodeid.rsplit("::", 1)[-1], [])
+        return keys[0] if len(keys) == 1 else None
+
+    def add(self, result: FalsifierResult) -> None:
+        key = (result.contract_id, result.id)
+        if key in self.results:
+            return
+        self.results[key] = result
+        with contextlib.redirect_stdout(self.stdout):
+            self.observer.result(result)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        props = report_properties(report.user_properties)
+        if RESULT_PROPERTY in props:
+            self.add(result_from_dict(json.loads(props[RESULT_PROPERTY])))
+            return
+        if report.failed:
+            key = self._key_for(report, props)
+            if key is not None and key in self.selected:
+                # The harness around the falsifier broke (not the falsifier): still one result per falsifier.
+                self.add(error_result(key, self.selected[key], "harness failed around the falsifier: " + report.longreprtext[-1500:]))
+
+
+def error_result(key: Key, pair: tuple[Contract, Falsifier], reason: str) -> FalsifierResult:
+    contract, falsifier = pair
+    return FalsifierResult(
+        id=falsifier.id,
+        contract_id=contract.id,
+        invariant=tuple(falsifier.attacks),
+        outcome=Outcome.ERROR,
+        reason=reason,
+        duration_s=0.0,
+        binding=falsifier.binding,
+    )
+
+
+def _write_contracts(path: Path, contracts: Sequence[Contract], roots: dict[str, Path]) -> None:
+    """The validated contracts, by resolved file path, for the plugin (here and in every xdist worker)
+    to compile instead of reading and validating the files again. Pickle, because these are the exact
+    frozen values (dates, enums, tuples) and the file lives in this run's private scratch directory."""
+    by_file: dict[str, list[tuple[Contract, str]]] = {}
+    for contract in contracts:
+        root = Path(roots[contract.id])
+        by_file.setdefault(str((root / contract.path).resolve()), []).append((contract, str(root)))
+    path.write_bytes(pickle.dumps(by_file, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _top_directories(files: Sequence[Path]) -> list[Path]:
+    """The fewest directories that hold all `files` (resolved paths). pytest is given these, not the
+    files: it collects a directory again for every file named in it, which made collection quadratic;
+    the plugin then collects only the validated files under them (see plugin.pytest_ignore_collect)."""
+    tops: list[Path] = []
+    kept: set[Path] = set()
+    for directory in sorted({f.parent for f in files}):
+        if not any(parent in kept for parent in directory.parents):  # sorted: ancestors come first
+            kept.add(directory)
+            tops.append(directory)
+    return tops
+
+
+def run_pytest(
+    files: Sequence[Path],
+    contracts: Sequence[Contract],
+    roots: dict[str, Path],
+    repo_root: Path,
+    select: Sequence[str],
+    jobs: int,
+    collector: ResultCollector,
+) -> tuple[int, str]:
+    """Run the contracts' items in-process; (pytest exit status, pytest's own output)."""
+    with tempfile.TemporaryDirectory(prefix="harness-verify-") as scratch:
+        # An empty ini: the project's own pytest settings (addopts, timeouts, filterwarnings=error...)
+        # are for its tests, not for the harness's items.
+        ini = Path(scratch) / "pytest.ini"
+        ini.write_text("[pytest]\n")
+        compiled = Path(scratch) / "contracts.pickle"
+        _write_contracts(compiled, contracts, roots)
+        # Only the plugins the harness needs, loaded explicitly: whatever else is installed (benchmark,
+        # randomly, timeout...) has no business around falsifier items, which run in children anyway.
+        # Explicit `-p harness.plugin` also cannot collide with the installed entry point, which
+        # autoload-off leaves unloaded.
+        args = ["-p", "harness.plugin", "-c", str(ini), f"--rootdir={repo_root}", "-p", "no:cacheprovider", "-s", "-q"]
+        args += [f"{CONTRACTS_OPTION}={compiled}"]
+        args += [f"--harness-select={p}" for p in select]
+        if jobs > 1:
+            args += ["-p", "xdist.plugin", "-n", str(jobs)]
+        args += [str(d) for d in _top_directories(files)]
+        saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "PYTEST_DISABLE_PLUGIN_AUTOLOAD")}
+        # xdist workers are fresh interpreters: they must import the same harness as this process.
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (HARNESS_PARENT, saved["PYTHONPATH"]) if p)
+        os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+        buffer = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(buffer):
+                status = int(pytest.main(args, plugins=[collector]))
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+    return status, buffer.getvalue()
+
+
+# ---------------------------------------------------------------------------------------- verify
+
+
+def default_command(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
+    return ["harness", "verify", *map(str, paths)]
+
+
+def verify(
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    out: str | os.PathLike[str] | None = "reports",
+    select: Sequence[str] = (),
+    jobs: int = 1,
+    command: Sequence[str] = (),
+    observer: Observer | None = None,
+) -> Evidence:
+    """Validate the contracts under `paths`, run their falsifiers (those matching `select`, `jobs` at a
+    time) and return the Evidence, published under `out`/<commit>/ (not written anywhere when `out` is
+    None). `command` is the argv the evidence records (default `harness verify PATH...`).
+
+    Raises InvalidInput before anything runs, EvidenceNotWritten when the evidence could not be
+    published; Ctrl-C (or SIGTERM) during the run returns the evidence so far with `complete` False,
+    and before the run propagates as KeyboardInterrupt."""
+    observer = observer or Observer()
+    command = list(command) or default_command(paths)
+    if jobs < 1:
+        raise InvalidInput(f"harness verify: -j {jobs}: must be at least 1 (-j 1 runs the falsifiers one at a time)")
+    if jobs > 1 and importlib.util.find_spec("xdist") is None:
+        raise InvalidInput("harness verify: -j needs pytest-xdist, which is not installed: pip install pytest-xdist")
+    from harness.validate import validate_report
+
+    # The one validation of the run. Structure and cross-references only: bindings are resolved by
+    # running them, so one that does not import or match a test is that falsifier's `error`, recorded
+    # with evidence.
+    validation = validate_report(paths, check_bindings=False)
+    check = shlex.join(["harness", "validate", *map(str, paths)])
+    if validation.problems:
+        raise InvalidInput(
+            f"harness: {len(validation.problems)} problem(s); nothing was run. Fix them (`{check}` checks them "
+            "again, bindings included), then run harness verify again.",
+            [str(p) for p in validation.problems],
+        )
+    contracts = list(validation.contracts)
+    files = [Path(f).resolve() for f in validation.files]
+
+    selected: dict[Key, tuple[Contract, Falsifier]] = {
+        (c.id, f.id): (c, f) for c in contracts for f in c.falsifiers if matches_selection(select, c, f)
+    }
+    if not selected:
+        what = f"matches -k {' / '.join(select)}" if select else "is declared"
+        raise InvalidInput(f"harness verify: no falsifier {what} in {len(files)} contract file(s); `{check}` counts them")
+
+    roots = {cid: Path(root) for cid, root in validation.roots.items()}
+    repo_root = roots[contracts[0].id] if contracts else files[0].parent
+    commit, dirty = git_state(repo_root)
+    if out is not None:
+        # Checked before anything runs: finding out after a long run that the evidence has nowhere to go wastes it.
+        unwritable = _unwritable(evidence_dir(out, commit))
+        if unwritable:
+            raise InvalidInput(f"harness verify: --out {out}: {unwritable}; choose another --out DIR, one you can write to")
+    started_at, t0 = now_iso(), time.monotonic()
+    # Importing torch for the environment facts takes seconds; do it while the falsifiers run.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        environment = pool.submit(collect_environment)
+        results, interrupted = _run(files, contracts, roots, repo_root, selected, select, jobs, observer)
+        evidence = make_evidence(
+            contracts,
+            results,
+            commit=commit,
+            dirty=dirty,
+            complete=not interrupted,
+            started_at=started_at,
+            finished_at=now_iso(),
+            duration_s=time.monotonic() - t0,
+            command=command,
+            environment=environment.result(),
+        )
+    if out is not None:
+        _publish(evidence, evidence_dir(out, commit), command)
+    return evidence
+
+
+def _run(
+    files: list[Path],
+    contracts: list[Contract],
+    roots: dict[str, Path],
+    repo_root: Path,
+    selected: dict[Key, tuple[Contract, Falsifier]],
+    select: Sequence[str],
+    jobs: int,
+    observer: Observer,
+) -> tuple[dict[Key, FalsifierResult], bool]:
+    """Run the selected falsifiers; (results by key, interrupted). An uninterrupted run has a result
+    for every selected falsifier."""
+    observer.started(len(selected))
+    collector = ResultCollector(selected, observer)
+    interrupted = False
+    pytest_output = ""
+    try:
+        with sigterm_as_interrupt():
+            status, pytest_output = run_pytest(files, contracts, roots, repo_root, select, jobs, collector)
+        interrupted = status == int(pytest.ExitCode.INTERRUPTED)
+    except KeyboardInterrupt:
+        interrupted = True
+        status = int(pytest.ExitCode.INTERRUPTED)
+    finally:
+        observer.finished()
+
+    results = dict(collector.results)
+    if not interrupted:
+        # Completeness: a selected falsifier without a result is an error, never silently dropped.
+        for key, pair in selected.items():
+            if key not in results:
+                tail = pytest_output.strip()[-1500:]
+                results[key] = error_result(key, pair, f"no result recorded (pytest exited with status {status}): {tail}")
+                observer.result(results[key])
+    if status in (int(pytest.ExitCode.INTERNAL_ERROR), int(pytest.ExitCode.USAGE_ERROR)):
+        for line in pytest_output.splitlines():
+            observer.message(line)
+    return results, interrupted
+
+
+def _publish(evidence: Evidence, directory: Path, command: Sequence[str]) -> None:
+    try:
+        # All three files or none: a later reader never finds a partial set presented as complete.
+        publish(directory, evidence_files(evidence))
+    except OSError as exc:
+        # E.g. the disk filled up or DIR was removed during the run. Not bad input: something did run.
+        rerun = f"; then re-run `{shlex.join(command)}`" if command else ""
+        raise EvidenceNotWritten(
+            f"harness verify: the falsifiers ran, but no evidence was written: {exc.filename or directory}: "
+            f"{exc.strerror or exc} ({directory} keeps its previous evidence, if any){rerun}",
+            evidence,
+        ) from exc
