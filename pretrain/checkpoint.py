@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pretrain.families import validate_init_arch_matches_tensor_evidence
+from pretrain.families import Claim, resolve_claim, validate_init_arch_matches_tensor_evidence
 
 if TYPE_CHECKING:  # torch is imported lazily: `pretrain inspect` and `stamp` never need it
     import torch
@@ -140,25 +140,15 @@ class Header:
         return sum(t.nbytes for t in self.tensors.values())
 
     @property
-    def arch_claim(self) -> str | None:
-        """The architecture the checkpoint says it is, from the most specific source that says anything.
+    def claim(self) -> Claim:
+        """What the checkpoint claims to be and where it says so (pretrain.families.resolve_claim)."""
+        where = "config.json" if self.format == "hf-dir" and self.config is not None else "metadata 'config'"
+        return resolve_claim(self.metadata, self.config, where)
 
-        A source saying "unknown" says nothing, so the next one is asked (a writer that did not know the
-        slug may still have recorded the HF class).
-        """
-        for key in ("architecture", "hf_architecture"):
-            value = self.metadata.get(key, "").strip()
-            if value and value.lower() != "unknown":
-                return value
-        if self.config:
-            archs = self.config.get("architectures")
-            if isinstance(archs, list) and archs and isinstance(archs[0], str) and archs[0].strip():
-                return archs[0].strip()
-            model_type = self.config.get("model_type")
-            if isinstance(model_type, str) and model_type.strip():
-                return model_type.strip()
-        value = self.metadata.get("general.architecture", "").strip()
-        return value or None
+    @property
+    def arch_claim(self) -> str | None:
+        """The architecture the checkpoint says it is, as written (see `claim`)."""
+        return self.claim.text
 
 
 # --- safetensors ------------------------------------------------------------------------------------
