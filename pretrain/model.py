@@ -449,14 +449,9 @@ def from_pretrained(path: str | os.PathLike[str], device: str | torch.device = "
                     dtype: torch.dtype = torch.float32) -> CausalLM:
     """Load an HF `save_pretrained` directory (single or sharded) or a checkpoint written by this trainer.
 
-    Order matters: header only (no tensor data) -> arch-match gate -> config -> name/shape check -> data.
+    Through the one load path (pretrain.loading): header only (no tensor data) -> arch-match gate ->
+    config -> name/shape check -> data.
     """
-    from pretrain import checkpoint
+    from pretrain.loading import load_checkpoint
 
-    header = checkpoint.check_init_arch(checkpoint.read_header(path))
-    cfg = config_from_header(header)
-    check_tensor_names_and_shapes(cfg, {k: tuple(v.shape) for k, v in header.tensors.items()}, str(path))
-    tensors = checkpoint.load_tensors(path, device="cpu")
-    model = load_state_strict(cfg, tensors, str(path), device=device, dtype=dtype)
-    return model.eval()
-
+    return load_checkpoint(path, device=device, dtype=dtype).model.eval()
