@@ -308,8 +308,12 @@ def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     def denied(*args: object, **kwargs: object) -> None:
         raise PermissionError(13, "Permission denied")
 
-    # Root reads any file whatever its mode, so the refusal is simulated where the reader opens files.
+    # Root reads any file whatever its mode, so the refusal is simulated where the readers open files:
+    # read_header (its format sniff) and the safetensors reader.
+    import pretrain.formats.safetensors
+
     monkeypatch.setattr(checkpoint, "open", denied, raising=False)
+    monkeypatch.setattr(pretrain.formats.safetensors, "open", denied, raising=False)
     with pytest.raises(CheckpointError, match="cannot read: Permission denied; check the path and permissions"):
         read_header(path)
     with pytest.raises(CheckpointError, match="cannot read: Permission denied"):
