@@ -41,7 +41,7 @@ from pretrain.formats.header import (  # noqa: F401  (re-exported)
     parse_json_bounded,
 )
 from pretrain.formats.hf_dir import HF_CONFIG, HF_INDEX, HF_SINGLE, read_hf_dir_header  # noqa: F401  (re-exported)
-from pretrain.formats.safetensors import DTYPE_BITS, read_safetensors_header  # noqa: F401  (re-exported)
+from pretrain.formats.safetensors import DTYPE_BITS, _config_from_metadata, read_safetensors_header  # noqa: F401
 
 if TYPE_CHECKING:  # torch is imported lazily: `pretrain inspect` and `stamp` never need it
     import torch
@@ -165,7 +165,10 @@ def write_checkpoint(
 
     meta = normalize_metadata(metadata)
     if verify_arch:
-        claim = Header(path=str(path), format="safetensors", tensors={}, metadata=meta).arch_claim
+        # The claim the written file will read back with, `config` metadata included, so the writer and the
+        # gate resolve the same claim (an invalid `config` JSON is refused here, before anything is written).
+        config = _config_from_metadata(str(path), meta)
+        claim = Header(path=str(path), format="safetensors", tensors={}, metadata=meta, config=config).arch_claim
         validate_init_arch_matches_tensor_evidence(claim, tensors.keys(), path=str(path))
     seen: set[int] = set()
     prepared: dict[str, torch.Tensor] = {}
