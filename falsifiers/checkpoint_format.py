@@ -174,8 +174,10 @@ class _CountingFile(io.RawIOBase):
 
 @contextlib.contextmanager
 def count_bytes_read() -> Iterator[list[int]]:
-    """Tally every byte read through `open` inside pretrain.checkpoint while the context is active."""
+    """Tally every byte read through `open` inside pretrain.checkpoint and its format readers while active."""
     import pretrain.checkpoint as checkpoint
+    import pretrain.formats.gguf
+    import pretrain.formats.safetensors
 
     tally = [0]
 
@@ -184,7 +186,10 @@ def count_bytes_read() -> Iterator[list[int]]:
             return _CountingFile(builtins.open(file, mode, buffering=0), tally)
         return builtins.open(file, mode, *args, **kwargs)
 
-    with mock.patch.object(checkpoint, "open", counting_open, create=True):
+    readers = (checkpoint, pretrain.formats.safetensors, pretrain.formats.gguf)
+    with contextlib.ExitStack() as stack:
+        for module in readers:
+            stack.enter_context(mock.patch.object(module, "open", counting_open, create=True))
         yield tally
 
 

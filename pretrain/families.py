@@ -11,10 +11,9 @@ or unreadable names are not evidence of a mismatch.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-FAMILIES: tuple[str, ...] = ("qwen3", "qwen2", "llama", "mamba", "rwkv", "gpt-neox", "opt", "bert", "gpt2")
 UNKNOWN = "unknown"
 
 
@@ -26,18 +25,69 @@ class HFIdentity:
     model_type: str
 
 
-# Canonical HF identity per family: what `pretrain stamp` fills in when only the slug is given.
-CANONICAL_HF: dict[str, HFIdentity] = {
-    "llama": HFIdentity("LlamaForCausalLM", "llama"),
-    "qwen2": HFIdentity("Qwen2ForCausalLM", "qwen2"),
-    "qwen3": HFIdentity("Qwen3ForCausalLM", "qwen3"),
-    "mamba": HFIdentity("MambaForCausalLM", "mamba"),
-    "rwkv": HFIdentity("RwkvForCausalLM", "rwkv"),
-    "gpt-neox": HFIdentity("GPTNeoXForCausalLM", "gpt_neox"),
-    "opt": HFIdentity("OPTForCausalLM", "opt"),
-    "bert": HFIdentity("BertForMaskedLM", "bert"),
-    "gpt2": HFIdentity("GPT2LMHeadModel", "gpt2"),
+@dataclass(frozen=True)
+class FamilySpec:
+    """Everything `pretrain` knows about one family; FAMILY_TABLE below is the only copy of it.
+
+    `group` names the tensor-name evidence (_GROUP_PATTERNS) that identifies it; `base_prefix` and
+    `base_class` say how its HF head classes keep the base model; `trainable` families are the ones
+    pretrain.model builds (the rest are recognised, inspected and stamped, never trained).
+    """
+
+    slug: str
+    hf_class: str  # canonical HF class: what `pretrain stamp` fills in when only the slug is given
+    model_type: str
+    group: str
+    base_class: str
+    base_prefix: str | None
+    heads: tuple[tuple[str, str], ...]  # (name pattern, HF class) per head, in the order hf_identity_for tries them
+    aliases: tuple[str, ...] = ()  # other claim spellings meaning this family (Mistral uses Llama's names)
+    trainable: bool = False
+
+    @property
+    def hf(self) -> HFIdentity:
+        return HFIdentity(self.hf_class, self.model_type)
+
+
+def _lm_heads(stem: str) -> tuple[tuple[str, str], ...]:
+    return ((r"^lm_head\.", f"{stem}ForCausalLM"), (r"^score\.", f"{stem}ForSequenceClassification"))
+
+
+# Order matters only where families are listed to people (--help, error messages).
+FAMILY_TABLE: dict[str, FamilySpec] = {
+    spec.slug: spec
+    for spec in (
+        FamilySpec("qwen3", "Qwen3ForCausalLM", "qwen3", "llama-like", "Qwen3Model", "model.", _lm_heads("Qwen3"),
+                   trainable=True),
+        FamilySpec("qwen2", "Qwen2ForCausalLM", "qwen2", "llama-like", "Qwen2Model", "model.", _lm_heads("Qwen2"),
+                   trainable=True),
+        FamilySpec("llama", "LlamaForCausalLM", "llama", "llama-like", "LlamaModel", "model.", _lm_heads("Llama"),
+                   ("mistral",), trainable=True),
+        FamilySpec("mamba", "MambaForCausalLM", "mamba", "mamba", "MambaModel", "backbone.",
+                   ((r"^lm_head\.", "MambaForCausalLM"),)),
+        FamilySpec("rwkv", "RwkvForCausalLM", "rwkv", "rwkv", "RwkvModel", "rwkv.", ((r"^head\.", "RwkvForCausalLM"),)),
+        FamilySpec("gpt-neox", "GPTNeoXForCausalLM", "gpt_neox", "gpt-neox", "GPTNeoXModel", "gpt_neox.",
+                   ((r"^embed_out\.", "GPTNeoXForCausalLM"), (r"^score\.", "GPTNeoXForSequenceClassification"))),
+        FamilySpec("opt", "OPTForCausalLM", "opt", "opt", "OPTModel", "model.", _lm_heads("OPT")),
+        # BERT's MLM head is never tied away entirely (cls.predictions.transform.* stays), so a BERT body
+        # without a head tensor is a BertModel, prefix or not.
+        FamilySpec("bert", "BertForMaskedLM", "bert", "bert", "BertModel", None, (
+            (r"^cls\.predictions\.", "BertForMaskedLM"),
+            (r"^cls\.seq_relationship\.", "BertForNextSentencePrediction"),
+            (r"^classifier\.", "BertForSequenceClassification"),
+            (r"^qa_outputs\.", "BertForQuestionAnswering"),
+        )),
+        FamilySpec("gpt2", "GPT2LMHeadModel", "gpt2", "gpt2", "GPT2Model", "transformer.",
+                   ((r"^lm_head\.", "GPT2LMHeadModel"), (r"^score\.", "GPT2ForSequenceClassification"))),
+    )
 }
+
+FAMILIES: tuple[str, ...] = tuple(FAMILY_TABLE)
+# The families pretrain.model can build, alphabetically (as its messages list them).
+TRAINABLE_FAMILIES: tuple[str, ...] = tuple(sorted(f for f, spec in FAMILY_TABLE.items() if spec.trainable))
+
+# Canonical HF identity per family (a view of FAMILY_TABLE, kept for its importers).
+CANONICAL_HF: dict[str, HFIdentity] = {family: spec.hf for family, spec in FAMILY_TABLE.items()}
 
 
 class InitArchMismatchError(ValueError):
@@ -167,17 +217,14 @@ def family_from_tensor_names(names: Iterable[str] | Mapping[str, object]) -> str
 
 # Keys are claims lowercased with `_`, `-` and spaces removed, so `gpt_neox`, `gpt-neox`, `GPTNeoX` and
 # `gptneox` (GGUF's spelling) all meet here.
+def _claim_key(text: str) -> str:
+    return re.sub(r"[\s_\-]", "", text).lower()
+
+
 _CLAIM_ALIASES: dict[str, str] = {
-    "llama": "llama",
-    "mistral": "llama",  # Mistral's HF weights use Llama's tensor names
-    "qwen2": "qwen2",
-    "qwen3": "qwen3",
-    "mamba": "mamba",
-    "rwkv": "rwkv",
-    "gptneox": "gpt-neox",
-    "opt": "opt",
-    "bert": "bert",
-    "gpt2": "gpt2",
+    _claim_key(alias): spec.slug
+    for spec in FAMILY_TABLE.values()
+    for alias in (spec.slug, spec.model_type, *spec.aliases)
 }
 
 # HF head suffixes, longest first so `LMHeadModel` is stripped before `Model`.
@@ -195,10 +242,6 @@ _HF_SUFFIXES: tuple[str, ...] = (
     "LMHeadModel",
     "Model",
 )
-
-
-def _claim_key(text: str) -> str:
-    return re.sub(r"[\s_\-]", "", text).lower()
 
 
 def normalize_metadata_arch_family(arch: str | None) -> str | None:
@@ -222,6 +265,81 @@ def normalize_metadata_arch_family(arch: str | None) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Claim:
+    """What a checkpoint says it is: the claim as written and where it was found (both None: no claim)."""
+
+    text: str | None
+    source: str | None  # e.g. "metadata 'hf_architecture'", "config.json architectures"
+
+    @property
+    def family(self) -> str | None:
+        """The family slug the claim names; None when it names none we know (novel, or no claim)."""
+        return normalize_metadata_arch_family(self.text)
+
+
+def _stated(value: object) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def config_claims(config: Mapping[str, object] | None) -> tuple[str | None, str | None]:
+    """(architectures[0], model_type) as an HF config states them, each None when absent or not text."""
+    config = config or {}
+    archs = config.get("architectures")
+    arch = archs[0] if isinstance(archs, list) and archs and isinstance(archs[0], str) else None
+    model_type = config.get("model_type")
+    return arch, model_type if isinstance(model_type, str) else None
+
+
+def stated_claims(
+    metadata: Mapping[str, str], config: Mapping[str, object] | None, config_where: str = "config"
+) -> list[tuple[str, str]]:
+    """Every architecture claim a checkpoint states, most specific first, as (where, text).
+
+    Our own metadata slug, then the HF class in metadata, then the HF config's class and model_type,
+    then GGUF's general.architecture.
+    """
+    config_arch, config_type = config_claims(config)
+    sources = (
+        ("metadata 'architecture'", metadata.get("architecture")),
+        ("metadata 'hf_architecture'", metadata.get("hf_architecture")),
+        (f"{config_where} architectures", config_arch),
+        (f"{config_where} model_type", config_type),
+        ("metadata 'general.architecture'", metadata.get("general.architecture")),
+    )
+    return [(where, text) for where, raw in sources if (text := _stated(raw)) is not None]
+
+
+def resolve_claim(
+    metadata: Mapping[str, str], config: Mapping[str, object] | None, config_where: str = "config"
+) -> Claim:
+    """The one claim resolver: the architecture a checkpoint claims, from the most specific source that says anything.
+
+    A source saying "unknown" says nothing, so the next one is asked (a writer that did not know the slug
+    may still have recorded the HF class). The INV-INIT-ARCH-MATCH-001 gate, `pretrain inspect`, the
+    quality scorecard, `pretrain stamp` and the loader all judge this claim, so none can disagree.
+    """
+    for where, text in stated_claims(metadata, config, config_where):
+        if text.lower() != UNKNOWN:
+            return Claim(text, where)
+    return Claim(None, None)
+
+
+def stated_identity(
+    metadata: Mapping[str, str], config: Mapping[str, object] | None
+) -> tuple[str | None, str | None, str | None]:
+    """(architecture, hf_architecture, hf_model_type) each as the checkpoint states it, for the scorecard.
+
+    Unlike resolve_claim, a field saying "unknown" is reported as such: the scorecard grades each field.
+    """
+    config_arch, config_type = config_claims(config)
+    return (
+        metadata.get("architecture") or config_arch or metadata.get("general.architecture") or None,
+        metadata.get("hf_architecture") or config_arch,
+        metadata.get("hf_model_type") or config_type,
+    )
+
+
 def canonical_hf_identity(family: str) -> HFIdentity:
     """The HF class and model_type for a family slug; KeyError names the valid slugs."""
     try:
@@ -235,33 +353,8 @@ def canonical_hf_identity(family: str) -> HFIdentity:
 # wrapper prefixes (`module.`, `_orig_mod.`) are stripped; without a head tensor, the base-model prefix
 # (`model.`, `transformer.`, ...) means a head class with tied (unsaved) output weights, and names
 # without that prefix are the bare base model (LlamaModel, BertModel, ...).
-_LM_FAMILIES = {"llama": "Llama", "qwen2": "Qwen2", "qwen3": "Qwen3", "gpt-neox": "GPTNeoX", "opt": "OPT", "gpt2": "GPT2"}
 _HF_HEADS: dict[str, tuple[tuple[re.Pattern[str], str], ...]] = {
-    "bert": (
-        (re.compile(r"^cls\.predictions\."), "BertForMaskedLM"),
-        (re.compile(r"^cls\.seq_relationship\."), "BertForNextSentencePrediction"),
-        (re.compile(r"^classifier\."), "BertForSequenceClassification"),
-        (re.compile(r"^qa_outputs\."), "BertForQuestionAnswering"),
-    ),
-    "gpt-neox": ((re.compile(r"^embed_out\."), "GPTNeoXForCausalLM"), (re.compile(r"^score\."), "GPTNeoXForSequenceClassification")),
-    "gpt2": ((re.compile(r"^lm_head\."), "GPT2LMHeadModel"), (re.compile(r"^score\."), "GPT2ForSequenceClassification")),
-    "mamba": ((re.compile(r"^lm_head\."), "MambaForCausalLM"),),
-    "rwkv": ((re.compile(r"^head\."), "RwkvForCausalLM"),),
-    **{
-        family: ((re.compile(r"^lm_head\."), f"{stem}ForCausalLM"), (re.compile(r"^score\."), f"{stem}ForSequenceClassification"))
-        for family, stem in _LM_FAMILIES.items()
-        if family not in ("gpt-neox", "gpt2")
-    },
-}
-# The prefix under which a head class keeps its base model; BERT's MLM head is never tied away entirely
-# (cls.predictions.transform.* stays), so a BERT body without a head tensor is a BertModel, prefix or not.
-_HF_BASE_PREFIX: dict[str, str | None] = {
-    "llama": "model.", "qwen2": "model.", "qwen3": "model.", "opt": "model.", "gpt-neox": "gpt_neox.",
-    "gpt2": "transformer.", "mamba": "backbone.", "rwkv": "rwkv.", "bert": None,
-}
-_HF_BASE_CLASS: dict[str, str] = {
-    "llama": "LlamaModel", "qwen2": "Qwen2Model", "qwen3": "Qwen3Model", "opt": "OPTModel", "gpt-neox": "GPTNeoXModel",
-    "gpt2": "GPT2Model", "mamba": "MambaModel", "rwkv": "RwkvModel", "bert": "BertModel",
+    family: tuple((re.compile(pattern), cls) for pattern, cls in spec.heads) for family, spec in FAMILY_TABLE.items()
 }
 _WRAPPER = re.compile(r"^(?:module\.|_orig_mod\.)+")
 
@@ -284,10 +377,39 @@ def hf_identity_for(family: str, tensor_names: Iterable[str] | Mapping[str, obje
         return "BertForPreTraining", ident.model_type
     if found:
         return found[0], ident.model_type
-    prefix = _HF_BASE_PREFIX[family]
-    if prefix is not None and any(n.startswith(prefix) for n in names):
+    spec = FAMILY_TABLE[family]
+    if spec.base_prefix is not None and any(n.startswith(spec.base_prefix) for n in names):
         return ident.architecture, ident.model_type
-    return _HF_BASE_CLASS[family], ident.model_type
+    return spec.base_class, ident.model_type
+
+
+def stamp_command(
+    path: str | None,
+    family: str | None,
+    tensor_names: Iterable[str] | Mapping[str, object] = (),
+    *,
+    identity: bool = True,
+    flags: Sequence[tuple[str, str]] = (),
+    output: str | None = None,
+) -> str:
+    """The one builder of `pretrain stamp` commands (salvage recipes and scorecard fixes), runnable as printed.
+
+    With `identity`, the command stamps `family` with the HF class its tensors' head calls for (a quoted
+    '<SLUG>' placeholder when no family is known); `flags` are further (flag, shell-ready value) pairs.
+    It works on a .safetensors file and on an HF directory (whose config.json is rewritten into a new
+    directory beside it, the weights hard-linked); `output` defaults to fixed_name(path).
+    """
+    source = path or "ckpt.safetensors"
+    parts = ["pretrain", "stamp", _shell_quote(source)]
+    if identity and family is None:
+        parts += ["--architecture", "'<SLUG>'"]  # quoted: a bare <SLUG> is a shell redirection
+    elif identity:
+        hf_class, model_type = hf_identity_for(family, tensor_names)
+        parts += ["--architecture", family, "--hf-architecture", hf_class, "--hf-model-type", model_type]
+    for flag, value in flags:
+        parts += [flag, value]
+    parts += ["-o", _shell_quote(output or fixed_name(source))]
+    return " ".join(parts)
 
 
 def stamp_recipe(
@@ -296,19 +418,12 @@ def stamp_recipe(
     tensor_names: Iterable[str] | Mapping[str, object] = (),
     output: str | None = None,
 ) -> str:
-    """The one `pretrain stamp` command that rewrites a checkpoint's claim to `family`, runnable as printed.
+    """The salvage recipe: the `pretrain stamp` command that rewrites a checkpoint's claim to `family`.
 
     Every salvage suggestion (the gate's error, `pretrain train`'s hint, stamp's refusals, inspect) is
-    built here. It works on a .safetensors file and on an HF directory (whose config.json is rewritten
-    into a new directory beside it, the weights hard-linked); `output` defaults to fixed_name(path).
+    this command, built by stamp_command.
     """
-    hf_class, model_type = hf_identity_for(family, tensor_names)
-    source = path or "ckpt.safetensors"
-    target = output or fixed_name(source)
-    return (
-        f"pretrain stamp {_shell_quote(source)} --architecture {family} --hf-architecture {hf_class} "
-        f"--hf-model-type {model_type} -o {_shell_quote(target)}"
-    )
+    return stamp_command(path, family, tensor_names, output=output)
 
 
 def fixed_name(source: str) -> str:

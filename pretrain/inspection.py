@@ -13,7 +13,7 @@ from collections import Counter
 from typing import Any
 
 from pretrain.checkpoint import CheckpointError, Header, read_header
-from pretrain.families import UNKNOWN, family_from_tensor_names, normalize_metadata_arch_family, stamp_recipe
+from pretrain.families import UNKNOWN, family_from_tensor_names, stamp_recipe
 from pretrain.quality import Scorecard, score_header
 from pretrain.terminal import clip, error, say, unicode_safe
 
@@ -29,7 +29,8 @@ def human_bytes(n: int) -> str:
 
 def summarize(header: Header) -> dict[str, Any]:
     inferred = family_from_tensor_names(header.tensor_names)
-    claimed = normalize_metadata_arch_family(header.arch_claim)
+    claim = header.claim
+    claimed = claim.family
     agrees: bool | None = None if claimed is None or inferred == UNKNOWN else claimed == inferred
     return {
         "path": header.path,
@@ -41,7 +42,8 @@ def summarize(header: Header) -> dict[str, Any]:
         },
         "shards": list(header.shards),
         "metadata": header.metadata,
-        "claim": header.arch_claim,
+        "claim": claim.text,
+        "claim_source": claim.source,
         "claimed_family": claimed,
         "inferred_family": inferred,
         "agrees": agrees,
@@ -64,7 +66,8 @@ def print_summary(summary: dict[str, Any]) -> None:
         say("  metadata: none")
     claim = summary["claim"]
     claimed = summary["claimed_family"]
-    say(f"  claimed family: {claimed or 'none'}" + (f" (from {claim!r})" if claim else " (no architecture claim)"))
+    where = f" in {summary['claim_source']}" if summary["claim_source"] else ""
+    say(f"  claimed family: {claimed or 'none'}" + (f" (from {claim!r}{where})" if claim else " (no architecture claim)"))
     say(f"  inferred family: {summary['inferred_family']} (from tensor names)")
     if summary["agrees"] is True:
         say("  agreement: yes")

@@ -27,13 +27,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from pretrain.checkpoint import atomic_write, parse_int
+from pretrain.families import FAMILY_TABLE, TRAINABLE_FAMILIES
 
-FAMILIES: tuple[str, ...] = ("llama", "qwen2", "qwen3")
-HF_ARCHITECTURES: dict[str, str] = {
-    "llama": "LlamaForCausalLM",
-    "qwen2": "Qwen2ForCausalLM",
-    "qwen3": "Qwen3ForCausalLM",
-}
+# The families this module builds and their HF classes: views of pretrain.families.FAMILY_TABLE.
+FAMILIES: tuple[str, ...] = TRAINABLE_FAMILIES
+HF_ARCHITECTURES: dict[str, str] = {family: FAMILY_TABLE[family].hf_class for family in FAMILIES}
 
 
 class LoadError(Exception):
@@ -439,32 +437,21 @@ def config_from_header(header: Any) -> ModelConfig:
     config = dict(header.config)
     # The arch claim has passed the tensor-evidence gate by now; a stale model_type left in the config
     # (e.g. after `pretrain stamp` rewrote only the metadata) must not override it.
-    claimed = _claimed_family(header.arch_claim)
+    claimed = header.claim.family
+    claimed = claimed if claimed in FAMILIES else None
     if claimed is not None and config.get("model_type") != claimed:
         config["model_type"] = claimed
         config["architectures"] = [HF_ARCHITECTURES[claimed]]
     return ModelConfig.from_hf_dict(config, source=str(header.path))
 
 
-def _claimed_family(arch_claim: str | None) -> str | None:
-    from pretrain.families import normalize_metadata_arch_family
-
-    family = normalize_metadata_arch_family(arch_claim)
-    return family if family in FAMILIES else None
-
-
 def from_pretrained(path: str | os.PathLike[str], device: str | torch.device = "cpu",
                     dtype: torch.dtype = torch.float32) -> CausalLM:
     """Load an HF `save_pretrained` directory (single or sharded) or a checkpoint written by this trainer.
 
-    Order matters: header only (no tensor data) -> arch-match gate -> config -> name/shape check -> data.
+    Through the one load path (pretrain.loading): header only (no tensor data) -> arch-match gate ->
+    config -> name/shape check -> data.
     """
-    from pretrain import checkpoint
+    from pretrain.loading import load_checkpoint
 
-    header = checkpoint.check_init_arch(checkpoint.read_header(path))
-    cfg = config_from_header(header)
-    check_tensor_names_and_shapes(cfg, {k: tuple(v.shape) for k, v in header.tensors.items()}, str(path))
-    tensors = checkpoint.load_tensors(path, device="cpu")
-    model = load_state_strict(cfg, tensors, str(path), device=device, dtype=dtype)
-    return model.eval()
-
+    return load_checkpoint(path, device=device, dtype=dtype).model.eval()

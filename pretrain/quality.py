@@ -9,15 +9,13 @@ Every shortfall comes with the command or edit that fixes it.
 from __future__ import annotations
 
 import re
-import shlex
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pretrain.checkpoint import Header, parse_int
-from pretrain.families import UNKNOWN, family_from_tensor_names, fixed_name, normalize_metadata_arch_family
-from pretrain.families import hf_identity_for
+from pretrain.families import UNKNOWN, family_from_tensor_names, normalize_metadata_arch_family, stamp_command, stated_identity
 
 SHIP_READY_THRESHOLD = 90
 MAX_SCORE = 100
@@ -136,16 +134,7 @@ class Identity:
 
 
 def identity_of(header: Header) -> Identity:
-    md = header.metadata
-    config = header.config or {}
-    archs = config.get("architectures")
-    config_arch = archs[0] if isinstance(archs, list) and archs and isinstance(archs[0], str) else None
-    config_type = config.get("model_type") if isinstance(config.get("model_type"), str) else None
-    return Identity(
-        architecture=md.get("architecture") or config_arch or md.get("general.architecture") or None,
-        hf_architecture=md.get("hf_architecture") or config_arch,
-        hf_model_type=md.get("hf_model_type") or config_type,
-    )
+    return Identity(*stated_identity(header.metadata, header.config))
 
 
 def _first_int(sources: list[dict[str, Any]], keys: tuple[str, ...]) -> int | None:
@@ -213,7 +202,7 @@ def score_header(header: Header) -> Scorecard:
     inferred = family_from_tensor_names(names)
     ident = identity_of(header)
     # The same claim the INV-INIT-ARCH-MATCH-001 gate judges, so the scorecard and the loader never disagree.
-    claimed = normalize_metadata_arch_family(header.arch_claim)
+    claimed = header.claim.family
     mismatch = claimed is not None and inferred != UNKNOWN and claimed != inferred
     family = inferred if inferred != UNKNOWN else claimed
 
@@ -313,25 +302,18 @@ def _short(categories: tuple[Category, ...], name: str) -> list[str]:
     return [c.name for c in category.checks if c.points < c.max_points]
 
 
+# Only a person knows these; quoted so the shell passes them, and stamp refuses a '<...>' left unfilled.
+_PROVENANCE_PLACEHOLDERS = {"license": "'<SPDX-ID>'", "data_source": "'<what it was trained on>'", "data_license": "'<SPDX-ID>'"}
+
+
 def stamp_fix_command(header: Header, family: str | None, fields: set[str]) -> str:
     """A `pretrain stamp` command supplying `fields` (a .safetensors file or an HF directory).
 
     Placeholders in '<...>' stand where only a person knows the value (the license); stamp refuses one left unfilled.
     """
-    parts = ["pretrain", "stamp", shlex.quote(header.path)]
-    if fields & {"architecture", "hf_architecture", "hf_model_type"}:
-        if family is None:
-            parts += ["--architecture", "<SLUG>"]
-        else:
-            hf_class, hf_type = hf_identity_for(family, header.tensor_names)
-            parts += ["--architecture", family, "--hf-architecture", hf_class, "--hf-model-type", hf_type]
-    # Only a person knows these; quoted so the shell passes them, and stamp refuses a '<...>' left unfilled.
-    placeholders = {"license": "'<SPDX-ID>'", "data_source": "'<what it was trained on>'", "data_license": "'<SPDX-ID>'"}
-    for key, placeholder in placeholders.items():
-        if key in fields:
-            parts += [f"--{key.replace('_', '-')}", placeholder]
-    parts += ["-o", shlex.quote(fixed_name(header.path))]
-    return " ".join(parts)
+    flags = [(f"--{key.replace('_', '-')}", placeholder) for key, placeholder in _PROVENANCE_PLACEHOLDERS.items() if key in fields]
+    identity = bool(fields & {"architecture", "hf_architecture", "hf_model_type"})
+    return stamp_command(header.path, family, header.tensor_names, identity=identity, flags=flags)
 
 
 def _fixes(

@@ -186,16 +186,22 @@ def data_sha256(path: str | os.PathLike[str]) -> str:
         return _copy_range(f, None, header.data_start, header.file_size - header.data_start)
 
 
-def _forced_warning(claim: str | None, names: tuple[str, ...], path: str, force: bool) -> tuple[str, ...]:
-    """Refuse a claim the tensors contradict; with --force, the warning to print instead."""
+def _forced_warning(prospective: Header, force: bool) -> tuple[str, ...]:
+    """Refuse a stamp whose result the gate would refuse; with --force, the warning to print instead.
+
+    `prospective` is the checkpoint as it will read once stamped, so its claim is resolved exactly as the
+    INV-INIT-ARCH-MATCH-001 gate will resolve it (an `architecture: unknown` defers to hf_architecture).
+    """
+    claim, names, path = prospective.claim, prospective.tensor_names, prospective.path
     try:
-        validate_init_arch_matches_tensor_evidence(claim, names, path=path)
+        validate_init_arch_matches_tensor_evidence(claim.text, names, path=path)
     except InitArchMismatchError as exc:
+        stated = f"{exc.claimed}, from {claim.source} {claim.text!r}"
         if force:
-            return (f"--force: stamping family {exc.claimed}, which the tensor names contradict (they are {exc.inferred}'s); "
-                    "loading it with --init will be refused",)
+            return (f"--force: stamping family {exc.claimed} ({claim.source} {claim.text!r}), which the tensor names "
+                    f"contradict (they are {exc.inferred}'s); loading it with --init will be refused",)
         raise StampError(
-            f"stamping would make the claim ({exc.claimed}) contradict the tensors ({exc.inferred}); stamp what the "
+            f"stamping would make the claim ({stated}) contradict the tensors ({exc.inferred}); stamp what the "
             f"tensors are: {stamp_recipe(path, exc.inferred, names)}; or pass --force if the tensors are known to be {exc.claimed}"
         ) from None
     return ()
@@ -255,7 +261,7 @@ def stamp_checkpoint(
     if dst.is_dir():
         raise StampError(f"-o {dst} is a directory; give a file name such as {dst / src.name}")
     after = {**header.metadata, **patch}
-    warnings = _forced_warning(after.get("architecture") or after.get("hf_architecture"), header.tensor_names, str(src), force)
+    warnings = _forced_warning(dataclasses.replace(header, path=str(src), metadata=after), force)
     hashes: dict[str, str] = {}
 
     def write(tmp: str) -> None:
@@ -341,7 +347,7 @@ def stamp_hf_dir(
     for name in reversed(header.shards):  # the reader lets the first shard's value win
         metadata.update(shard_after.get(name, {}))
     prospective = dataclasses.replace(header, metadata=metadata, config=config)
-    warnings = _forced_warning(prospective.arch_claim, header.tensor_names, str(src), force)
+    warnings = _forced_warning(dataclasses.replace(prospective, path=str(src)), force)
     config_text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
 
     def write_config(tmp: str) -> None:

@@ -215,37 +215,31 @@ def load_init(args: argparse.Namespace, device: torch.device,
 
     `check_fits(cfg)` runs once the shapes are known and before any tensor data is read (the memory check).
     """
-    from pretrain import checkpoint, families
+    # The one load path (pretrain.loading), with the trainer's flag and memory checks in its hooks.
+    from pretrain import checkpoint, loading
+    from pretrain.families import InitArchMismatchError
 
     try:
         header = checkpoint.read_header(args.init)
     except checkpoint.CheckpointError as exc:
         raise TrainError(f"--init {args.init}: {exc}") from None
     try:
-        checkpoint.check_init_arch(header)
-    except families.InitArchMismatchError as exc:
+        loading.check_loadable(header)
+    except InitArchMismatchError as exc:
         msg = str(exc)
         if "pretrain stamp" not in msg:
             msg += " " + salvage_hint(args.init, exc.inferred, header.tensor_names)
         raise TrainError(f"--init {args.init}: refused before step 1: {msg}") from None
-    if header.format == "gguf":
-        # The gate above has run (a mis-stamped GGUF still gets its family error); the weights cannot load.
-        raise TrainError(
-            f"--init {args.init}: refused before step 1: a GGUF file cannot be a training init (quantized "
-            "llama.cpp tensor layout, not HF safetensors); convert it to an HF directory first, e.g. "
-            "transformers.AutoModelForCausalLM.from_pretrained(DIR, gguf_file=NAME).save_pretrained(OUT), "
-            "then pass --init OUT")
+    except loading.NotLoadableError:
+        raise TrainError(f"--init {args.init}: refused before step 1: a GGUF file cannot be a training init "
+                         f"({loading.GGUF_REASON}); {loading.GGUF_CONVERSION}, then pass --init OUT") from None
     try:
-        cfg = config_from_header(header)
-        check_flags_agree(args, cfg, args.init)
-        check_tensor_names_and_shapes(cfg, {k: tuple(v.shape) for k, v in header.tensors.items()}, args.init)
-        if check_fits is not None:
-            check_fits(cfg)
-        tensors = checkpoint.load_tensors(args.init, device="cpu")
-        model = load_state_strict(cfg, tensors, args.init, device=device, dtype=torch.float32)
+        loaded = loading.load_from_header(header, device, torch.float32, source=args.init,
+                                          check_config=lambda cfg: check_flags_agree(args, cfg, args.init),
+                                          before_data=check_fits)
     except (LoadError, checkpoint.CheckpointError) as exc:
         raise TrainError(f"--init {args.init}: refused before step 1: {exc}") from None
-    return model, cfg, dict(header.metadata)
+    return loaded.model, loaded.config, dict(header.metadata)
 
 
 # ---------------------------------------------------------------- memory

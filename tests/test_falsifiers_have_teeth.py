@@ -53,10 +53,10 @@ def _non_strict_loader(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _header_reader_skips_entry_checks(monkeypatch: pytest.MonkeyPatch) -> None:
-    import pretrain.checkpoint
+    import pretrain.formats.safetensors
     from pretrain.checkpoint import CheckpointError, TensorInfo
 
-    original = pretrain.checkpoint._parse_tensor_entry
+    original = pretrain.formats.safetensors._parse_tensor_entry
 
     def lax(path: str, name: str, entry: Any) -> Any:
         try:
@@ -68,7 +68,7 @@ def _header_reader_skips_entry_checks(monkeypatch: pytest.MonkeyPatch) -> None:
             return TensorInfo(dtype=str(entry.get("dtype")), shape=tuple(entry.get("shape") or ()), nbytes=0,
                               offsets=(offsets[0], offsets[-1]))
 
-    monkeypatch.setattr(pretrain.checkpoint, "_parse_tensor_entry", lax)
+    monkeypatch.setattr(pretrain.formats.safetensors, "_parse_tensor_entry", lax)
 
 
 def _stamp_rewrites_tensor_bytes(monkeypatch: pytest.MonkeyPatch) -> None:

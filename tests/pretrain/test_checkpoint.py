@@ -308,8 +308,12 @@ def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     def denied(*args: object, **kwargs: object) -> None:
         raise PermissionError(13, "Permission denied")
 
-    # Root reads any file whatever its mode, so the refusal is simulated where the reader opens files.
+    # Root reads any file whatever its mode, so the refusal is simulated where the readers open files:
+    # read_header (its format sniff) and the safetensors reader.
+    import pretrain.formats.safetensors
+
     monkeypatch.setattr(checkpoint, "open", denied, raising=False)
+    monkeypatch.setattr(pretrain.formats.safetensors, "open", denied, raising=False)
     with pytest.raises(CheckpointError, match="cannot read: Permission denied; check the path and permissions"):
         read_header(path)
     with pytest.raises(CheckpointError, match="cannot read: Permission denied"):
@@ -427,3 +431,15 @@ def test_a_path_with_a_nul_byte_is_a_checkpoint_error(tmp_path: Path) -> None:
     for read in (read_header, read_safetensors_header):
         with pytest.raises(CheckpointError, match="no such file|NUL byte"):
             read(str(tmp_path / "a\0b.safetensors"))
+
+
+def test_writer_judges_the_claim_the_file_will_read_back_with(tmp_path: Path) -> None:
+    # No architecture key, but a `config` whose model_type is llama: read back, the gate resolves that
+    # claim, so the writer must refuse it too instead of writing a file --init then refuses.
+    path = tmp_path / "ckpt.safetensors"
+    with pytest.raises(InitArchMismatchError, match="the tensor names are qwen2's"):
+        write_checkpoint(path, tiny_qwen2_tensors(), {"config": {"model_type": "llama"}})
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(CheckpointError, match=r"__metadata__\['config'\] is not valid JSON"):
+        write_checkpoint(path, tiny_qwen2_tensors(), {"config": "{not json"})
+    assert list(tmp_path.iterdir()) == []

@@ -239,3 +239,54 @@ def test_config_variants_and_base_models_do_not_flip_the_family(index: int) -> N
     assert family_from_tensor_names(names) == family
     assert family_from_tensor_names(reversed(names)) == family
     validate_init_arch_matches_tensor_evidence(cls_name, names)
+
+
+# --- the one family table and the one claim resolver ----------------------------------------------
+
+
+def test_every_family_in_the_table_is_claimed_by_its_slug_class_and_model_type() -> None:
+    from pretrain.families import FAMILY_TABLE
+
+    for family, spec in FAMILY_TABLE.items():
+        for claim in (spec.slug, spec.hf_class, spec.model_type, spec.base_class, *spec.aliases):
+            assert normalize_metadata_arch_family(claim) == family, (family, claim)
+
+
+def test_the_model_builds_exactly_the_trainable_families_of_the_table() -> None:
+    from pretrain import model
+    from pretrain.families import FAMILY_TABLE
+
+    assert set(model.FAMILIES) == {f for f, spec in FAMILY_TABLE.items() if spec.trainable} == {"llama", "qwen2", "qwen3"}
+    for family in model.FAMILIES:
+        assert model.ModelConfig(family=family).hf_architecture == CANONICAL_HF[family].architecture
+
+
+@pytest.mark.parametrize(
+    ("metadata", "config", "text", "source"),
+    [
+        ({"architecture": "qwen2", "hf_architecture": "LlamaForCausalLM"}, None, "qwen2", "metadata 'architecture'"),
+        ({"architecture": "unknown", "hf_architecture": "LlamaForCausalLM"}, None, "LlamaForCausalLM", "metadata 'hf_architecture'"),
+        ({"architecture": " Unknown "}, {"architectures": ["Qwen3ForCausalLM"]}, "Qwen3ForCausalLM", "config architectures"),
+        ({}, {"architectures": ["unknown"], "model_type": "gpt_neox"}, "gpt_neox", "config model_type"),
+        ({"general.architecture": "llama"}, None, "llama", "metadata 'general.architecture'"),
+        ({"architecture": "unknown"}, {"architectures": [7]}, None, None),
+    ],
+)
+def test_the_claim_comes_from_the_most_specific_source_that_says_something(
+    metadata: dict[str, str], config: dict[str, object] | None, text: str | None, source: str | None
+) -> None:
+    from pretrain.families import resolve_claim
+
+    claim = resolve_claim(metadata, config)
+    assert (claim.text, claim.source) == (text, source)
+
+
+def test_a_scorecard_fix_with_no_known_family_quotes_its_placeholder() -> None:
+    # A bare <SLUG> is a shell redirection: the printed command must split into the intended words.
+    import shlex
+
+    from pretrain.families import stamp_command
+
+    command = stamp_command("my ckpt.safetensors", None, flags=[("--license", "'<SPDX-ID>'")])
+    assert shlex.split(command) == ["pretrain", "stamp", "my ckpt.safetensors", "--architecture", "<SLUG>",
+                                    "--license", "<SPDX-ID>", "-o", "my ckpt.fixed.safetensors"]

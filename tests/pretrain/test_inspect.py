@@ -250,3 +250,21 @@ def test_error_naming_a_hostile_file_name_stays_one_line(tmp_path: Path, command
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "\x1b" not in proc.stderr
     assert proc.stderr.startswith(f"pretrain: error: {tmp_path}/evil\\nname\\x1b[2J.safetensors: file is 2 bytes, too short")
+
+
+def test_library_modules_do_not_import_the_cli_modules() -> None:
+    # The scorecard, the load path and the format readers are libraries: shared code lives in them (or in
+    # pretrain.families), never in a CLI module they would have to import.
+    import ast
+
+    cli_modules = {"pretrain.stamp", "pretrain.inspection", "pretrain.cli", "pretrain.train"}
+    libraries = ["quality.py", "inspection.py", "families.py", "checkpoint.py", "loading.py", "atomic.py", "model.py",
+                 *(f"formats/{p.name}" for p in (ROOT / "pretrain" / "formats").glob("*.py"))]
+    for name in libraries:
+        tree = ast.parse((ROOT / "pretrain" / name).read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {f"pretrain.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "pretrain"
+                     for a in n.names}
+        own = "pretrain." + name.removesuffix(".py").replace("/", ".")
+        assert not (imported & cli_modules) - {own}, f"pretrain/{name} imports {sorted(imported & cli_modules)}"

@@ -101,3 +101,42 @@ def test_from_pretrained_refuses_damaged_hf_directory(mutation: str, tmp_path: P
         from_pretrained(tmp_path)
     err = info.value
     assert len(err.missing) + len(err.unexpected) + len(err.mismatched) == 1
+
+
+def test_from_pretrained_refuses_a_gguf_naming_the_conversion(tmp_path: Path) -> None:
+    # The one load path refuses GGUF for from_pretrained as it does for --init, instead of a misleading
+    # "no model config found".
+    import gguf
+    import numpy as np
+
+    from pretrain.checkpoint import CheckpointError
+
+    path = tmp_path / "m.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_tensor("token_embd.weight", np.zeros((4, 4), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(CheckpointError) as info:
+        from_pretrained(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: a GGUF file cannot be loaded as a model")
+    assert "gguf_file=" in message and "save_pretrained" in message and "\n" not in message
+
+
+def test_from_pretrained_refuses_qwen2_tensors_stamped_llama_behind_an_unknown_slug(tmp_path: Path) -> None:
+    # The file `pretrain stamp --hf-architecture LlamaForCausalLM --force` makes from an `architecture:
+    # unknown` Qwen2 checkpoint: the gate reads the HF class, so every loader refuses it.
+    from pretrain.checkpoint import write_checkpoint
+    from pretrain.families import InitArchMismatchError
+
+    qwen2 = ModelConfig(family="qwen2", hidden_size=32, intermediate_size=64, num_attention_heads=4,
+                        num_key_value_heads=2, head_dim=8)
+    path = tmp_path / "forced.safetensors"
+    write_checkpoint(path, state(qwen2), {"architecture": "unknown", "hf_architecture": "LlamaForCausalLM",
+                                          "config": qwen2.to_hf_dict()}, verify_arch=False)
+    with pytest.raises(InitArchMismatchError) as info:
+        from_pretrained(path)
+    assert info.value.claimed == "llama" and info.value.inferred == "qwen2"
+    assert f"pretrain stamp {path} --architecture qwen2" in str(info.value)

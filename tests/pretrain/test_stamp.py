@@ -258,3 +258,45 @@ def test_killed_mid_copy_leaves_no_output_and_the_input_intact(tmp_path: Path) -
     assert (src.stat().st_size, read_header(src).metadata) == before
     for leftover in tmp_path.glob(".out.safetensors.*.tmp"):  # only a hidden temp file can survive SIGKILL
         leftover.unlink()
+
+
+@pytest.fixture
+def unknown_qwen2(tmp_path: Path) -> Path:
+    """Qwen2 tensors whose writer did not know the family: `architecture: unknown`, no HF class."""
+    path = tmp_path / "unknown.safetensors"
+    write_checkpoint(path, tensors_of("Qwen2ForCausalLM"), {"architecture": "unknown", "step": 7})
+    return path
+
+
+def test_hf_class_contradicting_the_tensors_behind_an_unknown_slug_is_refused(unknown_qwen2: Path) -> None:
+    # The incident's file was made this way: the slug says nothing, so the gate reads hf_architecture, and
+    # stamp used to judge the slug alone and write a Llama claim on Qwen2 tensors without --force.
+    out = unknown_qwen2.with_name("out.safetensors")
+    before = unknown_qwen2.read_bytes()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pretrain", "stamp", str(unknown_qwen2), "--hf-architecture", "LlamaForCausalLM", "-o", str(out)],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == "" and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert "claim (llama, from metadata 'hf_architecture' 'LlamaForCausalLM') contradict the tensors (qwen2)" in proc.stderr
+    assert "or pass --force if the tensors are known to be llama" in proc.stderr
+    assert not out.exists() and unknown_qwen2.read_bytes() == before
+    # The suggested command runs as printed and gives a file the gate accepts.
+    suggestion = proc.stderr.split("stamp what the tensors are: ", 1)[1].split("; or pass --force", 1)[0]
+    assert suggestion.startswith(f"pretrain stamp {unknown_qwen2} --architecture qwen2 --hf-architecture Qwen2ForCausalLM ")
+    assert main(shlex.split(suggestion)[1:]) == 0
+    assert check_init_arch(shlex.split(suggestion)[-1]).claim.family == "qwen2"
+
+
+def test_forcing_that_hf_class_warns_and_the_gate_refuses_the_result(unknown_qwen2: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = unknown_qwen2.with_name("forced.safetensors")
+    assert main(["stamp", str(unknown_qwen2), "--hf-architecture", "LlamaForCausalLM", "--force", "-o", str(out)]) == 0
+    warning = capsys.readouterr().err
+    assert warning.count("\n") == 1 and warning.startswith("pretrain: warning: --force: stamping family llama")
+    assert "qwen2" in warning and "loading it with --init will be refused" in warning
+    assert data_hash(out) == data_hash(unknown_qwen2)
+    with pytest.raises(InitArchMismatchError, match="the tensor names are qwen2's") as refused:
+        check_init_arch(out)
+    assert refused.value.claimed == "llama" and refused.value.inferred == "qwen2"
+    assert main(["inspect", str(out), "--check-arch"]) == 1
