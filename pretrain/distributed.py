@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from pretrain.train_config import ConfigError
+from pretrain.train_config import TrainConfigError
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def resolve_device(kind: str, dist: Dist | None = None) -> torch.device:
         kind = "cuda" if torch.cuda.is_available() else "cpu"
     if kind == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError("--device cuda: no CUDA device is available here; use --device cpu or auto",
+            raise TrainConfigError("--device cuda: no CUDA device is available here; use --device cpu or auto",
                               field="device")
         return torch.device("cuda", dist.local_rank if dist else 0)
     return torch.device("cpu")

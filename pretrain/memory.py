@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from pretrain.model import CausalLM, ModelConfig
-from pretrain.train_config import ConfigError
+from pretrain.train_config import TrainConfigError
 
 if TYPE_CHECKING:
     from pretrain.distributed import Dist
@@ -115,7 +115,7 @@ def check_memory(cfg: ModelConfig, args: "TrainConfig", device: torch.device, am
         lower.reverse()
     dtype = "bf16" if amp is torch.bfloat16 else "fp32"
     per = f" per process, x{sharing} processes" if sharing > 1 else ""
-    raise ConfigError(
+    raise TrainConfigError(
         f"this run needs about {human_bytes(need)} of memory{per} ({est.parameters:,} parameters: weights, "
         f"gradients and AdamW state {human_bytes(est.model_bytes)}; activations {human_bytes(est.activation_bytes)} "
         f"for --batch {args.batch} x --seq-len {args.seq_len} in {dtype}) but {where} {human_bytes(free)} "

@@ -30,15 +30,20 @@ import torch.nn.functional as F
 
 from pretrain import data as data_mod
 from pretrain.distributed import Dist, finish_distributed, global_mean, init_distributed, resolve_device
-from pretrain.memory import MemoryEstimate, available_memory, check_memory, estimate_memory
+from pretrain.memory import available_memory, check_memory
 from pretrain.model import (CausalLM, LoadError, ModelConfig, build_model, check_tensor_names_and_shapes,
                             config_from_header, load_state_strict)
-from pretrain.train_config import (DEFAULTS, INT_LIMITS, MAX_TEXT_CHARS, RUN_FILES, SHAPE_FLAGS, ConfigError,
-                                   DivergedError, OutputError, TrainConfig, TrainDataError, TrainError,
-                                   check_flags_agree, check_out_dir, check_text, config_from_flags)
-from pretrain.train_output import Metrics, Progress, provenance, save_checkpoint, save_or_refuse
+from pretrain.train_config import (DivergedError, OutputError, TrainConfig, TrainConfigError, TrainDataError,
+                                   TrainError, check_flags_agree, check_out_dir, config_from_flags)
+from pretrain.train_output import Metrics, Progress, provenance, save_or_refuse
 
-__all__ = ["TrainConfig", "TrainResult", "TrainError", "ConfigError", "OutputError", "DivergedError",
+# Names pretrain.train offered before the split, still importable from here.
+from pretrain.memory import MemoryEstimate, estimate_memory  # noqa: E402,F401
+from pretrain.train_config import (DEFAULTS, INT_LIMITS, MAX_TEXT_CHARS, RUN_FILES,  # noqa: E402,F401
+                                   SHAPE_FLAGS, check_text)
+from pretrain.train_output import save_checkpoint  # noqa: E402,F401
+
+__all__ = ["TrainConfig", "TrainResult", "TrainError", "TrainConfigError", "OutputError", "DivergedError",
            "TrainDataError", "train", "load_init", "lr_at"]
 
 
@@ -198,13 +203,13 @@ class UpdateGuard:
 def train(config: TrainConfig) -> TrainResult:
     """Train as `config` says; the Python API behind `pretrain train`.
 
-    Every input is checked before anything is built or written. Raises a TrainError subclass (ConfigError,
-    OutputError, DivergedError, TrainDataError; a refused --init is a TrainError) whose one-line message
-    names the flag or file and the fix. Ctrl-C during the steps saves the checkpoint and returns with
+    Every input is checked before anything is built or written. Raises a TrainError (TrainConfigError,
+    OutputError, DivergedError, TrainDataError; a refused --init is a plain TrainError) whose one-line
+    message names the flag or file and the fix. Ctrl-C during the steps saves the checkpoint and returns with
     `interrupted=True`; Ctrl-C before the step-0 evaluation raises KeyboardInterrupt with nothing written.
     """
     if not isinstance(config, TrainConfig):
-        raise ConfigError(f"train() takes a pretrain.train.TrainConfig, got {type(config).__name__}")
+        raise TrainConfigError(f"train() takes a pretrain.train.TrainConfig, got {type(config).__name__}")
     try:
         return _train(config)
     except data_mod.DataError as exc:

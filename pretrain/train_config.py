@@ -25,7 +25,7 @@ class TrainError(Exception):
     """Bad flags or a refused init; the message names the flag/file and the fix."""
 
 
-class ConfigError(TrainError, ValueError):
+class TrainConfigError(TrainError):
     """An option out of range or of the wrong type; `field` is the TrainConfig field."""
 
     def __init__(self, message: str, field: str | None = None) -> None:
@@ -85,7 +85,7 @@ def _opt(default: Any, help: str, kind: type | str, **cli: Any) -> Any:
 class TrainConfig:
     """Every option of one training run; the CLI flag of each field is `--` + its name with `-` for `_`.
 
-    Building one checks every bound (ConfigError naming the flag). `None` for a shape field means the
+    Building one checks every bound (TrainConfigError naming the flag). `None` for a shape field means the
     default, or the --init checkpoint's value.
     """
 
@@ -149,7 +149,7 @@ class TrainConfig:
 
 
 def _check_type(f: dataclasses.Field, value: Any) -> None:
-    """Python callers get a ConfigError for a wrong type too (argparse checks the CLI's before this)."""
+    """Python callers get a TrainConfigError for a wrong type too (argparse checks the CLI's before this)."""
     kind = f.metadata["kind"]
     if value is None and (f.default is None or kind == "bool?"):
         return
@@ -160,10 +160,10 @@ def _check_type(f: dataclasses.Field, value: Any) -> None:
     name = {int: "an int", float: "a number", bool: "True or False", "bool?": "True, False or None",
             str: "a str", "path": "a str or os.PathLike"}[kind]
     if not ok:
-        raise ConfigError(f"TrainConfig.{f.name} must be {name}, got {value!r}", field=f.name)
+        raise TrainConfigError(f"TrainConfig.{f.name} must be {name}, got {value!r}", field=f.name)
     choices = f.metadata["cli"].get("choices")
     if choices and value not in choices:
-        raise ConfigError(f"TrainConfig.{f.name} must be one of {', '.join(choices)}, got {value!r}", field=f.name)
+        raise TrainConfigError(f"TrainConfig.{f.name} must be one of {', '.join(choices)}, got {value!r}", field=f.name)
 
 
 def flag(name: str) -> str:
@@ -187,7 +187,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def from_namespace(args: argparse.Namespace) -> TrainConfig:
-    """The TrainConfig of parsed `pretrain train` flags (raises ConfigError like any other)."""
+    """The TrainConfig of parsed `pretrain train` flags (raises TrainConfigError like any other)."""
     return TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
 
 
@@ -204,13 +204,13 @@ def validate(cfg: Any) -> None:
             continue  # left out: the default, or the --init checkpoint's value
         if value is None or value < low:
             if name == "warmup":
-                raise ConfigError(f"--warmup must be >= 0 steps, got {value}; pass --warmup 0 for no warmup",
+                raise TrainConfigError(f"--warmup must be >= 0 steps, got {value}; pass --warmup 0 for no warmup",
                                   field=name)
             fix = "; pass a value >= 1 or leave the flag out for the default" if name in SHAPE_FLAGS else ""
             kind = "a positive integer" if low == 1 else f"an integer >= {low}"
-            raise ConfigError(f"{flag(name)} must be {kind}, got {value}{fix}", field=name)
+            raise TrainConfigError(f"{flag(name)} must be {kind}, got {value}{fix}", field=name)
         if value > high:
-            raise ConfigError(f"{flag(name)} {value} is above this trainer's limit of {high:,}; "
+            raise TrainConfigError(f"{flag(name)} {value} is above this trainer's limit of {high:,}; "
                               f"pass {flag(name)} {high} or less", field=name)
     # (field, lowest allowed, lowest is allowed itself, highest or None, what to pass instead)
     # --lr is capped at 1: AdamW moves each weight by about lr per step, so more than 1 only diverges, and
@@ -227,7 +227,7 @@ def validate(cfg: Any) -> None:
         in_range = math.isfinite(value) and (value >= low if low_ok else value > low) and (high is None or value <= high)
         if not in_range:
             bound = f"{'>=' if low_ok else '>'} {low:g}" + (f" and <= {high:g}" if high is not None else "")
-            raise ConfigError(f"{flag(name)} must be a finite number {bound}, got {value}; {fix}", field=name)
+            raise TrainConfigError(f"{flag(name)} must be a finite number {bound}, got {value}; {fix}", field=name)
     for name in ("license", "data_source", "data_license"):
         check_text(name, getattr(cfg, name))
 
@@ -241,14 +241,14 @@ def check_text(name: str, value: str | None) -> None:
     if value is None:
         return
     if len(value) > MAX_TEXT_CHARS:
-        raise ConfigError(f"{flag(name)} is {len(value):,} characters long; the limit is {MAX_TEXT_CHARS}",
+        raise TrainConfigError(f"{flag(name)} is {len(value):,} characters long; the limit is {MAX_TEXT_CHARS}",
                           field=name)
     for pos, char in enumerate(value, start=1):
         category = unicodedata.category(char)
         if category == "Cs":  # an undecodable byte in argv (surrogateescape)
-            raise ConfigError(f"{flag(name)}: character {pos} is not valid UTF-8; pass UTF-8 text", field=name)
+            raise TrainConfigError(f"{flag(name)}: character {pos} is not valid UTF-8; pass UTF-8 text", field=name)
         if category in ("Cc", "Cf"):
-            raise ConfigError(f"{flag(name)}: character {pos} is the control character U+{ord(char):04X}; "
+            raise TrainConfigError(f"{flag(name)}: character {pos} is the control character U+{ord(char):04X}; "
                               "pass printable text (no newlines, tabs or escapes)", field=name)
 
 
@@ -258,7 +258,7 @@ def config_from_flags(args: Any) -> ModelConfig:
     hidden = args.hidden or DEFAULTS["hidden"]
     heads = args.heads or DEFAULTS["heads"]
     if args.head_dim is None and hidden % heads:
-        raise ConfigError(f"--hidden {hidden} is not divisible by --heads {heads}; pass --head-dim explicitly "
+        raise TrainConfigError(f"--hidden {hidden} is not divisible by --heads {heads}; pass --head-dim explicitly "
                           "or pick --hidden as a multiple of --heads", field="hidden")
     intermediate = args.intermediate or 8 * ((8 * hidden // 3 + 7) // 8)
     tie = args.tie_embeddings if args.tie_embeddings is not None else family == "qwen2"
@@ -271,7 +271,7 @@ def config_from_flags(args: Any) -> ModelConfig:
             tie_word_embeddings=tie, max_position_embeddings=max(2048, args.seq_len),
         )
     except LoadError as exc:
-        raise ConfigError(f"bad model flags: {exc}") from None
+        raise TrainConfigError(f"bad model flags: {exc}") from None
 
 
 def check_flags_agree(args: Any, cfg: ModelConfig, init: str) -> None:
@@ -282,7 +282,7 @@ def check_flags_agree(args: Any, cfg: ModelConfig, init: str) -> None:
             shown = f"{flag(name)} {given}"
             if isinstance(given, bool):
                 shown = f"--{'' if given else 'no-'}{name.replace('_', '-')}"
-            raise ConfigError(
+            raise TrainConfigError(
                 f"{shown} contradicts --init {init}, whose config has "
                 f"{config_field}={getattr(cfg, config_field)!r}; the model shape comes from the checkpoint: "
                 "drop the flag", field=name)

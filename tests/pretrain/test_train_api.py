@@ -13,7 +13,7 @@ import pytest
 from safetensors import safe_open
 
 from pretrain.cli import build_parser, main
-from pretrain.train import (ConfigError, OutputError, TrainConfig, TrainDataError, TrainError, TrainResult,
+from pretrain.train import (OutputError, TrainConfig, TrainConfigError, TrainDataError, TrainError, TrainResult,
                             train)
 
 from tests.cli_env import ROOT, cli_env
@@ -71,7 +71,7 @@ def test_default_flags_are_the_default_config_and_every_field_has_its_flag() -> 
 def test_a_bad_option_is_the_same_error_from_python_and_the_cli(
         flag: str, value: str, options: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(TrainConfigError) as info:
         TrainConfig(**{**SHAPE, **options}, out=out)
     assert info.value.field == next(iter(options))
     assert main(["train", *SHAPE_FLAGS, flag, value, "--out", str(out)]) == 2
@@ -89,7 +89,7 @@ def test_a_bad_option_is_the_same_error_from_python_and_the_cli(
     ({"out": None}, "TrainConfig.out must be a str or os.PathLike, got None"),
 ])
 def test_a_wrongly_typed_option_is_a_config_error_naming_the_field(options: dict, message: str) -> None:
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(TrainConfigError) as info:
         TrainConfig(**{"out": "x", **options})
     assert str(info.value) == message and info.value.field == next(iter(options))
 
@@ -97,7 +97,7 @@ def test_a_wrongly_typed_option_is_a_config_error_naming_the_field(options: dict
 def test_replace_checks_the_copy_and_the_config_is_frozen() -> None:
     config = TrainConfig(out="x")
     assert config.replace(steps=0).steps == 0
-    with pytest.raises(ConfigError, match="--eval-every must be a positive integer"):
+    with pytest.raises(TrainConfigError, match="--eval-every must be a positive integer"):
         config.replace(eval_every=0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.steps = 3  # type: ignore[misc]
@@ -110,7 +110,7 @@ def test_a_refused_run_raises_a_train_error_not_system_exit_and_writes_nothing(t
     assert type(info.value) is TrainError
     with pytest.raises(TrainDataError, match=r"^--data .*missing: no such file or directory"):
         train(config.replace(data=str(tmp_path / "missing")))
-    with pytest.raises(ConfigError, match="--hidden 30 is not divisible by --heads 4"):
+    with pytest.raises(TrainConfigError, match="--hidden 30 is not divisible by --heads 4"):
         train(config.replace(hidden=30))
     assert not (tmp_path / "out").exists()
     (tmp_path / "out").mkdir()
@@ -121,7 +121,7 @@ def test_a_refused_run_raises_a_train_error_not_system_exit_and_writes_nothing(t
 
 
 def test_train_takes_only_a_train_config() -> None:
-    with pytest.raises(ConfigError, match="train\\(\\) takes a pretrain.train.TrainConfig, got Namespace"):
+    with pytest.raises(TrainConfigError, match="train\\(\\) takes a pretrain.train.TrainConfig, got Namespace"):
         train(argparse.Namespace(out="x"))  # type: ignore[arg-type]
 
 
