@@ -38,10 +38,10 @@ from pretrain.train_config import (DivergedError, OutputError, TrainConfig, Trai
 from pretrain.train_output import Metrics, Progress, provenance, save_or_refuse
 
 # Names pretrain.train offered before the split, still importable from here.
-from pretrain.memory import MemoryEstimate, estimate_memory  # noqa: E402,F401
-from pretrain.train_config import (DEFAULTS, INT_LIMITS, MAX_TEXT_CHARS, RUN_FILES,  # noqa: E402,F401
+from pretrain.memory import MemoryEstimate, estimate_memory  # noqa: F401
+from pretrain.train_config import (DEFAULTS, INT_LIMITS, MAX_TEXT_CHARS, RUN_FILES,  # noqa: F401
                                    SHAPE_FLAGS, check_text)
-from pretrain.train_output import save_checkpoint  # noqa: E402,F401
+from pretrain.train_output import save_checkpoint  # noqa: F401
 
 __all__ = ["TrainConfig", "TrainResult", "TrainError", "TrainConfigError", "OutputError", "DivergedError",
            "TrainDataError", "train", "load_init", "lr_at"]
