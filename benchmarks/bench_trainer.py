@@ -1,4 +1,5 @@
-"""Our model against `transformers`' on the same config and batch (CPU, fp32): training tokens/s, load time.
+"""Our model against `transformers`' on the same config and batch (CPU, fp32): training tokens/s, load time;
+and the whole trainer (`pretrain.train.train(TrainConfig)`: data, evaluation, metrics, checkpoint) end to end.
 
 Each benchmark times ours and the peer in the same run and records the ratio in `extra_info`
 (ours / theirs for tokens/s: > 1 is faster; theirs / ours for load time: > 1 is faster). Under
@@ -7,6 +8,9 @@ Each benchmark times ours and the peer in the same run and records the ratio in 
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import statistics
 import time
 from pathlib import Path
@@ -88,3 +92,24 @@ def test_from_pretrained_load_time_vs_transformers(benchmark: Any, tmp_path: Pat
     benchmark.extra_info.update(ours_load_s=ours_s, transformers_load_s=theirs_s,
                                 ratio_transformers_over_ours=theirs_s / ours_s)
     assert ours_s > 0 and theirs_s > 0
+
+
+def test_whole_training_run_through_the_python_api(benchmark: Any, tmp_path: Path) -> None:
+    """`train(TrainConfig)` on CFG's shape: what the loop, evaluation and writes cost on top of the steps."""
+    from pretrain.train import TrainConfig, train
+
+    steps = 3 if benchmark.disabled else 20
+    config = TrainConfig(family=CFG.family, layers=CFG.num_hidden_layers, hidden=CFG.hidden_size,
+                         heads=CFG.num_attention_heads, kv_heads=CFG.num_key_value_heads,
+                         intermediate=CFG.intermediate_size, seq_len=SEQ, batch=BATCH, steps=steps,
+                         eval_every=steps, device="cpu", dtype="fp32", out=tmp_path / "run", overwrite=True)
+
+    def run() -> None:
+        with contextlib.redirect_stdout(io.StringIO()):
+            train(config)
+
+    benchmark.pedantic(run, rounds=1 if benchmark.disabled else 3, iterations=1)
+    last = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+            if "tokens_per_s" in line][-1]
+    benchmark.extra_info.update(train_api_tokens_per_s=last["tokens_per_s"], steps=steps)
+    assert last["step"] == steps and last["tokens_per_s"] > 0

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, Iterator
 from unittest import mock
 
+from falsifiers.support import run_cli, temp_dir
+
 SPARSE_SIZE = 4 << 30  # 4 GiB, sparse: costs no disk
 
 
@@ -304,7 +306,6 @@ def falsify_stamp_leaves_tensor_bytes_identical() -> None:
     import torch
 
     from pretrain.checkpoint import read_header, write_checkpoint
-    from pretrain.cli import main
 
     torch.manual_seed(1)
     tensors = {
@@ -317,9 +318,8 @@ def falsify_stamp_leaves_tensor_bytes_identical() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         src, out = Path(tmp) / "in.safetensors", Path(tmp) / "out.safetensors"
         write_checkpoint(src, tensors, {"architecture": "llama", "step": "9"}, verify_arch=False)
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:
-            rc = main(["stamp", str(src), "--architecture", "qwen2", "--license", "Apache-2.0", "-o", str(out)])
-        assert rc == 0, f"stamp failed ({rc}): {err.getvalue()}"
+        result = run_cli("stamp", str(src), "--architecture", "qwen2", "--license", "Apache-2.0", "-o", str(out))
+        assert result.rc == 0, f"stamp failed ({result.rc}): {result.err}"
         assert _data_sha256(out) == _data_sha256(src), "tensor bytes differ after stamping"
         before, after = read_header(src), read_header(out)
         assert after.tensors == before.tensors
@@ -328,14 +328,10 @@ def falsify_stamp_leaves_tensor_bytes_identical() -> None:
 
 def falsify_cli_reports_hostile_file_with_exit_2() -> None:
     """`pretrain inspect` on a hostile file exits 2 with `pretrain: error: <path>: <fault>` and no traceback."""
-    from pretrain.cli import main
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "bad.safetensors"
+    with temp_dir() as tmp:
+        path = tmp / "bad.safetensors"
         path.write_bytes(hostile_cases()["header length past end of file"])
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            rc = main(["inspect", str(path), "--quality"])
-        assert rc == 2, f"exit {rc}, expected 2"
-        assert err.getvalue().startswith(f"pretrain: error: {path}: "), f"stderr was {err.getvalue()!r}"
-        assert "Traceback" not in err.getvalue() and out.getvalue() == ""
+        result = run_cli("inspect", str(path), "--quality")
+        assert result.rc == 2, f"exit {result.rc}, expected 2"
+        assert result.err.startswith(f"pretrain: error: {path}: "), f"stderr was {result.err!r}"
+        assert "Traceback" not in result.err and result.out == ""

@@ -9,29 +9,12 @@ when it did not. They write real checkpoints (tiny `transformers` models) and ca
 
 from __future__ import annotations
 
-import contextlib
-import io
 import shlex
 import tempfile
 from pathlib import Path
-from typing import Any
 
+from falsifiers.support import run_cli, write_hf_checkpoint
 from falsifiers.tiny_hf import HF_CLASSES, build_model, expected_family, hf_tensor_names, names_at_depth
-
-
-def _tensors(cls_name: str) -> dict[str, Any]:
-    import torch
-
-    torch.manual_seed(0)
-    model = build_model(cls_name, layers=1, device="cpu")
-    # As save_pretrained does with tied embeddings: the lm head is not stored.
-    return {k: v.clone() for k, v in model.state_dict().items() if k != "lm_head.weight"}
-
-
-def _write(path: Path, cls_name: str, metadata: dict[str, str]) -> None:
-    from pretrain.checkpoint import write_checkpoint
-
-    write_checkpoint(path, _tensors(cls_name), metadata, verify_arch=False)
 
 
 def _expect_refusal(path: Path, claimed: str, inferred: str) -> str:
@@ -66,7 +49,7 @@ def falsify_llama_claim_on_qwen2_tensors() -> None:
     """The incident: LlamaForCausalLM claimed, Qwen2 tensors (q/k/v biases) held -> refused naming llama and qwen2."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "incident.safetensors"
-        _write(path, "Qwen2ForCausalLM", {"architecture": "LlamaForCausalLM"})
+        write_hf_checkpoint(path, "Qwen2ForCausalLM", {"architecture": "LlamaForCausalLM"})
         _expect_refusal(path, "llama", "qwen2")
 
 
@@ -74,7 +57,7 @@ def falsify_qwen2_claim_on_llama_tensors() -> None:
     """The inverse: Qwen2ForCausalLM claimed, Llama tensors held -> refused naming qwen2 and llama."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "inverse.safetensors"
-        _write(path, "LlamaForCausalLM", {"hf_architecture": "Qwen2ForCausalLM"})
+        write_hf_checkpoint(path, "LlamaForCausalLM", {"hf_architecture": "Qwen2ForCausalLM"})
         _expect_refusal(path, "qwen2", "llama")
 
 
@@ -103,7 +86,7 @@ def falsify_skip_when_claim_absent() -> None:
     """No architecture claim at all: the gate has nothing to compare and must pass."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "noclaim.safetensors"
-        _write(path, "Qwen2ForCausalLM", {"step": "10"})
+        write_hf_checkpoint(path, "Qwen2ForCausalLM", {"step": "10"})
         _expect_pass(path, "claim absent")
 
 
@@ -112,7 +95,7 @@ def falsify_skip_when_claim_unmappable() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for claim in ("Qwen2MoeForCausalLM", "BrandNewForCausalLM", "unknown"):
             path = Path(tmp) / "novel.safetensors"
-            _write(path, "Qwen2ForCausalLM", {"architecture": claim})
+            write_hf_checkpoint(path, "Qwen2ForCausalLM", {"architecture": claim})
             _expect_pass(path, f"unmappable claim {claim!r}")
 
 
@@ -187,7 +170,6 @@ def falsify_salvage_recipe_repairs_the_checkpoint() -> None:
     import struct
 
     from pretrain.checkpoint import check_init_arch
-    from pretrain.cli import main
 
     def data_hash(p: Path) -> str:
         raw = p.read_bytes()
@@ -196,13 +178,12 @@ def falsify_salvage_recipe_repairs_the_checkpoint() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "incident.safetensors"
-        _write(path, "Qwen2ForCausalLM", {"architecture": "LlamaForCausalLM"})
+        write_hf_checkpoint(path, "Qwen2ForCausalLM", {"architecture": "LlamaForCausalLM"})
         message = _expect_refusal(path, "llama", "qwen2")
         recipe = next(line.strip() for line in message.splitlines() if line.strip().startswith("pretrain stamp "))
         argv = shlex.split(recipe)
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:
-            rc = main(argv[1:])
-        assert rc == 0, f"salvage recipe failed ({rc}): {recipe}\n{err.getvalue()}"
+        result = run_cli(*argv[1:])
+        assert result.rc == 0, f"salvage recipe failed ({result.rc}): {recipe}\n{result.err}"
         fixed = Path(argv[argv.index("-o") + 1])
         check_init_arch(fixed)
         assert data_hash(fixed) == data_hash(path), "salvage changed the tensor bytes"

@@ -1,36 +1,21 @@
 """Falsifiers for INV-INIT-STRICT-001 and the --init path: no parameter is ever left at random init.
 
 They attack the real loader (`pretrain.model.from_pretrained` / `load_state_strict`) with damaged
-checkpoints and the real CLI (`pretrain.cli.main(["train", "--init", ...])`), in temp dirs.
+checkpoints, the real trainer (`pretrain.train.train(TrainConfig(init=...))`) and, where the claim is
+the CLI's exit code, `pretrain.cli.main(["train", "--init", ...])`, in temp dirs.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-TINY = ["--layers", "2", "--hidden", "32", "--heads", "4", "--kv-heads", "2"]
+from falsifiers.support import run_cli, temp_dir, tiny_config, tiny_state, train_tiny, val_losses
+
 RUN = ["--seq-len", "32", "--batch", "4"]
-
-
-def _cfg(family: str = "qwen3"):
-    from pretrain.model import ModelConfig
-
-    return ModelConfig(family=family, hidden_size=32, intermediate_size=64, num_attention_heads=4,
-                       num_key_value_heads=2, head_dim=8, tie_word_embeddings=family == "qwen2")
-
-
-def _state(family: str = "qwen3") -> dict[str, torch.Tensor]:
-    from pretrain.model import build_model
-
-    return {k: v.clone() for k, v in build_model(_cfg(family), seed=0).state_dict().items()}
 
 
 def _refused(cfg, tensors: dict[str, torch.Tensor], what: str) -> Exception:
@@ -47,14 +32,14 @@ def _refused(cfg, tensors: dict[str, torch.Tensor], what: str) -> Exception:
 def falsify_every_missing_tensor_is_refused() -> None:
     """Drop each tensor of a qwen2 and a qwen3 state in turn (plus via a real HF directory): always refused."""
     for family in ("qwen2", "qwen3"):
-        full = _state(family)
+        full = tiny_state(family)
         for name in full:
-            exc = _refused(_cfg(family), {k: v for k, v in full.items() if k != name}, f"{family} without {name}")
+            exc = _refused(tiny_config(family), {k: v for k, v in full.items() if k != name}, f"{family} without {name}")
             assert name in str(exc), f"refusal for missing {name} does not name it: {exc}"
     from pretrain.model import StrictLoadError, build_model, from_pretrained
 
-    with tempfile.TemporaryDirectory() as d:
-        build_model(_cfg("llama"), seed=0).save_pretrained(d)
+    with temp_dir() as d:
+        build_model(tiny_config("llama"), seed=0).save_pretrained(d)
         weights = Path(d) / "model.safetensors"
         tensors = load_file(weights)
         del tensors["model.layers.1.post_attention_layernorm.weight"]
@@ -68,56 +53,36 @@ def falsify_every_missing_tensor_is_refused() -> None:
 
 
 def falsify_unexpected_tensor_is_refused() -> None:
-    full = _state("llama")
+    full = tiny_state("llama")
     for extra in ("model.layers.0.self_attn.q_proj.bias", "model.layers.2.mlp.up_proj.weight", "lm_head.bias"):
-        exc = _refused(_cfg("llama"), {**full, extra: torch.zeros(3)}, f"llama plus {extra}")
+        exc = _refused(tiny_config("llama"), {**full, extra: torch.zeros(3)}, f"llama plus {extra}")
         assert extra in str(exc) and "unexpected" in str(exc), f"refusal does not name {extra}: {exc}"
 
 
 def falsify_every_misshaped_tensor_is_refused() -> None:
-    full = _state("qwen3")
+    full = tiny_state("qwen3")
     for name, value in full.items():
         bad = torch.zeros(*value.shape[:-1], value.shape[-1] + 1)
-        exc = _refused(_cfg("qwen3"), {**full, name: bad}, f"qwen3 with {name} reshaped to {tuple(bad.shape)}")
+        exc = _refused(tiny_config("qwen3"), {**full, name: bad}, f"qwen3 with {name} reshaped to {tuple(bad.shape)}")
         assert name in str(exc) and str(tuple(bad.shape)) in str(exc), f"refusal lacks name/shape: {exc}"
-
-
-def _run(*argv: str) -> tuple[int, str]:
-    from pretrain.cli import main
-
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        rc = main(list(argv))
-    return rc, err.getvalue()
-
-
-def _train(*argv: str) -> tuple[int, str]:
-    return _run("train", *argv)
 
 
 def _restamp(src: Path, dst: Path, family: str) -> None:
     """`pretrain stamp SRC --architecture FAMILY --force -o DST`: rewrites the claim, keeps every tensor byte."""
-    rc, err = _run("stamp", str(src), "--architecture", family, "--force", "-o", str(dst))
-    assert rc == 0, f"pretrain stamp exited {rc}: {err[-500:]}"
+    result = run_cli("stamp", str(src), "--architecture", family, "--force", "-o", str(dst))
+    assert result.rc == 0, f"pretrain stamp exited {result.rc}: {result.err[-500:]}"
 
 
 def _train_base(out: Path, steps: int) -> Path:
     """A tiny qwen2 run from scratch (validated at step 0 and at the end); its checkpoint."""
-    rc, err = _train("--family", "qwen2", *TINY, *RUN, "--steps", str(steps), "--eval-every", str(steps),
-                     "--out", str(out))
-    assert rc == 0, err
-    return out / "model.safetensors"
-
-
-def _val(out: Path) -> dict[int, float]:
-    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    return {r["step"]: r["val_loss"] for r in rows if "val_loss" in r}
+    result = train_tiny(out, family="qwen2", batch=4, steps=steps, eval_every=steps)
+    assert result.checkpoint is not None and not result.interrupted, result
+    return result.checkpoint
 
 
 def falsify_refused_init_writes_no_step_metrics() -> None:
     """A mis-stamped and an incomplete --init both exit 2 through the CLI with nothing written."""
-    with tempfile.TemporaryDirectory() as d:
-        d = Path(d)
+    with temp_dir() as d:
         ckpt = _train_base(d / "base", steps=2)
         _restamp(ckpt, d / "stamped.safetensors", "llama")
         tensors = load_file(ckpt)
@@ -127,7 +92,8 @@ def falsify_refused_init_writes_no_step_metrics() -> None:
         for bad, needles in (("stamped", ("llama", "qwen2", "pretrain stamp")),
                              ("partial", ("model.layers.0.mlp.down_proj.weight", "missing"))):
             out = d / f"run-{bad}"
-            rc, err = _train("--init", str(d / f"{bad}.safetensors"), *RUN, "--steps", "2", "--out", str(out))
+            result = run_cli("train", "--init", str(d / f"{bad}.safetensors"), *RUN, "--steps", "2", "--out", str(out))
+            rc, err = result.rc, result.err
             assert rc == 2, f"--init {bad} exited {rc}, not 2: {err[-500:]}"
             for needle in needles:
                 assert needle in err, f"--init {bad}: error lacks {needle!r}: {err[-500:]}"
@@ -137,19 +103,25 @@ def falsify_refused_init_writes_no_step_metrics() -> None:
 
 def falsify_resume_step0_val_loss_within_2_percent() -> None:
     """Train qwen2, mis-stamp as llama (refused), re-stamp as qwen2: step-0 val loss within 2% of recorded."""
-    with tempfile.TemporaryDirectory() as d:
-        d = Path(d)
+    from pretrain.train import TrainError
+
+    with temp_dir() as d:
         ckpt = _train_base(d / "base", steps=30)
         with safe_open(str(ckpt), "pt") as f:
             recorded = float(f.metadata()["val_loss"])
-        scratch0 = _val(d / "base")[0]
+        scratch0 = val_losses(d / "base")[0]
         _restamp(ckpt, d / "stamped.safetensors", "llama")
-        rc, _ = _train("--init", str(d / "stamped.safetensors"), *RUN, "--steps", "1", "--out", str(d / "refused"))
-        assert rc == 2, "the llama-stamped qwen2 checkpoint was not refused"
+        try:
+            train_tiny(d / "refused", init=d / "stamped.safetensors", batch=4, steps=1)
+        except TrainError:
+            pass
+        else:
+            raise AssertionError("the llama-stamped qwen2 checkpoint was not refused")
         _restamp(d / "stamped.safetensors", d / "fixed.safetensors", "qwen2")
-        rc, err = _train("--init", str(d / "fixed.safetensors"), *RUN, "--steps", "1", "--eval-every", "1",
-                         "--out", str(d / "resumed"))
-        assert rc == 0, err
-        step0 = _val(d / "resumed")[0]
+        try:
+            train_tiny(d / "resumed", init=d / "fixed.safetensors", batch=4, steps=1, eval_every=1)
+        except TrainError as exc:
+            raise AssertionError(f"the re-stamped checkpoint was refused: {exc}") from None
+        step0 = val_losses(d / "resumed")[0]
     assert abs(step0 - recorded) <= 0.02 * recorded, f"resumed step-0 val {step0:.4f} vs recorded {recorded:.4f}"
     assert step0 < scratch0 - 1.0, f"resumed step-0 val {step0:.4f} is not far below scratch {scratch0:.4f}"

@@ -5,41 +5,24 @@ scores within 0..100. They run the real CLI in-process on real checkpoints in a 
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from falsifiers.tiny_hf import build_model
+from falsifiers.support import hf_tensors, run_cli, write_hf_checkpoint
 
 PROVENANCE = {"license": "Apache-2.0", "data_source": "tiny synthetic corpus", "data_license": "CC0-1.0"}
 CONFIG = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4, "model_type": "qwen2"}
 
 
-def _qwen2_tensors() -> dict[str, Any]:
-    import torch
-
-    torch.manual_seed(0)
-    model = build_model("Qwen2ForCausalLM", layers=1, device="cpu")
-    return {k: v.clone() for k, v in model.state_dict().items() if k != "lm_head.weight"}
-
-
 def _inspect(*argv: str) -> tuple[int, str, str]:
-    from pretrain.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(["inspect", *argv])
-    return rc, out.getvalue(), err.getvalue()
+    result = run_cli("inspect", *argv)
+    return result.rc, result.out, result.err
 
 
 def _write(directory: Path, name: str, metadata: dict[str, Any], tokenizer: bool = True) -> Path:
-    from pretrain.checkpoint import write_checkpoint
-
-    path = directory / name
-    write_checkpoint(path, _qwen2_tensors(), metadata, verify_arch=False)
+    path = write_hf_checkpoint(directory / name, "Qwen2ForCausalLM", metadata)
     if tokenizer:
         (directory / "tokenizer.json").write_text("{}")
     return path
@@ -94,7 +77,7 @@ def falsify_scores_within_bounds() -> None:
 
     keys = ["architecture", "hf_architecture", "hf_model_type", "license", "data_source", "data_license"]
     values = st.sampled_from(["qwen2", "llama", "Qwen2ForCausalLM", "GPT2LMHeadModel", "gpt_neox", "unknown", "", "MIT", "web"])
-    tensors = _qwen2_tensors()
+    tensors = hf_tensors("Qwen2ForCausalLM")
 
     @settings(max_examples=40, deadline=None, derandomize=True, database=None)
     @given(meta=st.dictionaries(st.sampled_from(keys), values), tokenizer=st.booleans(), with_config=st.booleans())

@@ -1,34 +1,33 @@
 """Falsifiers for apr-trainer-v1: `pretrain train` is deterministic, learns, agrees across devices and DDP.
 
-All run the real CLI entry point (`pretrain.cli.main` in-process, or `torchrun` in subprocesses) on
-tiny models over the embedded stdlib corpus, in temp dirs.
+All train through the real entry point, `pretrain.train.train(TrainConfig)` in-process (the CLI is a thin
+layer over it), or `torchrun -m pretrain train` in subprocesses for DDP, on tiny models over the
+embedded stdlib corpus, in temp dirs.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 
+from falsifiers.support import TINY_SEQ_LEN, TINY_SHAPE, metrics_rows, temp_dir, train_tiny
+
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--layers", "2", "--hidden", "32", "--heads", "4", "--kv-heads", "2", "--seq-len", "32"]
 
 
-def _rows(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+def _train(out: Path, **options: object) -> list[dict]:
+    from pretrain.train import TrainError
 
-
-def _train(out: Path, *args: str) -> list[dict]:
-    from pretrain.cli import main
-
-    rc = main(["train", *TINY, "--out", str(out), *args])
-    assert rc == 0, f"pretrain train {' '.join(args)} exited {rc}"
-    return _rows(out)
+    try:
+        result = train_tiny(out, **options)
+    except TrainError as exc:  # a run the trainer refuses or that diverges breaks the invariant too
+        raise AssertionError(f"pretrain train {options} failed: {exc}") from None
+    assert not result.interrupted and result.checkpoint is not None, f"the run {options} did not finish: {result}"
+    return metrics_rows(out)
 
 
 def _losses(rows: list[dict]) -> list[tuple[int, str, float]]:
@@ -36,19 +35,17 @@ def _losses(rows: list[dict]) -> list[tuple[int, str, float]]:
 
 
 def falsify_same_seed_gives_identical_losses_on_cpu() -> None:
-    with tempfile.TemporaryDirectory() as d:
-        args = ("--family", "qwen3", "--steps", "8", "--eval-every", "4", "--batch", "4", "--seed", "11",
-                "--device", "cpu")
-        a = _losses(_train(Path(d) / "a", *args))
-        b = _losses(_train(Path(d) / "b", *args))
+    with temp_dir() as d:
+        options = dict(family="qwen3", steps=8, eval_every=4, batch=4, seed=11, device="cpu")
+        a = _losses(_train(d / "a", **options))
+        b = _losses(_train(d / "b", **options))
     diffs = [(x, y) for x, y in zip(a, b) if x != y]
     assert len(a) == len(b) and not diffs, f"two CPU runs with --seed 11 differ: first differences {diffs[:3]}"
 
 
 def falsify_loss_decreases_over_steps() -> None:
-    with tempfile.TemporaryDirectory() as d:
-        rows = _train(Path(d), "--family", "llama", "--steps", "40", "--eval-every", "20", "--batch", "8",
-                      "--device", "cpu")
+    with temp_dir() as d:
+        rows = _train(d, family="llama", steps=40, eval_every=20, batch=8, device="cpu")
     val = {r["step"]: r["val_loss"] for r in rows if "val_loss" in r}
     assert val[40] < val[20] < val[0] and val[40] < val[0] - 1.0, f"val loss did not fall enough: {val}"
 
@@ -68,34 +65,36 @@ def falsify_cuda_logits_and_training_agree_with_cpu() -> None:
         with torch.no_grad():
             diff = (cpu(ids) - gpu(ids.cuda()).cpu()).abs().max().item()
         assert diff < 1e-4, f"{family}: CUDA vs CPU fp32 logits differ by {diff:.3g}"
-    with tempfile.TemporaryDirectory() as d:
-        common = ("--family", "qwen2", "--steps", "5", "--eval-every", "5", "--batch", "4", "--dtype", "fp32")
-        cpu_val = {r["step"]: r["val_loss"] for r in _train(Path(d) / "cpu", *common, "--device", "cpu")
-                   if "val_loss" in r}
-        gpu_val = {r["step"]: r["val_loss"] for r in _train(Path(d) / "gpu", *common, "--device", "cuda")
-                   if "val_loss" in r}
+    with temp_dir() as d:
+        common = dict(family="qwen2", steps=5, eval_every=5, batch=4, dtype="fp32")
+        cpu_val = {r["step"]: r["val_loss"] for r in _train(d / "cpu", **common, device="cpu") if "val_loss" in r}
+        gpu_val = {r["step"]: r["val_loss"] for r in _train(d / "gpu", **common, device="cuda") if "val_loss" in r}
     assert abs(cpu_val[0] - gpu_val[0]) < 1e-3, f"step-0 val loss CPU {cpu_val[0]} vs CUDA {gpu_val[0]}"
     assert abs(cpu_val[5] - gpu_val[5]) < 2e-2, f"step-5 val loss CPU {cpu_val[5]} vs CUDA {gpu_val[5]}"
 
 
+def _flags(options: dict[str, object]) -> list[str]:
+    """TrainConfig options as `pretrain train` flags, for the torchrun child."""
+    return [arg for name, value in options.items() for arg in ("--" + name.replace("_", "-"), str(value))]
+
+
 def falsify_ddp_gloo_two_processes_rank0_writes_once() -> None:
-    with tempfile.TemporaryDirectory() as d:
-        out = Path(d) / "ddp"
+    with temp_dir() as d:
+        out = d / "ddp"
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p), "OMP_NUM_THREADS": "1"}
+        common = dict(TINY_SHAPE, seq_len=TINY_SEQ_LEN, family="llama", steps=4, eval_every=2, device="cpu")
         proc = subprocess.run(
             [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-             "-m", "pretrain", "train", *TINY, "--family", "llama", "--steps", "4", "--eval-every", "2",
-             "--batch", "4", "--device", "cpu", "--out", str(out)],
+             "-m", "pretrain", "train", *_flags({**common, "batch": 4}), "--out", str(out)],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
         )
         assert proc.returncode == 0, f"torchrun exited {proc.returncode}: {proc.stderr[-2000:]}"
         files = sorted(p.name for p in out.iterdir())
         assert files == ["metrics.jsonl", "model.safetensors"], f"unexpected files written: {files}"
-        ddp = _rows(out)
+        ddp = metrics_rows(out)
         keys = [(r["step"], "val_loss" in r) for r in ddp]
         assert len(keys) == len(set(keys)), f"metrics lines duplicated (more than one rank wrote): {keys}"
         # 2 ranks x 4 sequences are one seeded global batch of 8: same losses as one process with --batch 8.
-        single = _train(Path(d) / "single", "--family", "llama", "--steps", "4", "--eval-every", "2",
-                        "--batch", "8", "--device", "cpu")
+        single = _train(d / "single", **{**common, "batch": 8})
     for a, b in zip(_losses(ddp), _losses(single), strict=True):
         assert a[:2] == b[:2] and abs(a[2] - b[2]) < 1e-4, f"DDP {a} vs single process {b}"

@@ -18,7 +18,7 @@ from typing import NoReturn, Sequence
 from pretrain.streams import silence_stdout
 
 # Imported lazily so `pretrain stamp` does not pay for importing torch's model code.
-COMMAND_MODULES: tuple[str, ...] = ("pretrain.train", "pretrain.stamp", "pretrain.inspection")
+COMMAND_MODULES: tuple[str, ...] = ("pretrain.train_cli", "pretrain.stamp", "pretrain.inspection")
 EXIT_BAD_INPUT, EXIT_INTERRUPTED = 2, 130
 # What a shell reports for a process SIGPIPE killed (128 + 13); Python ignores SIGPIPE, so we exit with it.
 EXIT_BROKEN_PIPE = 141

@@ -1,0 +1,172 @@
+"""What a run writes and shows: metrics.jsonl, the progress bar or lines, and the checkpoint.
+
+Only rank 0 writes. Every write the disk refuses is an OutputError naming the file, and nothing is
+left half-written: metrics lines are flushed one by one, the checkpoint is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+import torch
+
+from pretrain import data as data_mod
+from pretrain.model import CausalLM, ModelConfig
+from pretrain.streams import print_line
+from pretrain.train_config import DivergedError, OutputError
+
+if TYPE_CHECKING:
+    from pretrain.train_config import TrainConfig
+
+
+class Metrics:
+    """metrics.jsonl writer (rank 0 only); one flushed JSON object per line so a crash loses nothing.
+
+    Every line is strict JSON: a NaN or inf is refused here rather than written as the non-JSON `NaN`.
+    A write the disk refuses (ENOSPC, EDQUOT, EIO, ...) is an OutputError naming the file.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.fh: TextIO | None = path.open("w") if path is not None else None
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.fh is None:
+            return
+        try:
+            line = json.dumps(record, allow_nan=False)
+        except ValueError:
+            bad = ", ".join(f"{k} {v}" for k, v in record.items() if isinstance(v, float) and not math.isfinite(v))
+            raise DivergedError(f"step {record.get('step')}: {bad} is not a finite number; not written to "
+                             f"{self.path}") from None
+        try:
+            self.fh.write(line + "\n")
+            self.fh.flush()
+        except OSError as exc:
+            self.abandon()
+            raise OutputError(self.failed(exc)) from None
+
+    def failed(self, exc: OSError, stopped: bool = True) -> str:
+        assert self.path is not None
+        what = "; the run stopped without saving a checkpoint" if stopped else ""
+        return (f"--out {self.path.parent}: could not write {self.path} ({exc.strerror or exc}){what}; free "
+                "space or fix the disk, then rerun with --overwrite")
+
+    def abandon(self) -> None:
+        """Close after a failed write; closing retries the flush, which fails the same way."""
+        fh, self.fh = self.fh, None
+        if fh is not None:
+            try:
+                fh.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        fh, self.fh = self.fh, None
+        if fh is not None:
+            try:
+                fh.close()
+            except OSError as exc:  # at the end, after the checkpoint was saved
+                raise OutputError(self.failed(exc, stopped=False)) from None
+
+
+class Progress:
+    """tqdm bar on a terminal, plain lines otherwise (CI logs, pipes)."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.enabled = enabled
+        # False once stdout's reader has gone (`| head -1`): the run goes on, saves, and exits 0 silently.
+        self.stdout_open = True
+        self.bar = None
+        self.every = max(1, total // 10)
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            # A pty that reports a 0x0 size (`script`, `docker exec -t`, editor shells) makes tqdm think
+            # no row is visible and draw nothing at all; give it a fixed size there instead.
+            try:
+                size = os.get_terminal_size(sys.stderr.fileno())
+                known = size.columns > 0 and size.lines > 0
+            except (OSError, ValueError):
+                known = False
+            self.bar = tqdm(total=total, unit="step", file=sys.stderr, dynamic_ncols=known,
+                            ncols=None if known else 100, nrows=None if known else 24)
+
+    def step(self, step: int, loss: float, tok_s: float) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tok_s:,.0f}")
+        elif step % self.every == 0:
+            self._print(f"step {step} loss {loss:.4f} tok/s {tok_s:,.0f}")
+
+    def note(self, text: str) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.write(text)
+        else:
+            self._print(text)
+
+    def _print(self, text: str) -> None:
+        if self.stdout_open:
+            self.stdout_open = print_line(text)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def provenance(args: "TrainConfig", corpus: data_mod.Corpus) -> dict[str, str]:
+    """The checkpoint's `license`, `data_source` and `data_license` metadata: the flags, else the corpus's own."""
+    return {
+        "license": args.license,
+        "data_source": corpus.source if args.data_source is None else args.data_source,
+        "data_license": corpus.license if args.data_license is None else args.data_license,
+    }
+
+
+def save_checkpoint(path: Path, model: CausalLM, cfg: ModelConfig, step: int, val_loss: float,
+                    corpus: data_mod.Corpus, provenance: dict[str, str], init: str | None) -> None:
+    from pretrain.checkpoint import write_checkpoint
+
+    # The last line of defence: whatever got past the loss checks, a NaN model is never saved.
+    if not math.isfinite(val_loss):
+        raise DivergedError(f"not saving {path}: its val_loss at step {step} is {val_loss}")
+    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
+    broken = next((k for k, v in tensors.items() if not bool(torch.isfinite(v).all())), None)
+    if broken is not None:
+        raise DivergedError(f"not saving {path}: tensor {broken} holds NaN or inf at step {step}")
+    metadata = {
+        "architecture": cfg.family,
+        "hf_architecture": cfg.hf_architecture,
+        "hf_model_type": cfg.family,
+        "config": cfg.to_json(),
+        "step": str(step),
+        "val_loss": repr(val_loss),
+        **provenance,
+    }
+    if corpus.tokenizer:
+        metadata["tokenizer"] = corpus.tokenizer
+    if init:
+        metadata["init"] = str(init)
+    write_checkpoint(path, tensors, metadata)
+
+
+def save_or_refuse(path: Path, *args: Any) -> None:
+    """save_checkpoint, with a full disk or a revoked permission reported as an OutputError naming the file."""
+    try:
+        save_checkpoint(path, *args)
+    except OSError as exc:
+        # write_checkpoint is atomic: an earlier model.safetensors at `path` is still there, whole.
+        raise OutputError(f"--out {path.parent}: could not write {path} ({exc.strerror or exc}); nothing was "
+                         "saved (metrics.jsonl has the losses so far); free space or fix permissions, then "
+                         "rerun with --overwrite") from None
+
+
