@@ -9,6 +9,7 @@ when it did not. They write real checkpoints (tiny `transformers` models) and ca
 
 from __future__ import annotations
 
+import re
 import shlex
 import tempfile
 from pathlib import Path
@@ -180,7 +181,9 @@ def falsify_salvage_recipe_repairs_the_checkpoint() -> None:
         path = Path(tmp) / "incident.safetensors"
         write_hf_checkpoint(path, "Qwen2ForCausalLM", {"architecture": "LlamaForCausalLM"})
         message = _expect_refusal(path, "llama", "qwen2")
-        recipe = next(line.strip() for line in message.splitlines() if line.strip().startswith("pretrain stamp "))
+        found = re.search(r"`(pretrain stamp [^`]+)`", message)
+        assert found, f"the refusal prints no runnable `pretrain stamp` recipe: {message}"
+        recipe = found.group(1)
         argv = shlex.split(recipe)
         result = run_cli(*argv[1:])
         assert result.rc == 0, f"salvage recipe failed ({result.rc}): {recipe}\n{result.err}"

@@ -16,6 +16,7 @@ import sys
 from typing import NoReturn, Sequence
 
 from pretrain.streams import silence_stdout
+from pretrain.terminal import escape
 
 # Imported lazily so `pretrain stamp` does not pay for importing torch's model code.
 COMMAND_MODULES: tuple[str, ...] = ("pretrain.train_cli", "pretrain.stamp", "pretrain.inspection")
@@ -28,7 +29,8 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line naming the flag and the help command (exit 2)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+        # The message quotes argv, which may hold control characters: escape it onto one line.
+        self.exit(EXIT_BAD_INPUT, f"{escape(self.prog)}: error: {escape(message)}; see `{self.prog} --help`\n")
 
 
 def version() -> str:

@@ -462,8 +462,7 @@ def validate_init_arch_matches_tensor_evidence(
     message = (
         f"{where}FALSIFY-INIT-ARCH-MATCH-001: the metadata claims {metadata_arch!r} (family {claimed}) but the "
         f"tensor names are {inferred}'s; building a {claimed} model from it would match no weights and train "
-        f"from random initialisation. If the tensors are right, fix the claim:\n"
-        f"  {stamp_recipe(path, inferred, tensor_names)}\n"
-        f"then pass the fixed file to --init."
+        f"from random initialisation. If the tensors are right, fix the claim with "
+        f"`{stamp_recipe(path, inferred, tensor_names)}`, then pass the fixed file to --init."
     )
     raise InitArchMismatchError(message, claimed=claimed, inferred=inferred, metadata_arch=metadata_arch, path=path)

@@ -12,6 +12,7 @@ import sys
 
 from pretrain import train_config
 from pretrain.train_config import TrainError
+from pretrain.terminal import say
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 2, 130
 
@@ -45,11 +46,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = train(train_config.from_namespace(args))
     except TrainError as exc:
-        print(f"pretrain train: error: {exc}", file=sys.stderr)
+        # One escaped line: paths and checkpoint metadata in the message are untrusted text.
+        say(f"pretrain train: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if result.interrupted:
         if result.checkpoint is not None:
-            print(f"pretrain train: interrupted at step {result.step}; saved {result.checkpoint} "
-                  f"(val_loss {result.val_loss:.4f})", file=sys.stderr)
+            say(f"pretrain train: interrupted at step {result.step}; saved {result.checkpoint} "
+                f"(val_loss {result.val_loss:.4f})", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_OK

@@ -393,9 +393,10 @@ def test_gate_salvage_for_an_hf_directory_is_a_stamp_of_the_directory(tmp_path: 
     with pytest.raises(InitArchMismatchError) as info:
         check_init_arch(d)
     assert (
-        f"  pretrain stamp {d} --architecture qwen2 --hf-architecture Qwen2ForCausalLM --hf-model-type qwen2 -o {d}.fixed\n"
+        f"`pretrain stamp {d} --architecture qwen2 --hf-architecture Qwen2ForCausalLM --hf-model-type qwen2 -o {d}.fixed`"
         in str(info.value)
     )
+    assert "\n" not in str(info.value)  # one line, recipe included
 
 
 def test_an_unknown_architecture_defers_to_the_hf_class(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shlex
 import struct
 import subprocess
@@ -74,7 +75,7 @@ def test_stamp_rewrites_metadata_and_leaves_tensor_bytes_identical(incident: Pat
 def test_the_gates_salvage_recipe_runs_and_fixes_the_file(incident: Path) -> None:
     with pytest.raises(InitArchMismatchError) as info:
         check_init_arch(incident)
-    recipe = next(line.strip() for line in str(info.value).splitlines() if line.strip().startswith("pretrain stamp"))
+    recipe = re.search(r"`(pretrain stamp [^`]+)`", str(info.value)).group(1)
     argv = shlex.split(recipe)
     assert main(argv[1:]) == 0
     fixed = Path(argv[argv.index("-o") + 1])

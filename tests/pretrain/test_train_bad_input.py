@@ -242,3 +242,23 @@ def test_init_with_a_mistyped_config_value_exits_2_naming_it(tmp_path: Path,
     err = refused(tmp_path, capsys, "--init", str(hf))
     assert "'num_hidden_layers' must be an integer, got '2'" in err and f"--init {hf}" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_an_init_path_with_terminal_escapes_is_printed_escaped_on_one_line(tmp_path: Path) -> None:
+    # A file name is untrusted text: its escape sequences must not retitle the terminal or add lines.
+    hostile = tmp_path / "evil\x1b]0;PASSED\x07\nquality: 100.safetensors"
+    hostile.write_bytes(b"\x00" * 4)
+    proc = subprocess.run([sys.executable, "-m", "pretrain", "train", *TINY, "--init", str(hostile),
+                           "--out", str(tmp_path / "out")], cwd=ROOT, env=cli_env(), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("pretrain train: error: --init ")
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert "\x1b" not in proc.stderr and "\x07" not in proc.stderr and "\\x1b]0;PASSED\\x07" in proc.stderr
+
+
+def test_a_usage_error_quoting_hostile_argv_stays_one_escaped_line() -> None:
+    proc = subprocess.run([sys.executable, "-m", "pretrain", "train", "--family", "llama\x1b[2J\rbad"],
+                          cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert len(proc.stderr.splitlines()) == 1 and "\x1b" not in proc.stderr and "\r" not in proc.stderr

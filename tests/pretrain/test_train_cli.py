@@ -6,6 +6,7 @@ import json
 import math
 import os
 import platform
+import re
 import shlex
 import signal
 import subprocess
@@ -122,7 +123,8 @@ def test_seed_scenario_misstamped_init_refused_then_salvaged(trained_qwen2: Path
     assert not (refused / "metrics.jsonl").exists()
 
     # The salvage is the exact `pretrain stamp` command the refusal printed.
-    salvage = next(line.strip() for line in proc.stderr.splitlines() if line.strip().startswith("pretrain stamp"))
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr  # one line, recipe included
+    salvage = re.search(r"`(pretrain stamp [^`]+)`", proc.stderr).group(1)
     argv = shlex.split(salvage)
     proc = cli(*argv[1:])
     assert proc.returncode == 0, proc.stderr
