@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import harness.validate as validate_module
+import harness.bindings as bindings_module
 from harness.cli import main
 from harness.model import BindingKind
 from harness.validate import default_test_paths, find_repo_root, validate, validate_report
@@ -375,13 +375,13 @@ def test_missing_package_declared_in_requires_is_not_a_dangling_binding(repo: Pa
 
 def test_pytest_bindings_that_collect_too_little(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[object, ...]] = []
-    real = validate_module.collect_pytest
+    real = bindings_module.collect_pytest
 
     def spy(*args: object, **kwargs: object) -> object:
         calls.append(args)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(validate_module, "collect_pytest", spy)
+    monkeypatch.setattr(bindings_module, "collect_pytest", spy)
     text = (
         VALID.replace("tests/test_things.py::test_beta", "tests/test_things.py::test_delta")
         .replace('k: "slow or alpha"', 'k: "slow"')
@@ -412,7 +412,7 @@ def test_pytest_node_in_a_missing_file_is_reported_without_running_pytest(repo: 
     def must_not_run(*args: object, **kwargs: object) -> object:
         raise AssertionError("pytest was run for a binding whose file does not exist")
 
-    monkeypatch.setattr(validate_module, "collect_pytest", must_not_run)
+    monkeypatch.setattr(bindings_module, "collect_pytest", must_not_run)
     text = VALID.replace("tests/test_things.py::test_beta", "tests/test_gone.py::test_beta").replace(
         "paths: [tests]", "paths: [tests/nowhere]"
     )

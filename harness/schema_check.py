@@ -1,0 +1,196 @@
+"""The JSON Schema check of one contract file, as problems with line numbers a person can act on.
+
+The schema is `harness/schemas/contract.schema.json` (closed: an unknown key gets a "did you
+mean"); jsonschema's errors are rewritten into one message each, reported at the line of the
+offending key or value.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Mapping, Sequence
+
+import jsonschema
+
+from harness import requirements
+from harness.contract_doc import ContractDoc, Problems
+from harness.schema import load_schema
+
+_validator: jsonschema.Draft202012Validator | None = None
+
+
+def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if len(node) == 1 and isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline_refs(defs[ref.rsplit("/", 1)[1]], defs)
+        return {k: _inline_refs(v, defs) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_inline_refs(v, defs) for v in node]
+    return node
+
+
+def _schema_validator() -> jsonschema.Draft202012Validator:
+    global _validator
+    if _validator is None:
+        schema = load_schema("contract")
+        # $ref lookups are most of jsonschema's time on 10,000 falsifiers; the published schema
+        # keeps its $defs (our refs are acyclic), the validator gets them inlined.
+        defs = schema.pop("$defs", {})
+        _validator = jsonschema.Draft202012Validator(_inline_refs(schema, defs))
+    return _validator
+
+
+_PATTERN_FORMS = {
+    "^[a-z0-9]+(-[a-z0-9]+)*-v[0-9]+$(?!\\n)": "a contract id: lowercase words, digits and dashes ending in -vN, e.g. apr-checkpoint-format-v1",
+    "^INV-[A-Z0-9-]+-[0-9]{3}$(?!\\n)": "an invariant id like INV-NAME-001",
+    "^FALSIFY-[A-Z0-9-]+-[0-9]{3}$(?!\\n)": "a falsifier id like FALSIFY-NAME-001",
+    "^[0-9]{4}-[0-9]{2}-[0-9]{2}$(?!\\n)": "a date YYYY-MM-DD",
+    "^[a-zA-Z][a-zA-Z0-9+.-]*://\\S+$(?!\\n)": "a URL with a scheme and no spaces, e.g. https://example.com/page",
+    "\\S": "non-empty text",
+    "^[^\\s-][^\\s]*$(?!\\n)": "a repository-relative path or node id without spaces, not starting with '-' "
+        "(a -k expression is written pytest: \"-k EXPR\" or pytest: {k: EXPR, paths: [tests]})",
+    "^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)*$(?!\\n)":
+        "module:function, e.g. falsifiers.init_arch_match:falsify_llama_claim_on_qwen2_tensors",
+}
+
+
+def _path_str(path: Sequence[Any]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "the document"
+
+
+def _kind_of(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    if value is None:
+        return "empty (null)"
+    return type(value).__name__
+
+
+_JSON_TYPE_WORDS = {
+    "string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false",
+    "array": "a list", "object": "a mapping", "null": "null",
+}
+
+
+def _schema_messages(
+    error: jsonschema.ValidationError, written: Mapping[tuple[Any, ...], str]
+) -> list[tuple[tuple[Any, ...], str]]:
+    """(path to report at, message) for one jsonschema error; several for additionalProperties.
+
+    `written` is the source text of unquoted scalars YAML read as non-strings (LoadedDoc.written)."""
+    path = tuple(error.absolute_path)
+    where = _path_str(path)
+    v = error.validator
+    if v == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        # The schema closes `requires` to the built-in kinds; a project may register more.
+        in_requires = len(path) == 3 and path[0] == "falsifiers" and path[2] == "requires"
+        out = []
+        for key in error.instance:
+            if key in error.schema.get("properties", {}):
+                continue
+            if in_requires:
+                if not requirements.is_known(str(key)):
+                    out.append((path + (key,), _unknown_kind(str(key), where)))
+                continue
+            close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}?" if close else f"allowed keys here: {', '.join(allowed)}"
+            out.append((path + (key,), f"unknown key {key!r} in {where} ({hint}); fix or remove it"))
+        return out
+    if v == "required":
+        # jsonschema raises one error per missing key; each yields them all and the caller
+        # drops repeats, which is simpler than parsing the key back out of the message.
+        missing = [k for k in error.validator_value if k not in error.instance]
+        return [(path, f"{where} is missing required key {k!r}; add it (see docs/contract-format.md)") for k in missing]
+    if v in ("oneOf", "anyOf"):
+        if all(set(branch) == {"required"} for branch in error.validator_value):
+            # The binding's "exactly one of python | pytest | command".
+            kinds = [k for k in ("python", "pytest", "command") if isinstance(error.instance, dict) and k in error.instance]
+            if not kinds:
+                return [(path, f"{where} needs exactly one of python, pytest or command; add one")]
+            return [(path, f"{where} has {' and '.join(kinds)}; a binding is exactly one of them: keep one")]
+        relevant = [
+            e for e in (error.context or []) if not (e.validator == "type" and not e.relative_path)
+        ]
+        if relevant:
+            out = []
+            for sub in relevant:
+                out.extend(_schema_messages(sub, written))
+            return out
+        types = []
+        for branch in error.validator_value:
+            t = branch.get("type") or ("string" if branch.get("$ref", "").endswith("/text") else None)
+            if t:
+                types.append(_JSON_TYPE_WORDS.get(t, t))
+        return [(path, f"{where} must be {' or '.join(types) or 'one of the allowed forms'}, not {_kind_of(error.instance)}")]
+    if v == "type":
+        expected = error.validator_value
+        words = " or ".join(_JSON_TYPE_WORDS.get(t, t) for t in ([expected] if isinstance(expected, str) else expected))
+        hint = f"; write {words} here (see docs/contract-format.md)"
+        if expected == "string" and not isinstance(error.instance, (str, list, dict)):
+            # What the author wrote (1.10, yes), not what YAML read (1.1, True).
+            hint = f"; quote it: \"{written.get(path, error.instance)}\""
+        elif expected == "array" and isinstance(error.instance, (str, int, float)) and not isinstance(error.instance, bool):
+            hint = f"; write it as a list: [{error.instance}]"
+        return [(path, f"{where} must be {words}, not {_kind_of(error.instance)}{hint}")]
+    if v == "pattern":
+        form = _PATTERN_FORMS.get(error.validator_value)
+        if form is None:
+            form = error.schema.get("description") or f"the pattern {error.validator_value}"
+        return [(path, f"{where} {error.instance!r} is not {form}; fix the value")]
+    if v == "enum":
+        allowed = [str(x) for x in error.validator_value]
+        close = difflib.get_close_matches(str(error.instance), allowed, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return [(path, f"{where} {error.instance!r} is not one of {', '.join(allowed)}{hint}; use one of them")]
+    if v == "minItems":
+        return [(path, f"{where} needs at least {error.validator_value} entr{'y' if error.validator_value == 1 else 'ies'}; add one")]
+    if v == "uniqueItems":
+        return [(path, f"{where} lists the same entry twice; remove the duplicate")]
+    if v in ("minimum", "exclusiveMinimum"):
+        op = ">=" if v == "minimum" else ">"
+        return [(path, f"{where} must be {op} {error.validator_value}, not {error.instance!r}")]
+    if v == "minLength":
+        return [(path, f"{where} must not be empty; write the text")]
+    if v == "dependentRequired":
+        return [(path, f"{where}: count_pattern applies only to a command binding; remove it or use command:")]
+    if v == "const" or v is False or error.validator_value is False:
+        return [(path, f"{where} is not allowed here; remove it")]
+    return [(path, f"{where}: {error.message}")]
+
+
+def _unknown_kind(kind: str, where: str) -> str:
+    known = requirements.known_kinds()
+    close = difflib.get_close_matches(kind, known, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return (
+        f"unknown requirement kind {kind!r} in {where} ({hint}known kinds: {', '.join(known)}); fix it, or have the "
+        f"project register it under the entry point group {requirements.ENTRY_POINT_GROUP} (see docs/contract-format.md)"
+    )
+
+
+def check_schema(doc: ContractDoc, problems: Problems) -> None:
+    """Report every schema violation in `doc` once, at its line; marks the doc `schema_ok=False`."""
+    reported: set[tuple[tuple[Any, ...], str]] = set()
+    for error in _schema_validator().iter_errors(doc.data):
+        for path, message in _schema_messages(error, doc.loaded.written):
+            if (path, message) in reported:
+                continue
+            reported.add((path, message))
+            doc.schema_ok = False
+            problems.add(doc.loc(path), doc.subject(path), message)
+
