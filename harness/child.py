@@ -18,6 +18,7 @@ import sys
 import traceback
 from typing import Any
 
+from harness import replay_child
 from harness.atomic import write_atomic
 
 MAX_TEXT = 8000
@@ -55,7 +56,7 @@ def classify(target: str) -> dict[str, Any]:
     module_name, _, func_name = target.partition(":")
     try:
         module = importlib.import_module(module_name)
-        func = getattr(module, func_name)
+        func = replay_child.apply(module, getattr(module, func_name))
     except BaseException as exc:  # noqa: BLE001 - any import failure is the falsifier's error
         return {
             "outcome": "error",
@@ -99,6 +100,7 @@ def main(argv: list[str]) -> int:
     target, result_file = argv
     # The falsifier is resolved against the repository root (our cwd), like `python -m pytest` does.
     sys.path.insert(0, os.getcwd())
+    replay_child.prepare()  # hypothesis prints its reproduction blob (harness.replay_record keeps it)
     result = classify(target)
     write_atomic(result_file, json.dumps(result))
     return 0

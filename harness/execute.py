@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from harness import clock, requirements
+from harness import clock, replay_record, requirements
 # HARNESS_PARENT stays importable from here for verify_cli.
 from harness.isolation import HARNESS_PARENT, child_env, describe_exit, run_isolated
 from harness.model import Binding, BindingKind, Contract, Falsifier, FalsifierResult, Outcome, Requirement
@@ -52,6 +52,8 @@ class _Verdict:
     counterexample: str | None = None
     tests_matched: int | None = None
     tests_executed: int | None = None
+    # pytest bindings: (node id, failure text) of each failed test, for harness.replay_record.
+    failures: tuple[tuple[str, str], ...] = ()
 
 
 def _run_python(binding: Binding, repo_root: Path, timeout_s: float) -> _Verdict:
@@ -70,7 +72,7 @@ def _run_python(binding: Binding, repo_root: Path, timeout_s: float) -> _Verdict
 
 
 def _pytest_argv(binding: Binding) -> list[str]:
-    argv = [sys.executable, "-m", "pytest", "-p", "harness.pytest_counter", "-p", "no:cacheprovider"]
+    argv = [sys.executable, "-m", "pytest", "-p", "harness.pytest_counter", "-p", "harness.replay_pytest", "-p", "no:cacheprovider"]
     # The bound tests must not re-enter the harness by collecting contract files themselves.
     argv += ["-p", "no:harness", "-p", "no:harness.plugin", "-q", "-rN", "--no-header"]
     if binding.k is not None:
@@ -106,6 +108,7 @@ def _run_pytest(binding: Binding, repo_root: Path, timeout_s: float) -> _Verdict
             Outcome.FALSIFIED, f"{counts['failed']} of {matched} matched tests failed",
             _tail(failures, 8000) or "a bound test failed without a failure text",
             **base,
+            failures=tuple((f["nodeid"], f["text"]) for f in counts["failures"] if "when" not in f),
         )
     if counts["errors"]:
         failures = "\n\n".join(f"{f['nodeid']} ({f.get('when')})\n{f['text']}" for f in counts["failures"])
@@ -216,6 +219,7 @@ def run_falsifier(
         tests_matched=verdict.tests_matched,
         tests_executed=verdict.tests_executed,
         counterexample=verdict.counterexample,
+        replay=replay_record.record(falsifier.binding, verdict.outcome, verdict.counterexample, verdict.failures),
     )
 
 

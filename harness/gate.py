@@ -13,13 +13,13 @@ from harness.model import Evidence, Outcome
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
-_FAILING = (Outcome.FALSIFIED, Outcome.ERROR)
+_FAILING = (Outcome.FALSIFIED, Outcome.ERROR, Outcome.FLAKY)
 _UNVERIFIED = (Outcome.NOT_RUN, Outcome.DEFERRED)
 
 
 @dataclass(frozen=True)
 class Policy:
-    """What fails the gate besides `falsified` and `error` (which always do)."""
+    """What fails the gate besides `falsified`, `error` and `flaky` (which always do)."""
 
     strict: bool = False  # also fail on not_run and deferred
 

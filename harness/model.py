@@ -126,6 +126,16 @@ class Outcome(str, enum.Enum):
     ERROR = "error"  # the falsifier itself broke, or matched/executed no tests
     NOT_RUN = "not_run"  # a requirement is unmet; never a pass
     DEFERRED = "deferred"  # explicitly deferred with a reason and expiry; never a pass
+    FLAKY = "flaky"  # under --rerun, attempts disagreed (e.g. falsified, then passed); always fails the gate
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One run of a falsifier under `harness verify --rerun N` (harness.rerun)."""
+
+    outcome: Outcome
+    reason: str
+    duration_s: float
 
 
 @dataclass(frozen=True)
@@ -140,6 +150,10 @@ class FalsifierResult:
     tests_matched: int | None = None
     tests_executed: int | None = None
     counterexample: str | None = None
+    # Every run under --rerun N, in order (the first included); empty when the falsifier ran once.
+    attempts: tuple[Attempt, ...] = ()
+    # What `harness replay` needs to reproduce a failure (harness.replay_record); None for a pass or no run.
+    replay: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from harness.console import sigterm_as_interrupt
 from harness.environment import collect_environment, git_state
 from harness.execute import HARNESS_PARENT
 from harness.model import Contract, Evidence, Falsifier, FalsifierResult, Outcome
-from harness.plugin import CONTRACTS_OPTION, IDS_PROPERTY, RESULT_PROPERTY, matches_selection, report_properties
+from harness.plugin import CONTRACTS_OPTION, IDS_PROPERTY, RERUN_OPTION, RESULT_PROPERTY, matches_selection, report_properties
 from harness.record import evidence_dir, make_evidence, now_iso, publish, result_from_dict
 from harness.report import evidence_files
 
@@ -179,6 +179,7 @@ def run_pytest(
     select: Sequence[str],
     jobs: int,
     collector: ResultCollector,
+    rerun: int = 0,
 ) -> tuple[int, str]:
     """Run the contracts' items in-process; (pytest exit status, pytest's own output)."""
     with tempfile.TemporaryDirectory(prefix="harness-verify-") as scratch:
@@ -195,6 +196,8 @@ def run_pytest(
         args = ["-p", "harness.plugin", "-c", str(ini), f"--rootdir={repo_root}", "-p", "no:cacheprovider", "-s", "-q"]
         args += [f"{CONTRACTS_OPTION}={compiled}"]
         args += [f"--harness-select={p}" for p in select]
+        if rerun:
+            args.append(f"{RERUN_OPTION}={rerun}")
         if jobs > 1:
             args += ["-p", "xdist.plugin", "-n", str(jobs)]
         args += [str(d) for d in _top_directories(files)]
@@ -228,11 +231,12 @@ def verify(
     out: str | os.PathLike[str] | None = "reports",
     select: Sequence[str] = (),
     jobs: int = 1,
+    rerun: int = 0,
     command: Sequence[str] = (),
     observer: Observer | None = None,
 ) -> Evidence:
     """Validate the contracts under `paths`, run their falsifiers (those matching `select`, `jobs` at a
-    time) and return the Evidence, published under `out`/<commit>/ (not written anywhere when `out` is
+    time; a falsified or error one up to `rerun` more times, `flaky` when the attempts disagree) and return the Evidence, published under `out`/<commit>/ (not written anywhere when `out` is
     None). `command` is the argv the evidence records (default `harness verify PATH...`).
 
     Raises InvalidInput before anything runs, EvidenceNotWritten when the evidence could not be
@@ -242,6 +246,8 @@ def verify(
     command = list(command) or default_command(paths)
     if jobs < 1:
         raise InvalidInput(f"harness verify: -j {jobs}: must be at least 1 (-j 1 runs the falsifiers one at a time)")
+    if rerun < 0:
+        raise InvalidInput(f"harness verify: --rerun {rerun}: must be at least 0 (--rerun 2 runs a failing falsifier up to 2 more times)")
     if jobs > 1 and importlib.util.find_spec("xdist") is None:
         raise InvalidInput("harness verify: -j needs pytest-xdist, which is not installed: pip install pytest-xdist")
     from harness.validate import validate_report
@@ -279,7 +285,7 @@ def verify(
     # Importing torch for the environment facts takes seconds; do it while the falsifiers run.
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         environment = pool.submit(collect_environment)
-        results, interrupted = _run(files, contracts, roots, repo_root, selected, select, jobs, observer)
+        results, interrupted = _run(files, contracts, roots, repo_root, selected, select, jobs, observer, rerun)
         evidence = make_evidence(
             contracts,
             results,
@@ -306,6 +312,7 @@ def _run(
     select: Sequence[str],
     jobs: int,
     observer: Observer,
+    rerun: int = 0,
 ) -> tuple[dict[Key, FalsifierResult], bool]:
     """Run the selected falsifiers; (results by key, interrupted). An uninterrupted run has a result
     for every selected falsifier."""
@@ -315,7 +322,7 @@ def _run(
     pytest_output = ""
     try:
         with sigterm_as_interrupt():
-            status, pytest_output = run_pytest(files, contracts, roots, repo_root, select, jobs, collector)
+            status, pytest_output = run_pytest(files, contracts, roots, repo_root, select, jobs, collector, rerun)
         interrupted = status == int(pytest.ExitCode.INTERRUPTED)
     except KeyboardInterrupt:
         interrupted = True

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from harness import escape
+from harness import escape, rerun
 from harness.execute import run_falsifier
 from harness.model import Contract, Falsifier, FalsifierResult, Outcome, Problem
 from harness.record import result_to_dict
@@ -33,6 +33,7 @@ RESULT_PROPERTY = "harness_result"
 # `harness verify` validates once, in the controller, and hands the Contract values to this plugin (in
 # its own process and in every xdist worker, which get the same arguments) through this file.
 CONTRACTS_OPTION = "--harness-contracts"
+RERUN_OPTION = "--harness-rerun"
 IDS_PROPERTY = "harness_ids"
 CONTRACT_SUFFIXES = (".yaml", ".yml")
 _TOP_LEVEL_ID = re.compile(r"^id\s*:", re.MULTILINE)
@@ -54,6 +55,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         metavar="FILE",
         help="(set by harness verify) the validated contracts to compile, so no session re-reads the files",
+    )
+    group.addoption(
+        RERUN_OPTION,
+        type=int,
+        default=0,
+        metavar="N",
+        help="run a falsified or error falsifier up to N more times; differing outcomes are recorded as flaky",
     )
 
 
@@ -260,11 +268,12 @@ class FalsifierItem(pytest.Item):
         self.user_properties.append((IDS_PROPERTY, json.dumps([self.contract.id, self.falsifier.id])))
 
     def runtest(self) -> None:
-        result = run_falsifier(self.falsifier, self.contract, self.repo_root)
+        times = int(self.config.getoption("harness_rerun", default=0) or 0)
+        result = rerun.run_with_reruns(self.falsifier, self.contract, self.repo_root, times, run_falsifier)
         self.user_properties.append((RESULT_PROPERTY, json.dumps(result_to_dict(result))))
         if result.outcome is Outcome.PASSED:
             return
-        if result.outcome in (Outcome.FALSIFIED, Outcome.ERROR):
+        if result.outcome in (Outcome.FALSIFIED, Outcome.ERROR, Outcome.FLAKY):
             raise FalsifierOutcome(result)
         pytest.skip(escape.terminal(f"{result.outcome.value}: {result.reason}"))
 

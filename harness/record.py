@@ -24,7 +24,7 @@ import jsonschema
 import harness
 from harness.atomic import create_file, fsync_dir, unique_sibling, write_atomic
 from harness.escape import json_safe
-from harness.model import Binding, BindingKind, Contract, ContractResult, Evidence, FalsifierResult, Outcome
+from harness.model import Attempt, Binding, BindingKind, Contract, ContractResult, Evidence, FalsifierResult, Outcome
 from harness.schema import load_schema
 
 SCHEMA_VERSION = 1
@@ -97,6 +97,10 @@ def result_from_dict(data: dict[str, Any]) -> FalsifierResult:
         tests_matched=data.get("tests_matched"),
         tests_executed=data.get("tests_executed"),
         counterexample=data.get("counterexample"),
+        attempts=tuple(
+            Attempt(Outcome(a["outcome"]), a["reason"], float(a["duration_s"])) for a in data.get("attempts") or ()
+        ),
+        replay=data.get("replay"),
     )
 
 

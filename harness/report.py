@@ -13,7 +13,7 @@ from harness.model import Evidence, Outcome
 from harness.record import evidence_json, evidence_to_dict
 
 OUTCOME_ORDER = [o.value for o in Outcome]
-ICON = {"passed": "✅", "falsified": "❌", "error": "💥", "not_run": "⏭️", "deferred": "⏳"}
+ICON = {"passed": "✅", "falsified": "❌", "error": "💥", "not_run": "⏭️", "deferred": "⏳", "flaky": "🎲"}
 
 
 def totals_line(totals: dict[str, int]) -> str:
@@ -41,7 +41,7 @@ def render_junit(evidence: dict[str, Any]) -> str:
         "testsuites",
         name="harness verify",
         tests=sum(t.values()),
-        failures=t["falsified"],
+        failures=t["falsified"] + t["flaky"],
         errors=t["error"],
         skipped=t["not_run"] + t["deferred"],
         time=f"{evidence['duration_s']:.3f}",
@@ -54,7 +54,7 @@ def render_junit(evidence: dict[str, Any]) -> str:
             "testsuite",
             name=contract["id"],
             tests=len(entries),
-            failures=count["falsified"],
+            failures=count["falsified"] + count["flaky"],
             errors=count["error"],
             skipped=count["not_run"] + count["deferred"],
             time=f"{sum(f['duration_s'] for f in entries):.3f}",
@@ -69,10 +69,20 @@ def render_junit(evidence: dict[str, Any]) -> str:
                 _xml_element(case, "failure", f["counterexample"] or "", message=f["reason"])
             elif f["outcome"] == "error":
                 _xml_element(case, "error", f["reason"], message=f["reason"])
+            elif f["outcome"] == "flaky":
+                _xml_element(case, "failure", "\n".join(_attempt_lines(f)), message=f["reason"])
             elif f["outcome"] in ("not_run", "deferred"):
                 _xml_element(case, "skipped", message=f"{f['outcome']}: {f['reason']}")
     ET.indent(root)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _attempt_lines(entry: dict[str, Any]) -> list[str]:
+    """`attempt 1: falsified (0.12s): reason`, one per attempt of a --rerun run."""
+    return [
+        f"attempt {i}: {a['outcome']} ({a['duration_s']:.2f}s): {(a['reason'].splitlines() or [''])[0]}"
+        for i, a in enumerate(entry.get("attempts") or [], 1)
+    ]
 
 
 def _cell(text: Any, limit: int = 160) -> str:
@@ -90,7 +100,7 @@ def render_summary(evidence: dict[str, Any]) -> str:
     if not evidence["complete"]:
         lines += ["> **Incomplete:** the run was interrupted; only the results below were recorded.", ""]
     t = evidence["totals"]
-    if evidence["complete"] and t["passed"] + t["falsified"] + t["error"] == 0:
+    if evidence["complete"] and t["passed"] + t["falsified"] + t["error"] + t["flaky"] == 0:
         lines += ["> **Nothing verified:** no falsifier ran (every one not_run or deferred); nothing here is evidence that an invariant holds.", ""]
     lines += ["| Outcome | Count |", "|---|---:|"]
     lines += [f"| {ICON[o]} {o} | {t[o]} |" for o in OUTCOME_ORDER]
@@ -127,6 +137,14 @@ def render_summary(evidence: dict[str, Any]) -> str:
                 "</details>",
                 "",
             ]
+    flaky = [f for f in entries if f["outcome"] == "flaky"]
+    if flaky:
+        # Never a pass: the outcome changed between runs of the same code; every attempt is shown.
+        lines += ["### Flaky", ""]
+        for f in flaky:
+            lines.append(f"- {escape.markdown_code(f['id'])}: {_cell(f['reason'], 400)}")
+            lines += [f"  - {_cell(line, 400)}" for line in _attempt_lines(f)]
+        lines.append("")
     for outcome, title in (("error", "Errors"), ("not_run", "Not run"), ("deferred", "Deferred")):
         chosen = [f for f in entries if f["outcome"] == outcome]
         if chosen:

@@ -1,8 +1,8 @@
-"""`harness verify PATH... [--out DIR] [-k ID-PATTERN] [-j N] [--strict]`
+"""`harness verify PATH... [--out DIR] [-k ID-PATTERN] [-j N] [--rerun N] [--strict]`
 
 validate -> compile (pytest plugin) -> run (isolated children) -> record (evidence.json) -> report
 (junit.xml, summary.md). Exit status: 0 nothing falsified or in error; 1 something falsified or in
-error (or, with --strict, not_run/deferred); 2 invalid input, nothing run; 3 the falsifiers ran but the
+error or flaky (or, with --strict, not_run/deferred); 2 invalid input, nothing run; 3 the falsifiers ran but the
 evidence could not be written (the previous evidence is left as it was); 130 interrupted (Ctrl-C or
 SIGTERM), with the evidence so far written and marked incomplete. A run in which no falsifier ran at
 all says so loudly (stderr and summary.md); --strict makes it fail. A closed stdout (`| head -1`) does
@@ -43,6 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="only falsifiers whose id, contract id or invariant id matches this glob or substring (repeatable)",
     )
     parser.add_argument("-j", dest="jobs", type=int, default=1, metavar="N", help="run N falsifiers in parallel (pytest-xdist)")
+    parser.add_argument(
+        "--rerun",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run a falsified or error falsifier up to N more times; outcomes that differ are recorded as flaky (exit 1)",
+    )
     parser.add_argument("--strict", action="store_true", help="also fail (exit 1) on not_run and deferred falsifiers")
 
 
@@ -65,6 +72,8 @@ def command_line(args: argparse.Namespace) -> list[str]:
         argv += ["-k", pattern]
     if args.jobs != 1:
         argv += ["-j", str(args.jobs)]
+    if args.rerun:
+        argv += ["--rerun", str(args.rerun)]
     if args.strict:
         argv.append("--strict")
     return argv
@@ -73,7 +82,9 @@ def command_line(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     """The `func` of the `verify` subparser."""
     command = command_line(args)
-    return verify(args.paths, out=args.out, select=args.select, jobs=args.jobs, strict=args.strict, command=command)
+    return verify(
+        args.paths, out=args.out, select=args.select, jobs=args.jobs, rerun=args.rerun, strict=args.strict, command=command
+    )
 
 
 def run_verify(argv: Sequence[str]) -> int:
@@ -172,6 +183,7 @@ def verify(
     out: str | os.PathLike[str] = "reports",
     select: Sequence[str] = (),
     jobs: int = 1,
+    rerun: int = 0,
     strict: bool = False,
     command: Sequence[str] = (),
     stream: TextIO | None = None,
@@ -180,7 +192,9 @@ def verify(
     stream = stream or sys.stdout
     command = list(command) or default_command(paths)
     try:
-        evidence = run_verification(paths, out=out, select=select, jobs=jobs, command=command, observer=_Printer(stream))
+        evidence = run_verification(
+            paths, out=out, select=select, jobs=jobs, rerun=rerun, command=command, observer=_Printer(stream)
+        )
     except InvalidInput as exc:
         _print_problems(exc.problems, str(exc), sys.stdout)
         return EXIT_INVALID
