@@ -38,6 +38,24 @@ def _print_blob(hypothesis: ModuleType) -> None:
     settings.load_profile(PROFILE)
 
 
+class _ThenLoader(importlib.abc.Loader):
+    """`loader`, then `then(module)` once the module has executed. A wrapper, not a patched loader:
+    one loader object may load many modules (pytest's assertion rewriter does)."""
+
+    def __init__(self, loader: Any, then: Callable[[ModuleType], None]) -> None:
+        self._loader, self._then = loader, then
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        self._loader.exec_module(module)
+        self._then(module)
+
+    def __getattr__(self, name: str) -> Any:  # resource readers, get_code, is_package...
+        return getattr(self._loader, name)
+
+
 class _WhenImported(importlib.abc.MetaPathFinder):
     """Runs `then(module)` right after `name` is first imported (a one-shot import hook)."""
 
@@ -54,16 +72,8 @@ class _WhenImported(importlib.abc.MetaPathFinder):
             spec = find(fullname, path, target) if find else None
             if spec is not None:
                 break
-        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            return spec
-        loader, then = spec.loader, self.then
-        run = loader.exec_module
-
-        def exec_module(module: ModuleType) -> None:
-            run(module)
-            then(module)
-
-        loader.exec_module = exec_module  # type: ignore[method-assign]
+        if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            spec.loader = _ThenLoader(spec.loader, self.then)
         return spec
 
 

@@ -42,10 +42,14 @@ def show(outcome: Replay) -> None:
     """The replay's result: the verdict line, the counterexample, what was (not) applied."""
     r = outcome.result
     emit(f"harness replay: {outcome.falsifier_id} ({r.binding.describe()}): {outcome.why.splitlines()[0]} ({r.duration_s:.1f}s)")
-    if outcome.reproduced and r.counterexample:
-        emit("counterexample:")
-        for line in r.counterexample.splitlines():
-            emit(f"  {line}")
+    if outcome.reproduced:
+        # hypothesis's failing examples when there are any (a pytest failure text is a whole traceback).
+        examples = [e["example"] for e in (r.replay or {}).get("examples", []) if e.get("example")]
+        text = "\n".join(examples) or r.counterexample or ""
+        if text:
+            emit("counterexample:")
+            for line in text.splitlines():
+                emit(f"  {line}")
     version = (outcome.recorded.replay or {}).get("hypothesis_version")
     for test in outcome.applied:
         emit(f"applied @reproduce_failure({version!r}, ...) to {test}")
