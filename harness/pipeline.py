@@ -236,8 +236,9 @@ def verify(
     observer: Observer | None = None,
 ) -> Evidence:
     """Validate the contracts under `paths`, run their falsifiers (those matching `select`, `jobs` at a
-    time; a falsified or error one up to `rerun` more times, `flaky` when the attempts disagree) and return the Evidence, published under `out`/<commit>/ (not written anywhere when `out` is
-    None). `command` is the argv the evidence records (default `harness verify PATH...`).
+    time; a falsified or error one up to `rerun` more times, `flaky` when the attempts disagree) and
+    return the Evidence, published under `out`/<commit>/ (not written anywhere when `out` is None).
+    `command` is the argv the evidence records (default `harness verify PATH...`).
 
     Raises InvalidInput before anything runs, EvidenceNotWritten when the evidence could not be
     published; Ctrl-C (or SIGTERM) during the run returns the evidence so far with `complete` False,
@@ -247,7 +248,9 @@ def verify(
     if jobs < 1:
         raise InvalidInput(f"harness verify: -j {jobs}: must be at least 1 (-j 1 runs the falsifiers one at a time)")
     if rerun < 0:
-        raise InvalidInput(f"harness verify: --rerun {rerun}: must be at least 0 (--rerun 2 runs a failing falsifier up to 2 more times)")
+        raise InvalidInput(
+            f"harness verify: --rerun {rerun}: must be at least 0 (--rerun 2 runs a failing falsifier up to 2 more times)"
+        )
     if jobs > 1 and importlib.util.find_spec("xdist") is None:
         raise InvalidInput("harness verify: -j needs pytest-xdist, which is not installed: pip install pytest-xdist")
     from harness.validate import validate_report
