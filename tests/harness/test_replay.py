@@ -240,3 +240,55 @@ def test_the_environment_that_changes_a_run_is_recorded(monkeypatch: pytest.Monk
     entry = record(Binding(BindingKind.COMMAND, argv=("false",)), Outcome.FALSIFIED, "exited 1")
     assert entry is not None and entry["env"]["PYTHONHASHSEED"] == "7" and "HYPOTHESIS_PROFILE" not in entry["env"]
     assert json.dumps(entry)  # JSON-ready as evidence needs it
+
+
+# ---------------------------------------------------------------------------------------- the child's print_blob
+
+PRINT_BLOB_MODULE = textwrap.dedent(
+    '''
+    from hypothesis import given, settings, strategies as st
+
+
+    @settings(derandomize=True, database=None)
+    @given(st.integers(min_value=0, max_value=1000))
+    def _default(x):
+        assert x < 10
+
+
+    @settings(derandomize=True, database=None, print_blob=False)
+    @given(st.integers(min_value=0, max_value=1000))
+    def _no_blob(x):
+        assert x < 10
+
+
+    def uses_the_default():
+        _default()
+
+
+    def turns_the_blob_off():
+        _no_blob()
+    '''
+)
+
+
+@pytest.mark.parametrize(("target", "has_blob"), [("uses_the_default", True), ("turns_the_blob_off", False)])
+def test_the_child_prints_the_blob_unless_the_falsifier_says_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str, has_blob: bool
+) -> None:
+    from harness.execute import run_falsifier
+    from harness.model import Contract, Falsifier, SourceLocation
+
+    # Outside CI (hypothesis's own "ci" profile prints blobs anyway), so it is the harness that turns it on.
+    ci = ("CI", "GITHUB_ACTIONS", "TF_BUILD", "BUILDKITE", "CIRCLECI", "CIRRUS_CI", "CODEBUILD_BUILD_ID", "GITLAB_CI")
+    for name in (*ci, "HEROKU_TEST_RUN_ID", "TEAMCITY_VERSION", "bamboo.buildKey"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'fixture'\nversion = '0'\n")
+    (tmp_path / "fx_blob.py").write_text(PRINT_BLOB_MODULE)
+    binding = Binding(BindingKind.PYTHON, target=f"fx_blob:{target}")
+    f = Falsifier("FALSIFY-PB-001", ("INV-PB-001",), "p", "i", binding, SourceLocation("x.yaml", 1))
+    result = run_falsifier(f, Contract("pb-v1", "1", "t", "d", "x.yaml", "a" * 64, (), (f,)), tmp_path)
+    assert result.outcome is Outcome.FALSIFIED
+    assert result.replay is not None
+    [example] = result.replay["examples"]
+    assert "x=10," in example["example"]
+    assert (example["blob"] is not None, result.replay["kind"]) == (has_blob, "hypothesis" if has_blob else "rerun")
