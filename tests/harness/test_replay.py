@@ -271,24 +271,39 @@ PRINT_BLOB_MODULE = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize(("target", "has_blob"), [("uses_the_default", True), ("turns_the_blob_off", False)])
-def test_the_child_prints_the_blob_unless_the_falsifier_says_otherwise(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str, has_blob: bool
-) -> None:
-    from harness.execute import run_falsifier
-    from harness.model import Contract, Falsifier, SourceLocation
-
-    # Outside CI (hypothesis's own "ci" profile prints blobs anyway), so it is the harness that turns it on.
+@pytest.fixture
+def outside_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside CI (hypothesis's own "ci" profile prints blobs anyway), so it is the harness that turns it on."""
     ci = ("CI", "GITHUB_ACTIONS", "TF_BUILD", "BUILDKITE", "CIRCLECI", "CIRRUS_CI", "CODEBUILD_BUILD_ID", "GITLAB_CI")
     for name in (*ci, "HEROKU_TEST_RUN_ID", "TEAMCITY_VERSION", "bamboo.buildKey"):
         monkeypatch.delenv(name, raising=False)
-    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'fixture'\nversion = '0'\n")
-    (tmp_path / "fx_blob.py").write_text(PRINT_BLOB_MODULE)
-    binding = Binding(BindingKind.PYTHON, target=f"fx_blob:{target}")
+
+
+def run_one(root: Path, binding: Binding) -> Any:
+    from harness.execute import run_falsifier
+    from harness.model import Contract, Falsifier, SourceLocation
+
+    (root / "pyproject.toml").write_text("[project]\nname = 'fixture'\nversion = '0'\n")
     f = Falsifier("FALSIFY-PB-001", ("INV-PB-001",), "p", "i", binding, SourceLocation("x.yaml", 1))
-    result = run_falsifier(f, Contract("pb-v1", "1", "t", "d", "x.yaml", "a" * 64, (), (f,)), tmp_path)
+    return run_falsifier(f, Contract("pb-v1", "1", "t", "d", "x.yaml", "a" * 64, (), (f,)), root)
+
+
+@pytest.mark.parametrize(("target", "has_blob"), [("uses_the_default", True), ("turns_the_blob_off", False)])
+def test_the_child_prints_the_blob_unless_the_falsifier_says_otherwise(
+    tmp_path: Path, outside_ci: None, target: str, has_blob: bool
+) -> None:
+    (tmp_path / "fx_blob.py").write_text(PRINT_BLOB_MODULE)
+    result = run_one(tmp_path, Binding(BindingKind.PYTHON, target=f"fx_blob:{target}"))
     assert result.outcome is Outcome.FALSIFIED
     assert result.replay is not None
     [example] = result.replay["examples"]
     assert "x=10," in example["example"]
     assert (example["blob"] is not None, result.replay["kind"]) == (has_blob, "hypothesis" if has_blob else "rerun")
+
+
+def test_the_pytest_child_prints_the_blob_too(tmp_path: Path, outside_ci: None) -> None:
+    (tmp_path / "test_property.py").write_text(PROPERTY_TESTS)
+    result = run_one(tmp_path, Binding(BindingKind.PYTEST, target="test_property.py::test_below_ten"))
+    assert result.outcome is Outcome.FALSIFIED
+    [example] = result.replay["examples"]
+    assert example["test"] == "test_property.py::test_below_ten" and example["blob"]
