@@ -23,7 +23,7 @@ from harness.gate import EXIT_FAILED, EXIT_OK, Policy, verdict
 from harness.model import FalsifierResult, Outcome
 from harness.pipeline import EvidenceNotWritten, InvalidInput, Observer, default_command
 from harness.pipeline import verify as run_verification
-from harness.record import evidence_dir
+from harness.record import describe_selection, evidence_dir
 from harness.report import totals_line
 
 EXIT_INVALID = 2
@@ -190,8 +190,10 @@ def verify(
 
     gate = verdict(evidence, Policy(strict=strict))
     interrupted = not evidence.complete
-    emit(f"harness: {totals_line(evidence.totals)}{' (INTERRUPTED: incomplete)' if interrupted else ''}", stream)
-    emit(f"evidence: {evidence_dir(out, evidence.commit) / 'evidence.json'}", stream)
+    # A -k run says so on its closing line: its green covers the selection, not the commit.
+    partial = "" if evidence.selection is None else f" ({terminal(describe_selection(evidence.selection))})"
+    emit(f"harness: {totals_line(evidence.totals)}{partial}{' (INTERRUPTED: incomplete)' if interrupted else ''}", stream)
+    emit(f"evidence: {evidence_dir(out, evidence.commit, evidence.selection) / 'evidence.json'}", stream)
     for warning in gate.warnings:
         emit(f"harness: warning: {warning}", sys.stderr)
     return gate.exit_code
