@@ -64,7 +64,8 @@ class InvalidInput(Exception):
 
 class EvidenceNotWritten(Exception):
     """The falsifiers ran, but their evidence could not be published (the CLI's exit 3); the directory
-    keeps its previous evidence. `evidence` is what would have been written."""
+    keeps the run's starting set and journal (its results, marked incomplete). `evidence` is what
+    would have been written."""
 
     def __init__(self, message: str, evidence: Evidence) -> None:
         super().__init__(message)

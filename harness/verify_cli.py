@@ -3,10 +3,13 @@
 validate -> compile (pytest plugin) -> run (isolated children) -> record (evidence.json) -> report
 (junit.xml, summary.md). Exit status: 0 nothing falsified or in error; 1 something falsified or in
 error (or, with --strict, not_run/deferred); 2 invalid input, nothing run; 3 the falsifiers ran but the
-evidence could not be written (the previous evidence is left as it was); 130 interrupted (Ctrl-C or
+evidence could not be written (the directory keeps the results journaled as they arrived, marked
+incomplete); 130 interrupted (Ctrl-C or
 SIGTERM), with the evidence so far written and marked incomplete. A run in which no falsifier ran at
 all says so loudly (stderr and summary.md); --strict makes it fail. A closed stdout (`| head -1`) does
 not change any of this: printing stops, the evidence is written in full, the status is the run's.
+With -k the run is partial: its evidence goes to DIR/<commit>/partial/<slug>/ (printed), never replacing
+the commit's full evidence.
 """
 
 from __future__ import annotations
