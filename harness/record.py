@@ -248,9 +248,10 @@ def read_journal(path: Path) -> list[dict[str, Any]]:
         results.append(value)
     if tail:
         warnings.warn(
-            f"{path}:{len(results) + 1}: ignored a torn last line ({len(tail)} bytes; the write the run was killed in)",
+            f"{path}:{len(results) + 1}: ignored a torn last line ({len(tail)} bytes: a write the run was killed in, "
+            "or one still under way)",
             JournalWarning,
-            stacklevel=3,
+            stacklevel=4,  # read_evidence's caller
         )
     return results
 
@@ -263,13 +264,14 @@ def _with_journal(data: dict[str, Any], journal: Path) -> dict[str, Any]:
     by_id = {c["id"]: c for c in contracts}
     seen = {(c["id"], f["id"]) for c in contracts for f in c["falsifiers"]}
     for number, result in enumerate(read_journal(journal), 1):
-        contract = by_id.get(result.get("contract_id"))
+        cid, fid = result.get("contract_id"), result.get("id")
+        contract = by_id.get(cid) if isinstance(cid, str) else None
         if contract is None:
             raise EvidenceError(
                 f"{journal}:{number}: a result for contract {json.dumps(result.get('contract_id'))}, which "
                 f"{journal.parent / EVIDENCE_FILE} does not list"
             )
-        key = (result.get("contract_id"), result.get("id"))
+        key = (cid, fid if isinstance(fid, str) else json.dumps(fid))  # a malformed id: the schema check names it
         if key not in seen:
             seen.add(key)
             contract["falsifiers"].append(result)
