@@ -113,12 +113,13 @@ def _outside_root(root: Path, relative: str) -> str | None:
         return f"the path leads outside the repository root {root}; bind tests inside the repository"
     # A symlinked test directory is fine while it points inside the repository; one that leads out
     # of it is `..` by another name.
-    real_root = root.resolve()
-    if not (root / relative).resolve().is_relative_to(real_root):
-        return (
-            f"the path leads outside the repository root {root} through a symlink (to {(root / relative).resolve()}); "
-            "bind tests inside the repository"
-        )
+    try:
+        real = (root / relative).resolve()
+        inside = real.is_relative_to(root.resolve())
+    except (OSError, ValueError, RuntimeError) as exc:  # a NUL byte, a symlink loop
+        return f"the path cannot be resolved under the repository root {root} ({exc}); fix the path"
+    if not inside:
+        return f"the path leads outside the repository root {root} through a symlink (to {real}); bind tests inside the repository"
     return None
 
 
