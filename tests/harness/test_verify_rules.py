@@ -11,7 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.verify_support import contract_text, entries, falsifier, harness_env, make_project, read_evidence, run_verify
+from harness.validate import validate
+
+from tests.harness.verify_support import (
+    contract_text,
+    entries,
+    falsifier,
+    harness_env,
+    make_project,
+    plugin_args,
+    read_evidence,
+    run_verify,
+)
 
 # A test outside the repository that records having run: verify must never get that far.
 OUTSIDE_TEST = "from pathlib import Path\n\ndef test_outside():\n    Path(__file__).with_name('RAN').write_text('ran')\n"
@@ -93,3 +104,22 @@ def test_the_checks_verify_leaves_to_the_run_end_as_errors_never_passes(tmp_path
     assert proc.returncode == 1, proc.stdout + proc.stderr
     outcomes = {fid: r["outcome"] for fid, r in entries(read_evidence(root / "out" / "uncommitted" / "evidence.json")).items()}
     assert outcomes == dict.fromkeys(["FALSIFY-LATE-001", "FALSIFY-LATE-002", "FALSIFY-LATE-003"], "error")
+
+
+def test_plain_pytest_refuses_a_binding_outside_the_repository_too(tmp_path: Path) -> None:
+    root, outside = _project(tmp_path, '{pytest: {k: outside, paths: ["../elsewhere"]}}')
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", *plugin_args(), "-p", "no:cacheprovider", "contracts/escape.yaml"],
+        cwd=root, env=harness_env(), capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert "leads outside the repository root" in proc.stdout
+    assert not (outside / "RAN").exists()
+
+
+def test_a_binding_path_that_cannot_be_resolved_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    root, _ = _project(tmp_path, '{pytest: "loop/test_x.py::test_x"}')
+    (root / "loop").symlink_to(root / "loop")
+    _, problems = validate([root / "contracts"], check_bindings=False)
+    assert [p.subject for p in problems] == ["FALSIFY-ESC-002"]
+    assert "cannot be resolved under the repository root" in problems[0].message
