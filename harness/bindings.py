@@ -104,14 +104,61 @@ def _check_python_bindings(root: Path, docs: list[ContractDoc], problems: Proble
 def _outside_root(root: Path, relative: str) -> str | None:
     """Why a binding path is not a repository-relative path inside `root`, or None.
 
-    An absolute path, or one that climbs out with `..`, would make the contract depend on one
-    machine's layout or on the current directory of whoever runs it."""
+    An absolute path, or one that climbs out with `..` or through a symlink, would make the contract
+    depend on one machine's layout or on the current directory of whoever runs it, and would run code
+    the repository does not hold."""
     if Path(relative).is_absolute():
         return f"the path is absolute; write it relative to the repository root {root}"
-    # Lexical, not resolve(): a symlinked test directory inside the repository is fine.
     if os.path.normpath(relative).split(os.sep)[0] == os.pardir:
         return f"the path leads outside the repository root {root}; bind tests inside the repository"
+    # A symlinked test directory is fine while it points inside the repository; one that leads out
+    # of it is `..` by another name.
+    try:
+        real = (root / relative).resolve()
+        inside = real.is_relative_to(root.resolve())
+    except (OSError, ValueError, RuntimeError) as exc:  # a NUL byte, a symlink loop
+        return f"the path cannot be resolved under the repository root {root} ({exc}); fix the path"
+    if not inside:
+        return f"the path leads outside the repository root {root} through a symlink (to {real}); bind tests inside the repository"
     return None
+
+
+def _pytest_value(binding: Any, root: Path) -> Any:
+    """A pytest binding's value with the `"-k EXPR"` shorthand expanded to its mapping form."""
+    value = binding["pytest"]
+    if isinstance(value, str) and (k_expr := k_shorthand(value)) is not None:
+        return {"k": k_expr, "paths": list(default_test_paths(root))}
+    return value
+
+
+def _is_node_id(value: Any) -> bool:
+    # Anything else is not a node id at all: the schema check has already said how to write it.
+    return isinstance(value, str) and bool(value.strip()) and not value.startswith("-") and not any(c.isspace() for c in value)
+
+
+def check_binding_paths(docs: list[ContractDoc], problems: Problems) -> None:
+    """The static binding rules, which need no child process: every path a pytest binding names (a
+    node id's file, a -k expression's `paths`) stays inside the contract's repository root.
+
+    `harness validate` and `harness verify` (and a plain `pytest contracts/`) all apply these, so
+    nothing outside the repository is ever run; the rules that import or collect are check_bindings."""
+    for doc in docs:
+        sink: ProblemSink = problems if doc.root_marked else _FallbackRootProblems(problems, doc.root)
+        for i, fal in dicts(doc.data, "falsifiers"):
+            binding = fal.get("binding")
+            if not isinstance(binding, dict) or "pytest" not in binding:
+                continue
+            subject = doc.subject(("falsifiers", i))
+            path = ("falsifiers", i, "binding", "pytest")
+            value = _pytest_value(binding, doc.root)
+            if _is_node_id(value):
+                outside = _outside_root(doc.root, value.split("::", 1)[0])
+                if outside:
+                    sink.add(doc.loc(path), subject, f"binding pytest: {value}: {outside}")
+            elif isinstance(value, dict) and isinstance(value.get("k"), str):
+                outside = [(p, why) for _, p in strs(value.get("paths")) if (why := _outside_root(doc.root, p))]
+                if outside:
+                    sink.add(doc.loc(path + ("paths",)), subject, f"binding pytest -k {value['k']!r}: {outside[0][0]}: {outside[0][1]}")
 
 
 def _check_pytest_bindings(root: Path, docs: list[ContractDoc], problems: ProblemSink) -> None:
@@ -125,18 +172,14 @@ def _check_pytest_bindings(root: Path, docs: list[ContractDoc], problems: Proble
             subject = doc.subject(("falsifiers", i))
             min_tests = binding.get("min_tests", 1)
             min_tests = min_tests if isinstance(min_tests, int) and not isinstance(min_tests, bool) else 1
-            value = binding["pytest"]
+            value = _pytest_value(binding, root)
             path = ("falsifiers", i, "binding", "pytest")
-            if isinstance(value, str) and (k_expr := k_shorthand(value)) is not None:
-                value = {"k": k_expr, "paths": list(default_test_paths(root))}
             if isinstance(value, str) and value.strip():
-                if value.startswith("-") or any(c.isspace() for c in value):
-                    continue  # not a node id at all: the schema check has already said how to write it
-                file_part = value.split("::", 1)[0]
-                outside = _outside_root(root, file_part)
-                if outside:
-                    problems.add(doc.loc(path), subject, f"binding pytest: {value}: {outside}")
+                if not _is_node_id(value):
                     continue
+                file_part = value.split("::", 1)[0]
+                if _outside_root(root, file_part):
+                    continue  # check_binding_paths has reported it; nothing outside the root is collected
                 exists = (root / file_part).is_file() or ("::" not in value and (root / file_part).is_dir())
                 if not exists:
                     problems.add(
@@ -148,10 +191,8 @@ def _check_pytest_bindings(root: Path, docs: list[ContractDoc], problems: Proble
                 nodes.append((doc, path, subject, value, min_tests))
             elif isinstance(value, dict) and isinstance(value.get("k"), str):
                 paths = [p for _, p in strs(value.get("paths"))]
-                outside = [(p, why) for p in paths if (why := _outside_root(root, p))]
-                if outside:
-                    problems.add(doc.loc(path + ("paths",)), subject, f"binding pytest -k {value['k']!r}: {outside[0][0]}: {outside[0][1]}")
-                    continue
+                if any(_outside_root(root, p) for p in paths):
+                    continue  # check_binding_paths has reported it
                 missing = [p for p in paths if not (root / p).exists()]
                 if missing:
                     problems.add(

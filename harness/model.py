@@ -185,8 +185,17 @@ class Evidence:
     environment: dict[str, Any]  # free-form machine facts (python, os, cpu, torch, cuda, gpu, ...)
     totals: dict[str, int]  # count per Outcome value
     contracts: tuple[ContractResult, ...]
+    # What the run was restricted to: None for a full run, else e.g. {"k": ["PATTERN", ...]} (and later
+    # {"shard": "K/N"}). A selected run is published apart from the commit's full evidence.
+    selection: dict[str, Any] | None = None
 
     @property
     def results(self) -> tuple[FalsifierResult, ...]:
         """Every falsifier result, in contract and file order."""
         return tuple(r for c in self.contracts for r in c.falsifiers)
+
+    @property
+    def is_full(self) -> bool:
+        """The commit's full evidence: the run finished and nothing was deselected. Whatever compares or
+        audits commits must ask this, never `complete` alone (a `-k` run is complete but partial)."""
+        return self.complete and self.selection is None

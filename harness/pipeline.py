@@ -2,7 +2,8 @@
 
 validate (once, here, in the controller) -> compile (the `harness.plugin` pytest plugin turns these
 Contract values into items) -> run (pytest, isolated children; xdist workers for jobs > 1) -> record
-(Evidence) -> publish (evidence.json, junit.xml, summary.md under OUT/<commit>/).
+(each result journaled as it arrives, then Evidence) -> publish (evidence.json, junit.xml, summary.md
+under OUT/<commit>/, or OUT/<commit>/partial/<slug>/ for a -k run).
 
 Paths and options in, a typed `Evidence` out, events to an `Observer` for display. Nothing here
 prints or exits: bad input is `InvalidInput` (the CLI's exit 2), evidence that could not be written is
@@ -18,11 +19,12 @@ import io
 import json
 import os
 import pickle
+import platform
 import shlex
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,17 @@ from harness.environment import collect_environment, git_state
 from harness.execute import HARNESS_PARENT
 from harness.model import Contract, Evidence, Falsifier, FalsifierResult, Outcome
 from harness.plugin import CONTRACTS_OPTION, IDS_PROPERTY, RERUN_OPTION, RESULT_PROPERTY, matches_selection, report_properties
-from harness.record import evidence_dir, make_evidence, now_iso, publish, result_from_dict
+from harness.record import (
+    KEPT_FILES,
+    Journal,
+    evidence_dir,
+    make_evidence,
+    now_iso,
+    publish,
+    refresh_skeleton,
+    result_from_dict,
+    start_run,
+)
 from harness.report import evidence_files
 
 Key = tuple[str, str]
@@ -52,7 +64,8 @@ class InvalidInput(Exception):
 
 class EvidenceNotWritten(Exception):
     """The falsifiers ran, but their evidence could not be published (the CLI's exit 3); the directory
-    keeps its previous evidence. `evidence` is what would have been written."""
+    keeps the run's starting set and journal (its results, marked incomplete). `evidence` is what
+    would have been written."""
 
     def __init__(self, message: str, evidence: Evidence) -> None:
         super().__init__(message)
@@ -96,9 +109,17 @@ def _unwritable(directory: Path) -> str | None:
 class ResultCollector:
     """A controller-side pytest plugin: gathers FalsifierResults from reports (xdist workers included)."""
 
-    def __init__(self, selected: dict[Key, tuple[Contract, Falsifier]], observer: Observer) -> None:
+    def __init__(
+        self,
+        selected: dict[Key, tuple[Contract, Falsifier]],
+        observer: Observer,
+        record: Callable[[FalsifierResult], None] | None = None,
+    ) -> None:
         self.selected = selected
         self.observer = observer
+        # This is the controller, the one process every result reaches (xdist's too): each is made
+        # durable here, before anything else happens, so a kill of the harness cannot lose it.
+        self.record = record
         # pytest's own output is captured while it runs (run_pytest); the observer's is its caller's.
         self.stdout = sys.stdout
         self.results: dict[Key, FalsifierResult] = {}
@@ -119,6 +140,8 @@ class ResultCollector:
         if key in self.results:
             return
         self.results[key] = result
+        if self.record is not None:
+            self.record(result)
         with contextlib.redirect_stdout(self.stdout):
             self.observer.result(result)
 
@@ -218,6 +241,75 @@ def run_pytest(
     return status, buffer.getvalue()
 
 
+# ---------------------------------------------------------------------------------------- recording
+
+
+def _placeholder_environment() -> dict[str, Any]:
+    """The skeleton's machine facts until collect_environment (seconds where torch is imported) is done;
+    said as such, so a run killed that early is not read as having run without torch or a GPU."""
+    return {
+        "python": platform.python_version(),
+        "python_executable": sys.executable,
+        "os": platform.platform(),
+        "cpu": platform.machine(),
+        "torch": None,
+        "cuda": None,
+        "gpu": None,
+        "pending": "the machine facts were still being collected when this was recorded",
+    }
+
+
+class _Recorder:
+    """The running run's directory: its skeleton evidence and the journal every result is appended to."""
+
+    def __init__(
+        self,
+        directory: Path,
+        skeleton: Callable[[dict[str, Any]], Evidence],
+        environment: concurrent.futures.Future[dict[str, Any]],
+        observer: Observer,
+    ) -> None:
+        self.directory = directory
+        self._skeleton = skeleton
+        self._environment = environment
+        self._observer = observer
+        self._refreshed = False
+        self._journal: Journal | None = None
+
+    def _facts(self) -> dict[str, Any] | None:
+        future = self._environment
+        return future.result() if future.done() and future.exception() is None else None
+
+    def start(self) -> None:
+        """Raises OSError when the directory cannot take the run's starting set."""
+        facts = self._facts()
+        self._refreshed = facts is not None
+        self._journal = start_run(self.directory, self._skeleton(facts or _placeholder_environment()))
+
+    def record(self, result: FalsifierResult) -> None:
+        if self._journal is None:
+            return
+        try:
+            self._journal.append(result)
+            facts = None if self._refreshed else self._facts()
+            if facts is not None:
+                # Once, in this thread (never from the collecting thread: it could land after the final set).
+                refresh_skeleton(self.directory, self._skeleton(facts))
+                self._refreshed = True
+        except OSError as exc:
+            # A full disk mid-run: the results are still kept here and published (or exit 3) at the end.
+            self.close()
+            self._observer.message(
+                f"harness: warning: cannot record results as they arrive in {self.directory}: {exc.strerror or exc}; "
+                "a kill of this run would lose them"
+            )
+
+    def close(self) -> None:
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+
+
 # ---------------------------------------------------------------------------------------- verify
 
 
@@ -255,9 +347,9 @@ def verify(
         raise InvalidInput("harness verify: -j needs pytest-xdist, which is not installed: pip install pytest-xdist")
     from harness.validate import validate_report
 
-    # The one validation of the run. Structure and cross-references only: bindings are resolved by
-    # running them, so one that does not import or match a test is that falsifier's `error`, recorded
-    # with evidence.
+    # The one validation of the run: structure, cross-references and the static binding rules (paths
+    # inside the repository), exactly validate's. Bindings are resolved by running them, so one that
+    # does not import or match a test is that falsifier's `error`, recorded with evidence.
     validation = validate_report(paths, check_bindings=False)
     check = shlex.join(["harness", "validate", *map(str, paths)])
     if validation.problems:
@@ -279,16 +371,45 @@ def verify(
     roots = {cid: Path(root) for cid, root in validation.roots.items()}
     repo_root = roots[contracts[0].id] if contracts else files[0].parent
     commit, dirty = git_state(repo_root)
-    if out is not None:
+    # A -k run is recorded as what it is and published apart, so it never replaces the commit's full evidence.
+    selection = {"k": list(select)} if select else None
+    directory = evidence_dir(out, commit, selection) if out is not None else None
+    if directory is not None:
         # Checked before anything runs: finding out after a long run that the evidence has nowhere to go wastes it.
-        unwritable = _unwritable(evidence_dir(out, commit))
+        unwritable = _unwritable(directory)
         if unwritable:
             raise InvalidInput(f"harness verify: --out {out}: {unwritable}; choose another --out DIR, one you can write to")
     started_at, t0 = now_iso(), time.monotonic()
+    planned = [c for c in contracts if any((c.id, f.id) in selected for f in c.falsifiers)]
+
+    def skeleton(environment: dict[str, Any]) -> Evidence:
+        return make_evidence(
+            planned, {}, commit=commit, dirty=dirty, complete=False, started_at=started_at, finished_at=now_iso(),
+            duration_s=time.monotonic() - t0, command=command, environment=environment, selection=selection,
+            keep_empty=True,
+        )
+
     # Importing torch for the environment facts takes seconds; do it while the falsifiers run.
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         environment = pool.submit(collect_environment)
-        results, interrupted = _run(files, contracts, roots, repo_root, selected, select, jobs, observer, rerun)
+        recorder = None
+        if directory is not None:
+            recorder = _Recorder(directory, skeleton, environment, observer)
+            try:
+                recorder.start()
+            except OSError as exc:
+                raise InvalidInput(
+                    f"harness verify: --out {out}: cannot write {exc.filename or directory}: {exc.strerror or exc}; "
+                    "nothing was run; choose another --out DIR, one you can write to"
+                ) from exc
+        try:
+            results, interrupted = _run(
+                files, contracts, roots, repo_root, selected, select, jobs, observer, rerun,
+                recorder.record if recorder else None,
+            )
+        finally:
+            if recorder is not None:
+                recorder.close()
         evidence = make_evidence(
             contracts,
             results,
@@ -300,9 +421,10 @@ def verify(
             duration_s=time.monotonic() - t0,
             command=command,
             environment=environment.result(),
+            selection=selection,
         )
-    if out is not None:
-        _publish(evidence, evidence_dir(out, commit), command)
+    if directory is not None:
+        _publish(evidence, directory, command)
     return evidence
 
 
@@ -316,11 +438,12 @@ def _run(
     jobs: int,
     observer: Observer,
     rerun: int = 0,
+    record: Callable[[FalsifierResult], None] | None = None,
 ) -> tuple[dict[Key, FalsifierResult], bool]:
     """Run the selected falsifiers; (results by key, interrupted). An uninterrupted run has a result
-    for every selected falsifier."""
+    for every selected falsifier; `record` gets each one as it arrives."""
     observer.started(len(selected))
-    collector = ResultCollector(selected, observer)
+    collector = ResultCollector(selected, observer, record)
     interrupted = False
     pytest_output = ""
     try:
@@ -339,8 +462,8 @@ def _run(
         for key, pair in selected.items():
             if key not in results:
                 tail = pytest_output.strip()[-1500:]
-                results[key] = error_result(key, pair, f"no result recorded (pytest exited with status {status}): {tail}")
-                observer.result(results[key])
+                collector.add(error_result(key, pair, f"no result recorded (pytest exited with status {status}): {tail}"))
+    results = dict(collector.results)
     if status in (int(pytest.ExitCode.INTERNAL_ERROR), int(pytest.ExitCode.USAGE_ERROR)):
         for line in pytest_output.splitlines():
             observer.message(line)
@@ -349,13 +472,14 @@ def _run(
 
 def _publish(evidence: Evidence, directory: Path, command: Sequence[str]) -> None:
     try:
-        # All three files or none: a later reader never finds a partial set presented as complete.
-        publish(directory, evidence_files(evidence))
+        # All three files or none: a later reader never finds a partial set presented as complete. The
+        # journal goes with the running set it belonged to; other commands' files (teeth) stay.
+        publish(directory, evidence_files(evidence), keep=KEPT_FILES)
     except OSError as exc:
         # E.g. the disk filled up or DIR was removed during the run. Not bad input: something did run.
         rerun = f"; then re-run `{shlex.join(command)}`" if command else ""
         raise EvidenceNotWritten(
             f"harness verify: the falsifiers ran, but no evidence was written: {exc.filename or directory}: "
-            f"{exc.strerror or exc} ({directory} keeps its previous evidence, if any){rerun}",
+            f"{exc.strerror or exc} ({directory} holds the results recorded as they arrived, marked incomplete){rerun}",
             evidence,
         ) from exc

@@ -1,5 +1,10 @@
 """Stage: record. Turn FalsifierResults into Evidence and evidence.json, read evidence back, and publish
-the evidence set atomically per commit.
+the evidence set atomically per commit (a selected run under the commit's partial/<slug>/).
+
+While a run goes on its directory holds a skeleton evidence.json (`complete: false`, no results) and
+the journal results.jsonl, one FalsifierResult per line, appended and fsynced as each result arrives
+(`Journal`); whatever kills the harness, `read_evidence` gives back every result journaled so far,
+still `complete: false`. The normal end publishes the whole set and drops the journal.
 
 evidence.json is the `Evidence` dataclass serialised field for field (the falsifier entries are
 FalsifierResult, the contract entries ContractResult); a test holds the JSON Schema and the
@@ -10,9 +15,12 @@ from __future__ import annotations
 
 import enum
 import errno
+import hashlib
 import json
 import os
+import re
 import shutil
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import fields, is_dataclass
 from datetime import datetime, timezone
@@ -31,6 +39,15 @@ SCHEMA_VERSION = 1
 READABLE_SCHEMA_VERSIONS = (1,)  # what read_evidence accepts; a new version adds its reader here
 UNCOMMITTED = "uncommitted"
 EVIDENCE_FILE = "evidence.json"
+JOURNAL_FILE = "results.jsonl"  # the running (or killed) run's results, one JSON FalsifierResult a line
+PARTIAL_DIR = "partial"  # DIR/<commit>/partial/<slug>/: selected runs, never the commit's evidence
+# Files other harness commands publish into the commit directory (`harness teeth --out DIR`); verify's
+# publish carries them over. Anything else there (a falsifier's litter included) is replaced.
+KEPT_FILES = ("teeth.json", "teeth.md")
+
+
+class JournalWarning(UserWarning):
+    """read_evidence skipped a torn last journal line: the write the kill cut off."""
 
 
 class EvidenceError(ValueError):
@@ -127,13 +144,16 @@ def make_evidence(
     duration_s: float,
     command: Sequence[str],
     environment: dict[str, Any],
+    selection: dict[str, Any] | None = None,
+    keep_empty: bool = False,
 ) -> Evidence:
     """The run's Evidence. `results` is keyed by (contract id, falsifier id); falsifiers without a
-    result (not selected, or not reached before Ctrl-C) are left out, in contract-file order."""
+    result (not selected, or not reached before Ctrl-C) are left out, in contract-file order, and so
+    are contracts without any, unless `keep_empty` (the skeleton a journal's results are read into)."""
     entries = []
     for contract in contracts:
         found = tuple(results[(contract.id, f.id)] for f in contract.falsifiers if (contract.id, f.id) in results)
-        if found:
+        if found or keep_empty:
             entries.append(ContractResult(contract.id, contract.version, contract.path, contract.sha256, found))
     return Evidence(
         schema_version=SCHEMA_VERSION,
@@ -148,6 +168,7 @@ def make_evidence(
         environment=dict(environment),
         totals=totals(r for c in entries for r in c.falsifiers),
         contracts=tuple(entries),
+        selection=selection,
     )
 
 
@@ -200,13 +221,83 @@ def evidence_from_dict(data: Any, source: str = "evidence") -> Evidence:
         environment=dict(data["environment"]),
         totals={name: int(count) for name, count in data["totals"].items()},
         contracts=tuple(_contract_result_from_dict(c) for c in data["contracts"]),
+        selection=data["selection"],
     )
+
+
+def read_journal(path: Path) -> list[dict[str, Any]]:
+    """The result lines of a journal, in the order they were recorded; [] when there is none.
+
+    A last line without its newline (or that is not JSON) is the write a kill cut off: it is skipped
+    with a JournalWarning naming it. Any other line that is not a JSON object is an EvidenceError."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise EvidenceError(f"{path}: cannot read it: {exc.strerror or exc}") from None
+    lines = data.split(b"\n")
+    tail = lines.pop()  # b"" when the journal ends with its newline, as every complete write does
+    results: list[dict[str, Any]] = []
+    for number, line in enumerate(lines, 1):
+        try:
+            value = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            if number == len(lines) and not tail:
+                tail = line  # a torn line the next write never followed: the same as a missing newline
+                break
+            raise EvidenceError(f"{path}:{number}: not a JSON result line: {exc}") from None
+        if not isinstance(value, dict):
+            raise EvidenceError(f"{path}:{number}: not a result (a JSON object is expected, found {type(value).__name__})")
+        results.append(value)
+    if tail:
+        warnings.warn(
+            f"{path}:{len(results) + 1}: ignored a torn last line ({len(tail)} bytes: a write the run was killed in, "
+            "or one still under way)",
+            JournalWarning,
+            stacklevel=4,  # read_evidence's caller
+        )
+    return results
+
+
+def _with_journal(data: dict[str, Any], journal: Path) -> dict[str, Any]:
+    """An incomplete run's skeleton with the journal's results filled in (in the order they were
+    recorded), contracts without any left out and the totals counted again."""
+    data = dict(data)
+    contracts = [dict(c, falsifiers=list(c["falsifiers"])) for c in data["contracts"]]
+    by_id = {c["id"]: c for c in contracts}
+    seen = {(c["id"], f["id"]) for c in contracts for f in c["falsifiers"]}
+    for number, result in enumerate(read_journal(journal), 1):
+        cid, fid = result.get("contract_id"), result.get("id")
+        contract = by_id.get(cid) if isinstance(cid, str) else None
+        if contract is None:
+            raise EvidenceError(
+                f"{journal}:{number}: a result for contract {json.dumps(result.get('contract_id'))}, which "
+                f"{journal.parent / EVIDENCE_FILE} does not list"
+            )
+        key = (cid, fid if isinstance(fid, str) else json.dumps(fid))  # a malformed id: the schema check names it
+        if key not in seen:
+            seen.add(key)
+            contract["falsifiers"].append(result)
+    data["contracts"] = [c for c in contracts if c["falsifiers"]]
+    counts = {o.value: 0 for o in Outcome}
+    for c in data["contracts"]:
+        for f in c["falsifiers"]:
+            outcome = f.get("outcome")
+            if isinstance(outcome, str):  # anything else: the schema check names it
+                counts[outcome] = counts.get(outcome, 0) + 1
+    data["totals"] = counts
+    return data
 
 
 def read_evidence(path: str | os.PathLike[str]) -> Evidence:
     """Read an evidence.json, or the commit directory `harness verify` wrote it into (DIR/<sha>/), back
     into Evidence. Raises EvidenceError, one line naming the file and the fault, for a missing or
-    unreadable file, text that is not JSON, a schema version this release cannot read, or a schema violation."""
+    unreadable file, text that is not JSON, a schema version this release cannot read, or a schema violation.
+
+    The evidence of a run still going on, or killed (SIGKILL, the OOM killer), is its skeleton with
+    every result its journal (results.jsonl beside it) holds, `complete` False; a torn last journal
+    line is skipped with a JournalWarning."""
     path = Path(path)
     file = path / EVIDENCE_FILE if path.is_dir() else path
     try:
@@ -221,12 +312,45 @@ def read_evidence(path: str | os.PathLike[str]) -> Evidence:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise EvidenceError(f"{file}:{exc.lineno}: not JSON: {exc.msg}") from None
-    return evidence_from_dict(data, str(file))
+    evidence = evidence_from_dict(data, str(file))
+    journal = file.parent / JOURNAL_FILE
+    if evidence.complete or not journal.exists():
+        return evidence
+    # A run going on or killed: the skeleton (schema-checked above) and what its journal recorded.
+    return evidence_from_dict(_with_journal(data, journal), f"{file} with {journal}")
 
 
-def evidence_dir(out_dir: str | os.PathLike[str], commit: str | None) -> Path:
-    """DIR/<full commit sha>/, or DIR/uncommitted/ outside a git checkout."""
-    return Path(out_dir) / (commit or UNCOMMITTED)
+def selection_slug(selection: dict[str, Any]) -> str:
+    """A selected run's directory name: readable, and the same for the same selection (patterns in
+    any order or case, since -k matches case-insensitively), e.g. `k-init-arch-3f2a1b9c0d`."""
+    normal: dict[str, Any] = {}
+    if selection.get("k"):
+        normal["k"] = sorted({p.lower() for p in selection["k"]})
+    if selection.get("shard"):
+        normal["shard"] = selection["shard"]
+    words = [f"k-{'-'.join(normal['k'])}"] if "k" in normal else []
+    if "shard" in normal:
+        words.append("shard-" + normal["shard"].replace("/", "-of-"))
+    readable = re.sub(r"[^a-z0-9]+", "-", "-".join(words)).strip("-")[:48].strip("-") or "selection"
+    digest = hashlib.sha256(json.dumps(normal, sort_keys=True).encode("utf-8")).hexdigest()[:10]
+    return f"{readable}-{digest}"
+
+
+def describe_selection(selection: dict[str, Any] | None) -> str:
+    """`full run`, or what a partial run was restricted to as its flags say it: `partial run (-k A -k B)`."""
+    if not selection:
+        return "full run"
+    flags = [f"-k {p}" for p in selection.get("k", ())]
+    if selection.get("shard"):
+        flags.append(f"--shard {selection['shard']}")
+    return f"partial run ({' '.join(flags)})"
+
+
+def evidence_dir(out_dir: str | os.PathLike[str], commit: str | None, selection: dict[str, Any] | None = None) -> Path:
+    """DIR/<full commit sha>/ (DIR/uncommitted/ outside a git checkout) for a full run; a selected run's
+    DIR/<sha>/partial/<slug>/, so that it never replaces the commit's full evidence."""
+    directory = Path(out_dir) / (commit or UNCOMMITTED)
+    return directory / PARTIAL_DIR / selection_slug(selection) if selection else directory
 
 
 # One copy of the atomic-write mechanism per package: harness.atomic. publish() builds on its pieces
@@ -236,8 +360,10 @@ _unique = unique_sibling
 _fsync_dir = fsync_dir
 
 
-def publish(directory: Path, files: dict[str, str]) -> Path:
-    """Make `directory` hold exactly `files` (name -> text), replacing whatever set was there as a whole.
+def publish(directory: Path, files: dict[str, str], keep: Sequence[str] = ()) -> Path:
+    """Make `directory` hold exactly `files` (name -> text), and of what was there only the files named
+    in `keep` (other commands' files: hard links, so they are carried over unchanged, not copied), replacing
+    whatever set was there as a whole.
 
     The files are written into a fresh hidden sibling directory, which is then renamed into place;
     the previous set is renamed away and removed. A reader therefore finds the previous complete set,
@@ -256,6 +382,16 @@ def publish(directory: Path, files: dict[str, str]) -> Path:
                 _create(staging / name, text)
             except OSError as exc:  # named as the user knows it, not by the hidden staging path
                 raise OSError(exc.errno, exc.strerror or str(exc), str(directory / name)) from exc
+        for name in keep:
+            if name in files:
+                continue
+            try:
+                os.link(directory / name, staging / name, follow_symlinks=False)
+            except FileNotFoundError:
+                pass
+            except OSError:  # a file system without hard links: a copy, as it is now
+                if (directory / name).is_file():
+                    shutil.copy2(directory / name, staging / name, follow_symlinks=False)
         _fsync_dir(staging)
         while True:
             try:
@@ -297,3 +433,41 @@ def write_evidence(directory: Path, evidence: dict[str, Any]) -> Path:
     path = Path(directory) / "evidence.json"
     write_atomic(path, evidence_json(evidence))
     return path
+
+
+class Journal:
+    """The running run's results.jsonl: one line per result, appended and fsynced before the next one,
+    so a kill loses at most the line being written. O(1) per result (evidence.json is not rewritten)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = Path(directory) / JOURNAL_FILE
+        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+
+    def append(self, result: FalsifierResult) -> None:
+        if self._fd is None:
+            return
+        line = json.dumps(json_safe(result_to_dict(result)), ensure_ascii=False) + "\n"
+        data = line.encode("utf-8")
+        while data:  # one write() in practice; a short write (a full disk) goes on where it stopped
+            data = data[os.write(self._fd, data):]
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def start_run(directory: Path, skeleton: Evidence) -> Journal:
+    """Publish a run's starting set into `directory` (the skeleton evidence.json, complete False, with
+    every contract it will run and no results, and an empty journal, plus KEPT_FILES) and open the
+    journal. From here on whatever ends the process, the directory reads back as this run, incomplete."""
+    if skeleton.complete:
+        raise ValueError("a run's skeleton evidence is incomplete by definition")
+    publish(directory, {EVIDENCE_FILE: evidence_json(skeleton), JOURNAL_FILE: ""}, keep=KEPT_FILES)
+    return Journal(directory)
+
+
+def refresh_skeleton(directory: Path, skeleton: Evidence) -> None:
+    """Replace the running run's skeleton evidence.json (once the machine facts are in), atomically."""
+    write_atomic(Path(directory) / EVIDENCE_FILE, evidence_json(skeleton))

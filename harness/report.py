@@ -10,7 +10,7 @@ from typing import Any
 
 from harness import escape
 from harness.model import Evidence, Outcome
-from harness.record import evidence_json, evidence_to_dict
+from harness.record import describe_selection, evidence_json, evidence_to_dict
 
 OUTCOME_ORDER = [o.value for o in Outcome]
 ICON = {"passed": "✅", "falsified": "❌", "error": "💥", "not_run": "⏭️", "deferred": "⏳", "flaky": "🎲"}
@@ -36,10 +36,11 @@ def _xml_element(parent: ET.Element | None, tag: str, text: str | None = None, *
 
 def render_junit(evidence: dict[str, Any]) -> str:
     t = evidence["totals"]
+    selection = evidence.get("selection")
     root = _xml_element(
         None,
         "testsuites",
-        name="harness verify",
+        name=f"harness verify ({describe_selection(selection)})" if selection else "harness verify",
         tests=sum(t.values()),
         failures=t["falsified"] + t["flaky"],
         errors=t["error"],
@@ -96,7 +97,14 @@ def render_summary(evidence: dict[str, Any]) -> str:
     head = f"`{commit[:12]}`" if commit else "an uncommitted tree (not a git checkout)"
     if evidence["dirty"]:
         head += " (with uncommitted changes)"
-    lines = [f"## harness verify on {head}", ""]
+    selection = evidence.get("selection")
+    lines = [f"## harness verify on {head}" + (f": {escape.markdown(describe_selection(selection))}" if selection else ""), ""]
+    if selection:
+        lines += [
+            f"> **Partial run:** only the falsifiers selected by {escape.markdown(describe_selection(selection).removeprefix('partial run '))} "
+            "ran; this is not the commit's full evidence.",
+            "",
+        ]
     if not evidence["complete"]:
         lines += ["> **Incomplete:** the run was interrupted; only the results below were recorded.", ""]
     t = evidence["totals"]

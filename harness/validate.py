@@ -23,6 +23,9 @@ reported together rather than stopping at the first:
   falsifiers); every `attacks:` names a loaded invariant; every invariant is attacked by some
   falsifier; every `depends_on` names a loaded contract, with no cycles; no `deferred.until` in
   the past;
+- binding paths stay inside the repository (harness.bindings.check_binding_paths, always, so
+  `harness verify` and plain pytest refuse them too): a pytest node id's file and a -k
+  expression's `paths` may not be absolute, climb out with `..`, or leave through a symlink;
 - bindings resolve (harness.bindings, unless check_bindings=False): python targets and
   `guards:` import and are callable (one isolated child interpreter per repository root),
   pytest node ids / -k expressions collect at least `min_tests` tests (one `pytest --collect-only` per root), and a
@@ -167,7 +170,13 @@ def validate_report(
         schema_check.check_schema(doc, problems)
     crossref.check_ids(docs, problems)
     crossref.check_references(docs, problems, today)
+    # The static binding rules hold wherever contracts are loaded (verify and plain pytest included):
+    # they cost no child process and keep every binding inside its repository.
+    bindings.check_binding_paths(docs, problems)
     if check_bindings:
+        # Importing targets and collecting tests costs a child per root; verify skips it because running
+        # the falsifier is the same check: a target that does not import, a node that collects fewer than
+        # min_tests, a program that is missing all end as that falsifier's `error`, never `passed`.
         bindings.check_bindings(docs, problems)
     found = problems.sorted()
     contracts: tuple[Contract, ...] = ()

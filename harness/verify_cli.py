@@ -3,10 +3,13 @@
 validate -> compile (pytest plugin) -> run (isolated children) -> record (evidence.json) -> report
 (junit.xml, summary.md). Exit status: 0 nothing falsified or in error; 1 something falsified or in
 error or flaky (or, with --strict, not_run/deferred); 2 invalid input, nothing run; 3 the falsifiers ran but the
-evidence could not be written (the previous evidence is left as it was); 130 interrupted (Ctrl-C or
+evidence could not be written (the directory keeps the results journaled as they arrived, marked
+incomplete); 130 interrupted (Ctrl-C or
 SIGTERM), with the evidence so far written and marked incomplete. A run in which no falsifier ran at
 all says so loudly (stderr and summary.md); --strict makes it fail. A closed stdout (`| head -1`) does
 not change any of this: printing stops, the evidence is written in full, the status is the run's.
+With -k the run is partial: its evidence goes to DIR/<commit>/partial/<slug>/ (printed), never replacing
+the commit's full evidence.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from harness.gate import EXIT_FAILED, EXIT_OK, Policy, verdict
 from harness.model import FalsifierResult, Outcome
 from harness.pipeline import EvidenceNotWritten, InvalidInput, Observer, default_command
 from harness.pipeline import verify as run_verification
-from harness.record import evidence_dir
+from harness.record import describe_selection, evidence_dir
 from harness.report import totals_line
 
 EXIT_INVALID = 2
@@ -204,8 +207,10 @@ def verify(
 
     gate = verdict(evidence, Policy(strict=strict))
     interrupted = not evidence.complete
-    emit(f"harness: {totals_line(evidence.totals)}{' (INTERRUPTED: incomplete)' if interrupted else ''}", stream)
-    emit(f"evidence: {evidence_dir(out, evidence.commit) / 'evidence.json'}", stream)
+    # A -k run says so on its closing line: its green covers the selection, not the commit.
+    partial = "" if evidence.selection is None else f" ({terminal(describe_selection(evidence.selection))})"
+    emit(f"harness: {totals_line(evidence.totals)}{partial}{' (INTERRUPTED: incomplete)' if interrupted else ''}", stream)
+    emit(f"evidence: {evidence_dir(out, evidence.commit, evidence.selection) / 'evidence.json'}", stream)
     for warning in gate.warnings:
         emit(f"harness: warning: {warning}", sys.stderr)
     return gate.exit_code

@@ -81,7 +81,6 @@ def test_k_selects_by_falsifier_contract_or_invariant_id(tmp_path: Path) -> None
         ("INV-BETA-001", "INV-BETA-002"),
     )
     make_project(tmp_path, {"a.yaml": a, "b.yaml": b})
-    out = tmp_path / "out" / "uncommitted" / "evidence.json"
     for pattern, expected, code in [
         ("FALSIFY-BETA-00?", {"FALSIFY-BETA-001", "FALSIFY-BETA-002"}, 1),  # glob on the falsifier id
         ("alpha", {"FALSIFY-ALPHA-001"}, 0),  # substring of the contract id
@@ -89,6 +88,9 @@ def test_k_selects_by_falsifier_contract_or_invariant_id(tmp_path: Path) -> None
     ]:
         proc = run_verify(tmp_path, "contracts", "--out", "out", "-k", pattern)
         assert proc.returncode == code, (pattern, proc.stdout, proc.stderr)
+        # A selected run is published apart from the commit's evidence (test_verify_partial.py), at the path printed.
+        out = tmp_path / proc.stdout.rsplit("evidence: ", 1)[1].strip()
+        assert out.parent.parent == tmp_path / "out" / "uncommitted" / "partial", proc.stdout
         assert set(entries(read_evidence(out))) == expected, pattern
     nothing = run_verify(tmp_path, "contracts", "--out", "out", "-k", "NO-SUCH-ID")
     assert nothing.returncode == 2

@@ -20,6 +20,8 @@ from pathlib import Path
 import junitparser
 import pytest
 
+import harness
+
 from tests.harness.verify_support import (
     REPO,
     contract_text,
@@ -233,11 +235,10 @@ FULL_DISK_DRIVER = textwrap.dedent(
 )
 
 
-def test_a_full_disk_after_the_run_exits_3_names_the_file_and_keeps_the_previous_set(tmp_path: Path) -> None:
+def test_a_full_disk_after_the_run_exits_3_names_the_file_and_keeps_every_result_marked_incomplete(tmp_path: Path) -> None:
     make_project(tmp_path, {"out.yaml": contract_text("out-v1", PASSING)})
     assert run_verify(tmp_path, "contracts", "--out", "out").returncode == 1
     directory = tmp_path / "out" / "uncommitted"
-    before = {name: (directory / name).read_bytes() for name in EVIDENCE_SET}
 
     proc = subprocess.run(
         [sys.executable, "-c", FULL_DISK_DRIVER, "verify", "contracts", "--out", "out"], cwd=tmp_path,
@@ -247,8 +248,14 @@ def test_a_full_disk_after_the_run_exits_3_names_the_file_and_keeps_the_previous
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert "out/uncommitted/summary.md: No space left on device" in proc.stderr
     assert "re-run `harness verify contracts --out out`" in proc.stderr
-    # Nothing half-written: the previous complete set, byte for byte, and no staging left over.
-    assert {name: (directory / name).read_bytes() for name in EVIDENCE_SET} == before
+    # The run's results were journaled as they arrived (test_verify_durable.py), so the directory is this
+    # run's, every result in it, marked incomplete (it was the previous set, which this run superseded when
+    # it started); nothing half-written, nothing claiming completeness, no staging left over.
+    assert "holds the results recorded as they arrived, marked incomplete" in proc.stderr
+    evidence = harness.read_evidence(directory)
+    assert evidence.complete is False
+    assert {r.id: r.outcome.value for r in evidence.results} == {"FALSIFY-OUT-001": "passed", "FALSIFY-OUT-002": "falsified"}
+    assert sorted(p.name for p in directory.iterdir()) == ["evidence.json", "results.jsonl"]
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["uncommitted"]
 
 
