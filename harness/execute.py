@@ -15,10 +15,12 @@ import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from harness import clock, requirements
 # HARNESS_PARENT stays importable from here for verify_cli.
-from harness.isolation import HARNESS_PARENT, child_env, describe_exit, run_isolated
+from harness.channel import InvalidRecord, open_channel
+from harness.isolation import HARNESS_PARENT, ProcessRun, child_env, describe_exit, exit_of, run_isolated
 from harness.model import Binding, BindingKind, Contract, Falsifier, FalsifierResult, Outcome, Requirement
 
 OUTPUT_TAIL = 2000
@@ -27,6 +29,11 @@ OUTPUT_TAIL = 2000
 def _tail(text: str, limit: int = OUTPUT_TAIL) -> str:
     text = text.strip()
     return text if len(text) <= limit else "..." + text[-limit:]
+
+
+def _ended(run: ProcessRun) -> str:
+    end = exit_of(run)
+    return f"the child was killed by signal {end.signal}" if end.how == "signal" else f"the child exited with status {end.status}"
 
 
 def _with_output(reason: str, output: str) -> str:
@@ -52,21 +59,27 @@ class _Verdict:
     counterexample: str | None = None
     tests_matched: int | None = None
     tests_executed: int | None = None
+    tests_skipped: int | None = None
+    tests_failed: int | None = None
 
 
 def _run_python(binding: Binding, repo_root: Path, timeout_s: float) -> _Verdict:
-    with tempfile.TemporaryDirectory(prefix="harness-child-") as scratch:
-        result_file = Path(scratch) / "result.json"
+    with tempfile.TemporaryDirectory(prefix="harness-child-") as scratch, open_channel(scratch) as results:
+        env = child_env(repo_root) | results.env()
         run = run_isolated(
-            [sys.executable, "-m", "harness.child", str(binding.target), str(result_file)],
-            repo_root,
-            timeout_s,
-            child_env(repo_root),
+            [sys.executable, "-m", "harness.child", str(binding.target), str(results.path)],
+            repo_root, timeout_s, env, pass_fds=results.pass_fds,
         )
-        if not run.timed_out and result_file.exists():
-            data = json.loads(result_file.read_text())
-            return _Verdict(Outcome(data["outcome"]), data["reason"], data.get("counterexample"))
-    return _Verdict(Outcome.ERROR, _with_output(describe_exit(run, timeout_s), run.output))
+        if run.timed_out:
+            return _Verdict(Outcome.ERROR, _with_output(describe_exit(run, timeout_s), run.output))
+        if not results.path.exists():
+            # os._exit, a signal, an interpreter that never started: the exit says what happened.
+            return _Verdict(Outcome.ERROR, _with_output(describe_exit(run, timeout_s), run.output))
+        try:
+            data = results.receive(run.returncode)
+        except InvalidRecord as exc:
+            return _Verdict(Outcome.ERROR, _with_output(f"{exc}; {_ended(run)}", run.output))
+    return _Verdict(Outcome(data["outcome"]), data["reason"], data.get("counterexample"))
 
 
 def _pytest_argv(binding: Binding) -> list[str]:
@@ -80,18 +93,32 @@ def _pytest_argv(binding: Binding) -> list[str]:
     return argv
 
 
+# pytest's exit statuses of a session that ran to its end (OK, TESTS_FAILED, NO_TESTS_COLLECTED).
+_NORMAL_PYTEST_EXITS = (0, 1, 5)
+
+
+def _skips(counts: dict[str, Any]) -> str:
+    reasons = [f"{s['nodeid']}: {s['reason']}" for s in counts.get("skips", [])]
+    shown = "; ".join(reasons[:5]) + (f"; and {len(reasons) - 5} more" if len(reasons) > 5 else "")
+    return f" ({shown})" if shown else ""
+
+
 def _run_pytest(binding: Binding, repo_root: Path, timeout_s: float) -> _Verdict:
-    with tempfile.TemporaryDirectory(prefix="harness-pytest-") as scratch:
-        count_file = Path(scratch) / "counts.json"
-        env = child_env(repo_root)
-        env["HARNESS_COUNT_FILE"] = str(count_file)
-        run = run_isolated(_pytest_argv(binding), repo_root, timeout_s, env)
-        if run.timed_out or not count_file.exists():
+    with tempfile.TemporaryDirectory(prefix="harness-pytest-") as scratch, open_channel(scratch) as results:
+        env = child_env(repo_root) | results.env()
+        env["HARNESS_COUNT_FILE"] = str(results.path)
+        run = run_isolated(_pytest_argv(binding), repo_root, timeout_s, env, pass_fds=results.pass_fds)
+        if run.timed_out or not results.path.exists():
             return _Verdict(Outcome.ERROR, _with_output(describe_exit(run, timeout_s, "pytest exited"), run.output))
-        counts = json.loads(count_file.read_text())
+        try:
+            counts = results.receive(run.returncode)
+        except InvalidRecord as exc:
+            return _Verdict(Outcome.ERROR, _with_output(f"{exc}; {_ended(run)}", run.output))
     matched = int(counts["collected"])
-    executed = int(counts["passed"]) + int(counts["failed"])
-    base = {"tests_matched": matched, "tests_executed": executed}
+    passed, failed, skipped = int(counts["passed"]), int(counts["failed"]), int(counts["skipped"])
+    executed = passed + failed
+    base = {"tests_matched": matched, "tests_executed": executed, "tests_skipped": skipped, "tests_failed": failed}
+    never_ran = matched - passed - failed - skipped - int(counts["errors"])
     if counts["collect_errors"]:
         return _Verdict(Outcome.ERROR, "collection failed: " + _tail("\n".join(counts["collect_errors"]), 1500), **base)
     if matched < binding.min_tests:
@@ -100,23 +127,39 @@ def _run_pytest(binding: Binding, repo_root: Path, timeout_s: float) -> _Verdict
             f"matched {matched} tests, fewer than min_tests {binding.min_tests}; fix the binding's node id or -k",
             **base,
         )
-    if counts["failed"]:
+    if failed:
+        # A failure is a counterexample even when the session was cut short after it.
         failures = "\n\n".join(f"{f['nodeid']}\n{f['text']}" for f in counts["failures"] if "when" not in f)
         return _Verdict(
-            Outcome.FALSIFIED, f"{counts['failed']} of {matched} matched tests failed",
+            Outcome.FALSIFIED, f"{failed} of {matched} matched tests failed",
             _tail(failures, 8000) or "a bound test failed without a failure text",
+            **base,
+        )
+    status = counts["exitstatus"]
+    if counts["interrupted"] or counts["stopped"]:
+        why = counts["interrupted"] or counts["stopped"]
+        return _Verdict(
+            Outcome.ERROR,
+            f"the pytest session was interrupted ({why}) with exit status {status}; {max(never_ran, 0)} of {matched} "
+            "matched tests never ran: a binding passes only when its session runs to the end",
             **base,
         )
     if counts["errors"]:
         failures = "\n\n".join(f"{f['nodeid']} ({f.get('when')})\n{f['text']}" for f in counts["failures"])
         return _Verdict(Outcome.ERROR, f"{counts['errors']} tests errored outside the test body: " + _tail(failures, 1500), **base)
+    if status not in _NORMAL_PYTEST_EXITS:
+        return _Verdict(Outcome.ERROR, _with_output(f"the pytest session ended with exit status {status}", run.output), **base)
+    if never_ran > 0:
+        return _Verdict(
+            Outcome.ERROR, f"{never_ran} of {matched} matched tests never ran (neither passed, failed nor skipped)", **base
+        )
     if executed == 0:
-        return _Verdict(Outcome.ERROR, f"all {matched} matched tests were skipped; none executed", **base)
+        return _Verdict(Outcome.ERROR, f"all {matched} matched tests were skipped; none executed{_skips(counts)}", **base)
     if executed < binding.min_tests:
         return _Verdict(
             Outcome.ERROR, f"executed {executed} tests, fewer than min_tests {binding.min_tests}", **base
         )
-    return _Verdict(Outcome.PASSED, f"{counts['passed']} passed, {counts['skipped']} skipped", **base)
+    return _Verdict(Outcome.PASSED, f"{passed} passed, {skipped} skipped{_skips(counts)}", **base)
 
 
 # Counting gets what is left of the falsifier's timeout, but at least this long to start an interpreter.
@@ -216,6 +259,8 @@ def run_falsifier(
         tests_matched=verdict.tests_matched,
         tests_executed=verdict.tests_executed,
         counterexample=verdict.counterexample,
+        tests_skipped=verdict.tests_skipped,
+        tests_failed=verdict.tests_failed,
     )
 
 

@@ -44,6 +44,8 @@ class Binding:
     count_pattern: str | None = None
     # pytest/command: fewer matched (or executed) tests than this is an error, never a pass.
     min_tests: int = 1
+    # command: a repository-relative junit XML file the command writes; its tests are counted from it.
+    junit: str | None = None
 
     def describe(self) -> str:
         if self.kind is BindingKind.PYTHON:
@@ -140,6 +142,9 @@ class FalsifierResult:
     tests_matched: int | None = None
     tests_executed: int | None = None
     counterexample: str | None = None
+    # pytest/command (junit) bindings: matched tests that were skipped, and that failed; None = not counted.
+    tests_skipped: int | None = None
+    tests_failed: int | None = None
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,7 @@ def binding_from_dict(data: dict[str, Any]) -> Binding:
         argv=tuple(data.get("argv") or ()),
         count_pattern=data.get("count_pattern"),
         min_tests=int(data.get("min_tests", 1)),
+        junit=data.get("junit"),
     )
 
 
@@ -97,6 +98,8 @@ def result_from_dict(data: dict[str, Any]) -> FalsifierResult:
         tests_matched=data.get("tests_matched"),
         tests_executed=data.get("tests_executed"),
         counterexample=data.get("counterexample"),
+        tests_skipped=data.get("tests_skipped"),
+        tests_failed=data.get("tests_failed"),
     )
 
 
