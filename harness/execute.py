@@ -21,6 +21,7 @@ from harness import clock, requirements
 # HARNESS_PARENT stays importable from here for verify_cli.
 from harness.channel import InvalidRecord, open_channel
 from harness.isolation import HARNESS_PARENT, ProcessRun, child_env, describe_exit, exit_of, run_isolated
+from harness.junit_count import JunitError, count_junit
 from harness.model import Binding, BindingKind, Contract, Falsifier, FalsifierResult, Outcome, Requirement
 
 OUTPUT_TAIL = 2000
@@ -196,14 +197,82 @@ def _count(pattern: str, output: str, repo_root: Path, timeout_s: float) -> tupl
     return int(result["count"]), None
 
 
+def _junit_path(binding: Binding, repo_root: Path) -> tuple[Path | None, str | None]:
+    """(the file, None) or (None, why not): binding.junit inside the repository, any stale copy removed.
+
+    validate refuses a path outside the repository too; verify checks again because it runs falsifiers
+    from contracts validate may never have seen, and removing the old file is what guarantees the one
+    counted was written by this run."""
+    relative = str(binding.junit)
+    root = repo_root.resolve()
+    path = root / relative
+    if Path(relative).is_absolute() or not path.resolve().is_relative_to(root):
+        return None, f"junit {relative!r} leads outside the repository root {root}; write a path inside it"
+    try:
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.exists():
+            return None, f"junit {relative!r} is a directory or special file; name the XML file the command writes"
+    except OSError as exc:
+        return None, f"cannot remove the stale junit file {relative!r} before the run: {exc.strerror}"
+    return path, None
+
+
+def _junit_verdict(binding: Binding, run: ProcessRun, path: Path) -> _Verdict:
+    relative = binding.junit
+    try:
+        counts = count_junit(path)
+    except JunitError as exc:
+        if run.returncode != 0:
+            return _Verdict(
+                Outcome.FALSIFIED, f"exited with status {run.returncode} (junit {relative}: {exc})",
+                _tail(run.output) or f"exited with status {run.returncode} and printed nothing",
+            )
+        return _Verdict(Outcome.ERROR, _with_output(f"junit {relative}: {exc}", run.output))
+    base = {
+        "tests_matched": counts.matched, "tests_executed": counts.executed,
+        "tests_skipped": counts.skipped, "tests_failed": counts.failed,
+    }
+    skips = f" ({'; '.join(counts.skips[:5])})" if counts.skips else ""
+    if counts.failed:
+        more = f"\n... and {counts.failed - len(counts.failures)} more" if counts.failed > len(counts.failures) else ""
+        status = f"; exited with status {run.returncode}" if run.returncode else "; the command still exited 0"
+        return _Verdict(
+            Outcome.FALSIFIED, f"{counts.failed} of {counts.matched} tests in junit {relative} failed{status}",
+            _tail("\n\n".join(counts.failures) + more, 8000), **base,
+        )
+    if run.returncode != 0:
+        return _Verdict(
+            Outcome.FALSIFIED, f"exited with status {run.returncode}",
+            _tail(run.output) or f"exited with status {run.returncode} and printed nothing", **base,
+        )
+    if counts.executed == 0:
+        what = f"all {counts.matched} tests were skipped" if counts.matched else "it lists no test"
+        return _Verdict(Outcome.ERROR, f"junit {relative}: {what}; none executed{skips}", **base)
+    if counts.executed < binding.min_tests:
+        return _Verdict(
+            Outcome.ERROR, f"junit {relative}: executed {counts.executed} tests, fewer than min_tests {binding.min_tests}", **base
+        )
+    return _Verdict(
+        Outcome.PASSED, f"exited with status 0; junit {relative}: {counts.passed} passed, {counts.skipped} skipped{skips}", **base
+    )
+
+
 def _run_command(binding: Binding, repo_root: Path, timeout_s: float) -> _Verdict:
     argv = list(binding.argv)
-    if binding.count_pattern is None and binding.min_tests > 1:
+    if binding.junit is not None and binding.count_pattern is not None:
+        return _Verdict(Outcome.ERROR, "junit and count_pattern both count the tests; keep one")
+    if binding.count_pattern is None and binding.junit is None and binding.min_tests > 1:
         # validate refuses this too; without a count there is nothing to hold min_tests against.
         return _Verdict(
             Outcome.ERROR,
-            f"min_tests {binding.min_tests} needs a count_pattern to count the command's tests; add one, e.g. '(\\d+) passed'",
+            f"min_tests {binding.min_tests} needs a count_pattern or junit to count the command's tests; add one, e.g. '(\\d+) passed'",
         )
+    junit: Path | None = None
+    if binding.junit is not None:
+        junit, why_not = _junit_path(binding, repo_root)
+        if why_not is not None:
+            return _Verdict(Outcome.ERROR, why_not)
     deadline = time.monotonic() + timeout_s
     try:
         run = run_isolated(argv, repo_root, timeout_s, child_env(repo_root))
@@ -213,6 +282,8 @@ def _run_command(binding: Binding, repo_root: Path, timeout_s: float) -> _Verdic
         return _Verdict(Outcome.ERROR, f"command not executable: {argv[0]}; chmod +x it or fix binding.command")
     if run.timed_out or (run.returncode is not None and run.returncode < 0):
         return _Verdict(Outcome.ERROR, _with_output(describe_exit(run, timeout_s), run.output))
+    if junit is not None:
+        return _junit_verdict(binding, run, junit)
     matched: int | None = None
     why_uncounted: str | None = None
     if binding.count_pattern is not None:
