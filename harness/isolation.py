@@ -6,8 +6,9 @@ during `verify` are contained the same way:
 - on Linux, a supervisor (harness/supervisor.py, `python -I -S`, stdlib only) between us and the child:
   a child subreaper that, when the child exits (or on SIGTERM from us at the timeout or on Ctrl-C), kills
   every remaining descendant, daemons that double-forked into a session of their own included, then
-  exits with the child's status. It costs one bare interpreter start per child (SUPERVISOR_COST in the
-  report of issue #10: measured by benchmarks/bench_isolation.py). Where PR_SET_CHILD_SUBREAPER does not
+  exits with the child's status. It costs one bare interpreter start plus `import ctypes` per child
+  (benchmarks/bench_isolation.py: about 30 ms on an idle 2-core machine, 120 ms at load average 8).
+  Where PR_SET_CHILD_SUBREAPER does not
   exist (not Linux) the child runs directly and only the process-group kill below applies: a descendant
   that calls setsid() escapes it there;
 - its own session and process group (start_new_session), killed as a whole when the child exits,
