@@ -69,7 +69,7 @@ def _run_python(binding: Binding, repo_root: Path, timeout_s: float) -> _Verdict
         env = child_env(repo_root) | results.env()
         run = run_isolated(
             [sys.executable, "-m", "harness.child", str(binding.target), str(results.path)],
-            repo_root, timeout_s, env, pass_fds=results.pass_fds,
+            repo_root, timeout_s, env, pass_fds=results.pass_fds, on_started=results.close,
         )
         if run.timed_out:
             return _Verdict(Outcome.ERROR, _with_output(describe_exit(run, timeout_s), run.output))
@@ -108,7 +108,9 @@ def _run_pytest(binding: Binding, repo_root: Path, timeout_s: float) -> _Verdict
     with tempfile.TemporaryDirectory(prefix="harness-pytest-") as scratch, open_channel(scratch) as results:
         env = child_env(repo_root) | results.env()
         env["HARNESS_COUNT_FILE"] = str(results.path)
-        run = run_isolated(_pytest_argv(binding), repo_root, timeout_s, env, pass_fds=results.pass_fds)
+        run = run_isolated(
+            _pytest_argv(binding), repo_root, timeout_s, env, pass_fds=results.pass_fds, on_started=results.close
+        )
         if run.timed_out or not results.path.exists():
             return _Verdict(Outcome.ERROR, _with_output(describe_exit(run, timeout_s, "pytest exited"), run.output))
         try:

@@ -33,7 +33,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 HARNESS_PARENT = str(Path(__file__).resolve().parents[1])
 # Bytes of a child's output kept: enough for count_pattern lines and failure tails, bounded for a flood.
@@ -124,10 +124,12 @@ def _exec_error(error_r: int, argv0: str) -> OSError | None:
 
 
 def run_isolated(
-    argv: Sequence[str], cwd: Path, timeout_s: float, env: dict[str, str], *, pass_fds: Sequence[int] = ()
+    argv: Sequence[str], cwd: Path, timeout_s: float, env: dict[str, str], *, pass_fds: Sequence[int] = (),
+    on_started: Callable[[], None] | None = None,
 ) -> ProcessRun:
     """Run argv in a new session under the supervisor; end every descendant when it exits, at the timeout,
-    or on Ctrl-C.
+    or on Ctrl-C. `pass_fds` are handed to the child; `on_started` runs once it is started (the result
+    channel closes our copy of the key's pipe there, so nothing can read it through /proc/OUR_PID/fd).
 
     Raises OSError (FileNotFoundError, PermissionError) when argv[0] cannot be started at all.
     """
@@ -148,6 +150,8 @@ def run_isolated(
             raise
         if supervised_run:
             os.close(error_w)
+        if on_started is not None:
+            on_started()
         timed_out = False
         try:
             proc.wait(timeout=timeout_s)

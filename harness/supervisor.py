@@ -29,6 +29,7 @@ import sys
 
 PR_SET_CHILD_SUBREAPER = 36
 _child = 0
+_terminated = False
 
 
 def _children() -> list[int]:
@@ -67,6 +68,8 @@ def _end_descendants() -> None:
 
 
 def _on_term(signum: int, frame: object) -> None:
+    global _terminated
+    _terminated = True
     if _child:
         try:
             os.kill(_child, signal.SIGKILL)
@@ -90,6 +93,8 @@ def main() -> None:
             os.write(error_fd, str(exc.errno or errno.ENOEXEC).encode())
         os._exit(127)
     _child = pid
+    if _terminated:  # SIGTERM arrived while we forked
+        _on_term(signal.SIGTERM, None)
     os.close(error_fd)
     # Descriptors handed to the child (the result channel's secret) must not stay readable here.
     os.closerange(3, 1024)
