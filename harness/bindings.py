@@ -247,6 +247,14 @@ def _check_command_bindings(root: Path, docs: list[ContractDoc], problems: Probl
     for doc in docs:
         for i, fal in dicts(doc.data, "falsifiers"):
             binding = fal.get("binding")
+            junit = binding.get("junit") if isinstance(binding, dict) else None
+            if isinstance(junit, str) and junit:
+                outside = _outside_root(root, junit)
+                if outside:
+                    problems.add(
+                        doc.loc(("falsifiers", i, "binding", "junit")), doc.subject(("falsifiers", i)),
+                        f"binding junit: {junit}: {outside.replace('bind tests', 'write the junit file')}",
+                    )
             argv = binding.get("command") if isinstance(binding, dict) else None
             if not isinstance(argv, list) or not argv or not isinstance(argv[0], str) or not argv[0]:
                 continue

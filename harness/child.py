@@ -1,25 +1,25 @@
-"""Run one python falsifier in this (child) process and report its result as JSON.
+"""Run one python falsifier in this (child) process and report its result through harness.channel.
 
     python -m harness.child MODULE:FUNCTION RESULT_FILE
 
 The parent (harness.execute) owns the timeout and the process group; this side only classifies
-what the falsifier did. Anything that stops us from writing RESULT_FILE (os._exit, a signal, a
-hang) is classified by the parent from the exit status instead, so a falsifier cannot forge a pass
-by crashing.
+what the falsifier did. The channel's key is read (and its pipe closed) before the falsifier is
+imported; the verdict is signed, appended to RESULT_FILE once, and the process ends with
+`os._exit` right after, so neither the falsifier writing RESULT_FILE itself nor an atexit hook can
+forge a pass. Anything that stops us from reporting (os._exit, a signal, a hang) is classified by
+the parent from the exit status instead.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
-import json
 import os
 import sys
 import traceback
 from typing import Any
 
-from harness import replay_child
-from harness.atomic import write_atomic
+from harness import channel, replay_child
 
 MAX_TEXT = 8000
 
@@ -98,12 +98,18 @@ def main(argv: list[str]) -> int:
         print("usage: python -m harness.child MODULE:FUNCTION RESULT_FILE", file=sys.stderr)
         return 2
     target, result_file = argv
+    # Before anything of the repository is imported: afterwards the key is only in this local.
+    key = channel.receive_key()
+    if key is None:
+        print(f"harness.child: no result channel key in ${channel.KEY_FD_ENV}; run falsifiers with harness verify", file=sys.stderr)
+        return 2
+    send = channel.send  # bound now: a falsifier replacing harness.channel.send cannot see the verdict
     # The falsifier is resolved against the repository root (our cwd), like `python -m pytest` does.
     sys.path.insert(0, os.getcwd())
     replay_child.prepare()  # hypothesis prints its reproduction blob (harness.replay_record keeps it)
     result = classify(target)
-    write_atomic(result_file, json.dumps(result))
-    return 0
+    send(result_file, key, result, 0)
+    return 0  # not reached: send ends the process
 
 
 if __name__ == "__main__":

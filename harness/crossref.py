@@ -181,12 +181,19 @@ def _check_binding_shape(doc: ContractDoc, i: int, fid: str, binding: dict[str, 
             doc.loc(("falsifiers", i, "binding", "min_tests")), fid,
             "min_tests applies only to pytest and command bindings (a python falsifier is one test); remove it",
         )
-    if "command" in binding and "min_tests" in binding and "count_pattern" not in binding:
+    if "command" in binding and "min_tests" in binding and "count_pattern" not in binding and "junit" not in binding:
         # Without a count there is nothing to hold min_tests against: it would be silently ignored.
         problems.add(
             doc.loc(("falsifiers", i, "binding", "min_tests")), fid,
             "min_tests on a command binding needs count_pattern, a regex whose one group captures how many "
-            "tests the command ran: add e.g. count_pattern: '(\\d+) passed', or remove min_tests",
+            "tests the command ran, or junit, the junit XML file it writes: add e.g. count_pattern: '(\\d+) passed', "
+            "or remove min_tests",
+        )
+    if "junit" in binding and "count_pattern" in binding:
+        problems.add(
+            doc.loc(("falsifiers", i, "binding", "count_pattern")), fid,
+            "junit and count_pattern both count the command's tests; keep junit (counted from the XML file) "
+            "and remove count_pattern",
         )
     pattern = binding.get("count_pattern")
     if isinstance(pattern, str):

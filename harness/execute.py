@@ -15,10 +15,13 @@ import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from harness import clock, replay_record, requirements
 # HARNESS_PARENT stays importable from here for verify_cli.
-from harness.isolation import HARNESS_PARENT, child_env, describe_exit, run_isolated
+from harness.channel import InvalidRecord, open_channel
+from harness.isolation import HARNESS_PARENT, ProcessRun, child_env, describe_exit, exit_of, run_isolated
+from harness.junit_count import JunitError, count_junit
 from harness.model import Binding, BindingKind, Contract, Falsifier, FalsifierResult, Outcome, Requirement
 
 OUTPUT_TAIL = 2000
@@ -27,6 +30,11 @@ OUTPUT_TAIL = 2000
 def _tail(text: str, limit: int = OUTPUT_TAIL) -> str:
     text = text.strip()
     return text if len(text) <= limit else "..." + text[-limit:]
+
+
+def _ended(run: ProcessRun) -> str:
+    end = exit_of(run)
+    return f"the child was killed by signal {end.signal}" if end.how == "signal" else f"the child exited with status {end.status}"
 
 
 def _with_output(reason: str, output: str) -> str:
@@ -54,21 +62,27 @@ class _Verdict:
     tests_executed: int | None = None
     # pytest bindings: (node id, failure text) of each failed test, for harness.replay_record.
     failures: tuple[tuple[str, str], ...] = ()
+    tests_skipped: int | None = None
+    tests_failed: int | None = None
 
 
 def _run_python(binding: Binding, repo_root: Path, timeout_s: float) -> _Verdict:
-    with tempfile.TemporaryDirectory(prefix="harness-child-") as scratch:
-        result_file = Path(scratch) / "result.json"
+    with tempfile.TemporaryDirectory(prefix="harness-child-") as scratch, open_channel(scratch) as results:
+        env = child_env(repo_root) | results.env()
         run = run_isolated(
-            [sys.executable, "-m", "harness.child", str(binding.target), str(result_file)],
-            repo_root,
-            timeout_s,
-            child_env(repo_root),
+            [sys.executable, "-m", "harness.child", str(binding.target), str(results.path)],
+            repo_root, timeout_s, env, pass_fds=results.pass_fds, on_started=results.close,
         )
-        if not run.timed_out and result_file.exists():
-            data = json.loads(result_file.read_text())
-            return _Verdict(Outcome(data["outcome"]), data["reason"], data.get("counterexample"))
-    return _Verdict(Outcome.ERROR, _with_output(describe_exit(run, timeout_s), run.output))
+        if run.timed_out:
+            return _Verdict(Outcome.ERROR, _with_output(describe_exit(run, timeout_s), run.output))
+        if not results.path.exists():
+            # os._exit, a signal, an interpreter that never started: the exit says what happened.
+            return _Verdict(Outcome.ERROR, _with_output(describe_exit(run, timeout_s), run.output))
+        try:
+            data = results.receive(run.returncode)
+        except InvalidRecord as exc:
+            return _Verdict(Outcome.ERROR, _with_output(f"{exc}; {_ended(run)}", run.output))
+    return _Verdict(Outcome(data["outcome"]), data["reason"], data.get("counterexample"))
 
 
 def _pytest_argv(binding: Binding) -> list[str]:
@@ -82,18 +96,34 @@ def _pytest_argv(binding: Binding) -> list[str]:
     return argv
 
 
+# pytest's exit statuses of a session that ran to its end (OK, TESTS_FAILED, NO_TESTS_COLLECTED).
+_NORMAL_PYTEST_EXITS = (0, 1, 5)
+
+
+def _skips(counts: dict[str, Any]) -> str:
+    reasons = [f"{s['nodeid']}: {s['reason']}" for s in counts.get("skips", [])]
+    shown = "; ".join(reasons[:5]) + (f"; and {len(reasons) - 5} more" if len(reasons) > 5 else "")
+    return f" ({shown})" if shown else ""
+
+
 def _run_pytest(binding: Binding, repo_root: Path, timeout_s: float) -> _Verdict:
-    with tempfile.TemporaryDirectory(prefix="harness-pytest-") as scratch:
-        count_file = Path(scratch) / "counts.json"
-        env = child_env(repo_root)
-        env["HARNESS_COUNT_FILE"] = str(count_file)
-        run = run_isolated(_pytest_argv(binding), repo_root, timeout_s, env)
-        if run.timed_out or not count_file.exists():
+    with tempfile.TemporaryDirectory(prefix="harness-pytest-") as scratch, open_channel(scratch) as results:
+        env = child_env(repo_root) | results.env()
+        env["HARNESS_COUNT_FILE"] = str(results.path)
+        run = run_isolated(
+            _pytest_argv(binding), repo_root, timeout_s, env, pass_fds=results.pass_fds, on_started=results.close
+        )
+        if run.timed_out or not results.path.exists():
             return _Verdict(Outcome.ERROR, _with_output(describe_exit(run, timeout_s, "pytest exited"), run.output))
-        counts = json.loads(count_file.read_text())
+        try:
+            counts = results.receive(run.returncode)
+        except InvalidRecord as exc:
+            return _Verdict(Outcome.ERROR, _with_output(f"{exc}; {_ended(run)}", run.output))
     matched = int(counts["collected"])
-    executed = int(counts["passed"]) + int(counts["failed"])
-    base = {"tests_matched": matched, "tests_executed": executed}
+    passed, failed, skipped = int(counts["passed"]), int(counts["failed"]), int(counts["skipped"])
+    executed = passed + failed
+    base = {"tests_matched": matched, "tests_executed": executed, "tests_skipped": skipped, "tests_failed": failed}
+    never_ran = matched - passed - failed - skipped - int(counts["errors"])
     if counts["collect_errors"]:
         return _Verdict(Outcome.ERROR, "collection failed: " + _tail("\n".join(counts["collect_errors"]), 1500), **base)
     if matched < binding.min_tests:
@@ -102,24 +132,40 @@ def _run_pytest(binding: Binding, repo_root: Path, timeout_s: float) -> _Verdict
             f"matched {matched} tests, fewer than min_tests {binding.min_tests}; fix the binding's node id or -k",
             **base,
         )
-    if counts["failed"]:
+    if failed:
+        # A failure is a counterexample even when the session was cut short after it.
         failures = "\n\n".join(f"{f['nodeid']}\n{f['text']}" for f in counts["failures"] if "when" not in f)
         return _Verdict(
-            Outcome.FALSIFIED, f"{counts['failed']} of {matched} matched tests failed",
+            Outcome.FALSIFIED, f"{failed} of {matched} matched tests failed",
             _tail(failures, 8000) or "a bound test failed without a failure text",
             **base,
             failures=tuple((f["nodeid"], f["text"]) for f in counts["failures"] if "when" not in f),
         )
+    status = counts["exitstatus"]
+    if counts["interrupted"] or counts["stopped"]:
+        why = counts["interrupted"] or counts["stopped"]
+        return _Verdict(
+            Outcome.ERROR,
+            f"the pytest session was interrupted ({why}) with exit status {status}; {max(never_ran, 0)} of {matched} "
+            "matched tests never ran: a binding passes only when its session runs to the end",
+            **base,
+        )
     if counts["errors"]:
         failures = "\n\n".join(f"{f['nodeid']} ({f.get('when')})\n{f['text']}" for f in counts["failures"])
         return _Verdict(Outcome.ERROR, f"{counts['errors']} tests errored outside the test body: " + _tail(failures, 1500), **base)
+    if status not in _NORMAL_PYTEST_EXITS:
+        return _Verdict(Outcome.ERROR, _with_output(f"the pytest session ended with exit status {status}", run.output), **base)
+    if never_ran > 0:
+        return _Verdict(
+            Outcome.ERROR, f"{never_ran} of {matched} matched tests never ran (neither passed, failed nor skipped)", **base
+        )
     if executed == 0:
-        return _Verdict(Outcome.ERROR, f"all {matched} matched tests were skipped; none executed", **base)
+        return _Verdict(Outcome.ERROR, f"all {matched} matched tests were skipped; none executed{_skips(counts)}", **base)
     if executed < binding.min_tests:
         return _Verdict(
             Outcome.ERROR, f"executed {executed} tests, fewer than min_tests {binding.min_tests}", **base
         )
-    return _Verdict(Outcome.PASSED, f"{counts['passed']} passed, {counts['skipped']} skipped", **base)
+    return _Verdict(Outcome.PASSED, f"{passed} passed, {skipped} skipped{_skips(counts)}", **base)
 
 
 # Counting gets what is left of the falsifier's timeout, but at least this long to start an interpreter.
@@ -156,14 +202,82 @@ def _count(pattern: str, output: str, repo_root: Path, timeout_s: float) -> tupl
     return int(result["count"]), None
 
 
+def _junit_path(binding: Binding, repo_root: Path) -> tuple[Path | None, str | None]:
+    """(the file, None) or (None, why not): binding.junit inside the repository, any stale copy removed.
+
+    validate refuses a path outside the repository too; verify checks again because it runs falsifiers
+    from contracts validate may never have seen, and removing the old file is what guarantees the one
+    counted was written by this run."""
+    relative = str(binding.junit)
+    root = repo_root.resolve()
+    path = root / relative
+    if Path(relative).is_absolute() or not path.resolve().is_relative_to(root):
+        return None, f"junit {relative!r} leads outside the repository root {root}; write a path inside it"
+    try:
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.exists():
+            return None, f"junit {relative!r} is a directory or special file; name the XML file the command writes"
+    except OSError as exc:
+        return None, f"cannot remove the stale junit file {relative!r} before the run: {exc.strerror}"
+    return path, None
+
+
+def _junit_verdict(binding: Binding, run: ProcessRun, path: Path) -> _Verdict:
+    relative = binding.junit
+    try:
+        counts = count_junit(path)
+    except JunitError as exc:
+        if run.returncode != 0:
+            return _Verdict(
+                Outcome.FALSIFIED, f"exited with status {run.returncode} (junit {relative}: {exc})",
+                _tail(run.output) or f"exited with status {run.returncode} and printed nothing",
+            )
+        return _Verdict(Outcome.ERROR, _with_output(f"junit {relative}: {exc}", run.output))
+    base = {
+        "tests_matched": counts.matched, "tests_executed": counts.executed,
+        "tests_skipped": counts.skipped, "tests_failed": counts.failed,
+    }
+    skips = f" ({'; '.join(counts.skips[:5])})" if counts.skips else ""
+    if counts.failed:
+        more = f"\n... and {counts.failed - len(counts.failures)} more" if counts.failed > len(counts.failures) else ""
+        status = f"; exited with status {run.returncode}" if run.returncode else "; the command still exited 0"
+        return _Verdict(
+            Outcome.FALSIFIED, f"{counts.failed} of {counts.matched} tests in junit {relative} failed{status}",
+            _tail("\n\n".join(counts.failures) + more, 8000), **base,
+        )
+    if run.returncode != 0:
+        return _Verdict(
+            Outcome.FALSIFIED, f"exited with status {run.returncode}",
+            _tail(run.output) or f"exited with status {run.returncode} and printed nothing", **base,
+        )
+    if counts.executed == 0:
+        what = f"all {counts.matched} tests were skipped" if counts.matched else "it lists no test"
+        return _Verdict(Outcome.ERROR, f"junit {relative}: {what}; none executed{skips}", **base)
+    if counts.executed < binding.min_tests:
+        return _Verdict(
+            Outcome.ERROR, f"junit {relative}: executed {counts.executed} tests, fewer than min_tests {binding.min_tests}", **base
+        )
+    return _Verdict(
+        Outcome.PASSED, f"exited with status 0; junit {relative}: {counts.passed} passed, {counts.skipped} skipped{skips}", **base
+    )
+
+
 def _run_command(binding: Binding, repo_root: Path, timeout_s: float) -> _Verdict:
     argv = list(binding.argv)
-    if binding.count_pattern is None and binding.min_tests > 1:
+    if binding.junit is not None and binding.count_pattern is not None:
+        return _Verdict(Outcome.ERROR, "junit and count_pattern both count the tests; keep one")
+    if binding.count_pattern is None and binding.junit is None and binding.min_tests > 1:
         # validate refuses this too; without a count there is nothing to hold min_tests against.
         return _Verdict(
             Outcome.ERROR,
-            f"min_tests {binding.min_tests} needs a count_pattern to count the command's tests; add one, e.g. '(\\d+) passed'",
+            f"min_tests {binding.min_tests} needs a count_pattern or junit to count the command's tests; add one, e.g. '(\\d+) passed'",
         )
+    junit: Path | None = None
+    if binding.junit is not None:
+        junit, why_not = _junit_path(binding, repo_root)
+        if why_not is not None:
+            return _Verdict(Outcome.ERROR, why_not)
     deadline = time.monotonic() + timeout_s
     try:
         run = run_isolated(argv, repo_root, timeout_s, child_env(repo_root))
@@ -173,6 +287,8 @@ def _run_command(binding: Binding, repo_root: Path, timeout_s: float) -> _Verdic
         return _Verdict(Outcome.ERROR, f"command not executable: {argv[0]}; chmod +x it or fix binding.command")
     if run.timed_out or (run.returncode is not None and run.returncode < 0):
         return _Verdict(Outcome.ERROR, _with_output(describe_exit(run, timeout_s), run.output))
+    if junit is not None:
+        return _junit_verdict(binding, run, junit)
     matched: int | None = None
     why_uncounted: str | None = None
     if binding.count_pattern is not None:
@@ -220,6 +336,8 @@ def run_falsifier(
         tests_executed=verdict.tests_executed,
         counterexample=verdict.counterexample,
         replay=replay_record.record(falsifier.binding, verdict.outcome, verdict.counterexample, verdict.failures),
+        tests_skipped=verdict.tests_skipped,
+        tests_failed=verdict.tests_failed,
     )
 
 

@@ -44,6 +44,8 @@ class Binding:
     count_pattern: str | None = None
     # pytest/command: fewer matched (or executed) tests than this is an error, never a pass.
     min_tests: int = 1
+    # command: a repository-relative junit XML file the command writes; its tests are counted from it.
+    junit: str | None = None
 
     def describe(self) -> str:
         if self.kind is BindingKind.PYTHON:
@@ -154,6 +156,9 @@ class FalsifierResult:
     attempts: tuple[Attempt, ...] = ()
     # What `harness replay` needs to reproduce a failure (harness.replay_record); None for a pass or no run.
     replay: dict[str, Any] | None = None
+    # pytest/command (junit) bindings: matched tests that were skipped, and that failed; None = not counted.
+    tests_skipped: int | None = None
+    tests_failed: int | None = None
 
 
 @dataclass(frozen=True)

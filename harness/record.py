@@ -93,6 +93,7 @@ def binding_from_dict(data: dict[str, Any]) -> Binding:
         argv=tuple(data.get("argv") or ()),
         count_pattern=data.get("count_pattern"),
         min_tests=int(data.get("min_tests", 1)),
+        junit=data.get("junit"),
     )
 
 
@@ -118,6 +119,8 @@ def result_from_dict(data: dict[str, Any]) -> FalsifierResult:
             Attempt(Outcome(a["outcome"]), a["reason"], float(a["duration_s"])) for a in data.get("attempts") or ()
         ),
         replay=data.get("replay"),
+        tests_skipped=data.get("tests_skipped"),
+        tests_failed=data.get("tests_failed"),
     )
 
 

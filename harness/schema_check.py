@@ -167,7 +167,9 @@ def _schema_messages(
     if v == "minLength":
         return [(path, f"{where} must not be empty; write the text")]
     if v == "dependentRequired":
-        return [(path, f"{where}: count_pattern applies only to a command binding; remove it or use command:")]
+        # Every dependentRequired key here needs `command`; name the one the binding has.
+        key = next((k for k in error.validator_value if isinstance(error.instance, dict) and k in error.instance), "count_pattern")
+        return [(path, f"{where}: {key} applies only to a command binding; remove it or use command:")]
     if v == "const" or v is False or error.validator_value is False:
         return [(path, f"{where} is not allowed here; remove it")]
     return [(path, f"{where}: {error.message}")]

@@ -101,7 +101,8 @@ def _binding(data: dict[str, Any], root: Path) -> Binding:
             return Binding(BindingKind.PYTEST, target=value, min_tests=min_tests)
         return Binding(BindingKind.PYTEST, k=value["k"], paths=tuple(value["paths"]), min_tests=min_tests)
     return Binding(
-        BindingKind.COMMAND, argv=tuple(data["command"]), count_pattern=data.get("count_pattern"), min_tests=min_tests
+        BindingKind.COMMAND, argv=tuple(data["command"]), count_pattern=data.get("count_pattern"), min_tests=min_tests,
+        junit=data.get("junit"),
     )
 
 

@@ -146,6 +146,7 @@ def test_binding_fields_match_the_schema() -> None:
         "command": "argv",
         "count_pattern": "count_pattern",
         "min_tests": "min_tests",
+        "junit": "junit",
     }
     pytest_object = next(b for b in binding["properties"]["pytest"]["oneOf"] if b.get("type") == "object")
     schema_keys = set(binding["properties"]) | {f"pytest.{k}" for k in pytest_object["properties"]}
