@@ -18,6 +18,7 @@ import sys
 import traceback
 from typing import Any
 
+from harness import guard_coverage
 from harness.atomic import write_atomic
 
 MAX_TEXT = 8000
@@ -99,7 +100,13 @@ def main(argv: list[str]) -> int:
     target, result_file = argv
     # The falsifier is resolved against the repository root (our cwd), like `python -m pytest` does.
     sys.path.insert(0, os.getcwd())
+    # Vacuity: which guards ran, folded into the result before it is written (harness.guard_coverage).
+    guards = guard_coverage.from_env()
+    if guards is not None:
+        guards.start()
     result = classify(target)
+    if guards is not None:
+        result.update(guards.finish())
     write_atomic(result_file, json.dumps(result))
     return 0
 

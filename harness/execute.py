@@ -15,8 +15,9 @@ import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
-from harness import clock, requirements
+from harness import clock, guard_coverage, requirements
 # HARNESS_PARENT stays importable from here for verify_cli.
 from harness.isolation import HARNESS_PARENT, child_env, describe_exit, run_isolated
 from harness.model import Binding, BindingKind, Contract, Falsifier, FalsifierResult, Outcome, Requirement
@@ -52,20 +53,28 @@ class _Verdict:
     counterexample: str | None = None
     tests_matched: int | None = None
     tests_executed: int | None = None
+    # What the child measured of the guards (harness.guard_coverage); absent when it measured nothing.
+    guards: dict[str, Any] | None = None
 
 
-def _run_python(binding: Binding, repo_root: Path, timeout_s: float) -> _Verdict:
+def _guard_data(data: dict[str, Any]) -> dict[str, Any] | None:
+    if "guard_lines" not in data:
+        return None
+    return {"guard_lines": data["guard_lines"], "guards_unresolved": data.get("guards_unresolved") or {}}
+
+
+def _run_python(binding: Binding, repo_root: Path, timeout_s: float, guards: tuple[str, ...] = ()) -> _Verdict:
     with tempfile.TemporaryDirectory(prefix="harness-child-") as scratch:
         result_file = Path(scratch) / "result.json"
         run = run_isolated(
             [sys.executable, "-m", "harness.child", str(binding.target), str(result_file)],
             repo_root,
             timeout_s,
-            child_env(repo_root),
+            guard_coverage.with_guards(child_env(repo_root), guards),
         )
         if not run.timed_out and result_file.exists():
             data = json.loads(result_file.read_text())
-            return _Verdict(Outcome(data["outcome"]), data["reason"], data.get("counterexample"))
+            return _Verdict(Outcome(data["outcome"]), data["reason"], data.get("counterexample"), guards=_guard_data(data))
     return _Verdict(Outcome.ERROR, _with_output(describe_exit(run, timeout_s), run.output))
 
 
@@ -80,10 +89,10 @@ def _pytest_argv(binding: Binding) -> list[str]:
     return argv
 
 
-def _run_pytest(binding: Binding, repo_root: Path, timeout_s: float) -> _Verdict:
+def _run_pytest(binding: Binding, repo_root: Path, timeout_s: float, guards: tuple[str, ...] = ()) -> _Verdict:
     with tempfile.TemporaryDirectory(prefix="harness-pytest-") as scratch:
         count_file = Path(scratch) / "counts.json"
-        env = child_env(repo_root)
+        env = guard_coverage.with_guards(child_env(repo_root), guards)
         env["HARNESS_COUNT_FILE"] = str(count_file)
         run = run_isolated(_pytest_argv(binding), repo_root, timeout_s, env)
         if run.timed_out or not count_file.exists():
@@ -91,7 +100,7 @@ def _run_pytest(binding: Binding, repo_root: Path, timeout_s: float) -> _Verdict
         counts = json.loads(count_file.read_text())
     matched = int(counts["collected"])
     executed = int(counts["passed"]) + int(counts["failed"])
-    base = {"tests_matched": matched, "tests_executed": executed}
+    base = {"tests_matched": matched, "tests_executed": executed, "guards": _guard_data(counts)}
     if counts["collect_errors"]:
         return _Verdict(Outcome.ERROR, "collection failed: " + _tail("\n".join(counts["collect_errors"]), 1500), **base)
     if matched < binding.min_tests:
@@ -153,7 +162,8 @@ def _count(pattern: str, output: str, repo_root: Path, timeout_s: float) -> tupl
     return int(result["count"]), None
 
 
-def _run_command(binding: Binding, repo_root: Path, timeout_s: float) -> _Verdict:
+def _run_command(binding: Binding, repo_root: Path, timeout_s: float, guards: tuple[str, ...] = ()) -> _Verdict:
+    # `guards` is not measured here: the command may be any program (shown as n/a).
     argv = list(binding.argv)
     if binding.count_pattern is None and binding.min_tests > 1:
         # validate refuses this too; without a count there is nothing to hold min_tests against.
@@ -204,7 +214,11 @@ def run_falsifier(
 ) -> FalsifierResult:
     """Decide and run one falsifier; never raises for anything the falsifier does (Ctrl-C excepted)."""
     start = time.monotonic()
-    verdict = _decide(falsifier, Path(repo_root), today or clock.today())
+    guards = guard_coverage.guards_of(falsifier.attacks, contract.invariants)
+    verdict = _decide(falsifier, Path(repo_root), today or clock.today(), guards)
+    guards_executed, guard_lines, vacuous = _vacuity(falsifier, verdict, guards)
+    if vacuous is not None:
+        verdict = _Verdict(Outcome.VACUOUS, vacuous, None, verdict.tests_matched, verdict.tests_executed)
     return FalsifierResult(
         id=falsifier.id,
         contract_id=contract.id,
@@ -216,10 +230,30 @@ def run_falsifier(
         tests_matched=verdict.tests_matched,
         tests_executed=verdict.tests_executed,
         counterexample=verdict.counterexample,
+        guards_executed=guards_executed,
+        guard_lines=guard_lines,
     )
 
 
-def _decide(falsifier: Falsifier, repo_root: Path, today: date) -> _Verdict:
+def _vacuity(
+    falsifier: Falsifier, verdict: _Verdict, guards: tuple[str, ...]
+) -> tuple[tuple[str, ...] | None, dict[str, tuple[int, ...]] | None, str | None]:
+    """(guards_executed, guard_lines, the reason a pass is vacuous or None) for a python or pytest binding."""
+    if not guards or falsifier.binding.kind is BindingKind.COMMAND:
+        return None, None, None
+    if verdict.guards is None:
+        if verdict.outcome is not Outcome.PASSED:
+            return None, None, None  # it never got as far as reporting: the outcome says why
+        # A pass that reports no measurement of the guards it was asked to measure proves nothing either.
+        measured: dict[str, Any] = {"guard_lines": {g: [] for g in guards}, "guards_unresolved": {}}
+    else:
+        measured = verdict.guards
+    lines = {g: tuple(sorted(int(n) for n in measured["guard_lines"].get(g, ()))) for g in guards}
+    reason = guard_coverage.judge(verdict.outcome.value, guards, lines, measured["guards_unresolved"])
+    return guard_coverage.executed(guards, lines), lines, reason
+
+
+def _decide(falsifier: Falsifier, repo_root: Path, today: date, guards: tuple[str, ...] = ()) -> _Verdict:
     if falsifier.deferred is not None:
         until = falsifier.deferred.until
         if today > until:
@@ -236,6 +270,6 @@ def _decide(falsifier: Falsifier, repo_root: Path, today: date) -> _Verdict:
     if unmet is not None:
         return _Verdict(Outcome.NOT_RUN, unmet)
     try:
-        return _RUNNERS[falsifier.binding.kind](falsifier.binding, repo_root, falsifier.timeout_s)
+        return _RUNNERS[falsifier.binding.kind](falsifier.binding, repo_root, falsifier.timeout_s, guards)
     except OSError as exc:
         return _Verdict(Outcome.ERROR, f"could not start the falsifier: {exc}")

@@ -126,6 +126,7 @@ class Outcome(str, enum.Enum):
     ERROR = "error"  # the falsifier itself broke, or matched/executed no tests
     NOT_RUN = "not_run"  # a requirement is unmet; never a pass
     DEFERRED = "deferred"  # explicitly deferred with a reason and expiry; never a pass
+    VACUOUS = "vacuous"  # would have passed, but executed no guard of the invariants it attacks; never a pass
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,10 @@ class FalsifierResult:
     tests_matched: int | None = None
     tests_executed: int | None = None
     counterexample: str | None = None
+    # python/pytest bindings of invariants with guards: the guards ("module:qualname") that ran a body line,
+    # and per guard the covered body lines of its defining file. None: not measured (command bindings, no guards).
+    guards_executed: tuple[str, ...] | None = None
+    guard_lines: dict[str, tuple[int, ...]] | None = None
 
 
 @dataclass(frozen=True)

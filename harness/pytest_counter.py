@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from harness import guard_coverage
 from harness.atomic import write_atomic
 
 MAX_FAILURE_TEXT = 4000
@@ -36,6 +37,8 @@ def pytest_collectreport(report: pytest.CollectReport) -> None:
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     _counts["collected"] = len(session.items)
+    # Vacuity: measure the guards from here (the bound test modules are imported) to the session's end.
+    guard_coverage.start_from_env()
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -66,4 +69,5 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # Under xdist the controller collects nothing itself; the distinct reported node ids are the matches.
     _counts["collected"] = max(_counts["collected"], len(_reported))
     _counts["exitstatus"] = int(exitstatus)
+    _counts.update(guard_coverage.finish_current())
     write_atomic(target, json.dumps(_counts))

@@ -97,6 +97,9 @@ def result_from_dict(data: dict[str, Any]) -> FalsifierResult:
         tests_matched=data.get("tests_matched"),
         tests_executed=data.get("tests_executed"),
         counterexample=data.get("counterexample"),
+        guards_executed=None if data.get("guards_executed") is None else tuple(data["guards_executed"]),
+        guard_lines=None if data.get("guard_lines") is None
+        else {guard: tuple(lines) for guard, lines in data["guard_lines"].items()},
     )
 
 
