@@ -102,7 +102,7 @@ def summary(guards_executed: Sequence[str] | None, guard_lines: Mapping[str, Seq
     if guards_executed is None or guard_lines is None:
         return "n/a"
     lines = sum(len(v) for v in guard_lines.values())
-    return f"{len(guards_executed)}/{len(guard_lines)} guards, {lines} lines"
+    return f"{len(guards_executed)}/{len(guard_lines)} guards, {lines} line{'' if lines == 1 else 's'}"
 
 
 # ---------------------------------------------------------------------------------------- resolving
