@@ -103,7 +103,7 @@ def main(argv: list[str]) -> int:
     # Vacuity: which guards ran, folded into the result before it is written (harness.guard_coverage).
     guards = guard_coverage.from_env()
     if guards is not None:
-        guards.start()
+        guards.start(after_import=target.partition(":")[0])
     result = classify(target)
     if guards is not None:
         result.update(guards.finish())
