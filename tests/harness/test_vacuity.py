@@ -285,3 +285,20 @@ def test_resolve_names_what_is_wrong(guard: str, message: str) -> None:
 def test_an_unresolvable_guard_is_named_in_the_vacuous_reason() -> None:
     reason = guard_coverage.judge("passed", ["a:b"], {"a:b": []}, {"a:b": "cannot import a: ModuleNotFoundError"})
     assert reason is not None and "missed a:b (a:b: cannot import a" in reason
+
+
+def test_the_gate_fails_a_vacuous_result_without_strict_and_junit_shows_a_failure(run) -> None:
+    import xml.etree.ElementTree as ET
+
+    import harness
+    from harness.record import evidence_from_dict
+    from harness.report import render_junit
+
+    verdict = harness.verdict(evidence_from_dict(run[1]), harness.Policy(strict=False))
+    assert verdict.exit_code == 1
+    assert any(r.startswith("FALSIFY-VAC-001: vacuous: passed without executing any guard") for r in verdict.reasons)
+    root = ET.fromstring(render_junit(run[1]))
+    case = next(c for c in root.iter("testcase") if c.get("name") == "FALSIFY-VAC-001")
+    failure = case.find("failure")
+    assert failure is not None and "missed fx_guarded:check" in (failure.get("message") or "")
+    assert int(root.get("failures") or 0) == 1 + 4  # FALSIFY-VAC-006 falsified, four vacuous
