@@ -37,8 +37,8 @@ examples:
 
 EPILOG = """\
 exit codes:
-  0    ok (verify: nothing falsified or in error)
-  1    verify: a falsifier was falsified or in error (--strict: or not_run/deferred)
+  0    ok (verify: nothing falsified, vacuous or in error)
+  1    verify: a falsifier was falsified, vacuous or in error (--strict: or not_run/deferred)
   2    bad input (invalid contract, missing path, bad option); nothing was run
   3    verify: the falsifiers ran, but the evidence could not be written (the previous set is kept)
   130  interrupted (Ctrl-C or SIGTERM)

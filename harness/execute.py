@@ -58,9 +58,13 @@ class _Verdict:
 
 
 def _guard_data(data: dict[str, Any]) -> dict[str, Any] | None:
-    if "guard_lines" not in data:
+    """The guard measurement a child reported ({guard: [line, ...]}), or None when absent or malformed."""
+    lines, unresolved = data.get("guard_lines"), data.get("guards_unresolved") or {}
+    if not isinstance(lines, dict) or not isinstance(unresolved, dict):
         return None
-    return {"guard_lines": data["guard_lines"], "guards_unresolved": data.get("guards_unresolved") or {}}
+    if not all(isinstance(v, list) and all(type(n) is int for n in v) for v in lines.values()):
+        return None
+    return {"guard_lines": lines, "guards_unresolved": {str(k): str(v) for k, v in unresolved.items()}}
 
 
 def _run_python(binding: Binding, repo_root: Path, timeout_s: float, guards: tuple[str, ...] = ()) -> _Verdict:
@@ -245,10 +249,13 @@ def _vacuity(
         if verdict.outcome is not Outcome.PASSED:
             return None, None, None  # it never got as far as reporting: the outcome says why
         # A pass that reports no measurement of the guards it was asked to measure proves nothing either.
-        measured: dict[str, Any] = {"guard_lines": {g: [] for g in guards}, "guards_unresolved": {}}
+        measured: dict[str, Any] = {
+            "guard_lines": {g: [] for g in guards},
+            "guards_unresolved": {g: "not measured: the falsifier's child reported no guard coverage" for g in guards},
+        }
     else:
         measured = verdict.guards
-    lines = {g: tuple(sorted(int(n) for n in measured["guard_lines"].get(g, ()))) for g in guards}
+    lines = {g: tuple(sorted(measured["guard_lines"].get(g, ()))) for g in guards}
     reason = guard_coverage.judge(verdict.outcome.value, guards, lines, measured["guards_unresolved"])
     return guard_coverage.executed(guards, lines), lines, reason
 

@@ -259,6 +259,10 @@ class Measurement:
                 for guard, span in self.spans.items():
                     ran = data.lines(by_real[span.file]) if span.file in by_real else None
                     covered[guard] = set(ran or ()) & span.lines
+            except Exception as exc:  # noqa: BLE001 - unmeasured must read as "no guard ran", never crash the child
+                covered = {}
+                for guard in self.spans:
+                    self.unresolved[guard] = f"coverage measurement failed: {type(exc).__name__}: {exc}"
             finally:
                 self._restore()
         lines = {g: sorted(covered.get(g, ())) for g in self.guards}

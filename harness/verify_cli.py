@@ -1,7 +1,7 @@
 """`harness verify PATH... [--out DIR] [-k ID-PATTERN] [-j N] [--strict]`
 
 validate -> compile (pytest plugin) -> run (isolated children) -> record (evidence.json) -> report
-(junit.xml, summary.md). Exit status: 0 nothing falsified or in error; 1 something falsified or in
+(junit.xml, summary.md). Exit status: 0 nothing falsified, vacuous or in error; 1 something falsified, vacuous or in
 error (or, with --strict, not_run/deferred); 2 invalid input, nothing run; 3 the falsifiers ran but the
 evidence could not be written (the previous evidence is left as it was); 130 interrupted (Ctrl-C or
 SIGTERM), with the evidence so far written and marked incomplete. A run in which no falsifier ran at

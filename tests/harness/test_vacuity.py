@@ -302,3 +302,16 @@ def test_the_gate_fails_a_vacuous_result_without_strict_and_junit_shows_a_failur
     failure = case.find("failure")
     assert failure is not None and "missed fx_guarded:check" in (failure.get("message") or "")
     assert int(root.get("failures") or 0) == 1 + 4  # FALSIFY-VAC-006 falsified, four vacuous
+
+
+def test_a_pass_whose_child_reported_no_measurement_is_vacuous() -> None:
+    # A python child that ends before folding in its measurement (or a forged result) must not read as a pass.
+    from harness import execute
+    from harness.model import Binding, BindingKind, Falsifier, Outcome, SourceLocation
+
+    f = Falsifier("FALSIFY-X-001", ("INV-X-001",), "p", "f", Binding(BindingKind.PYTHON, target="m:f"), SourceLocation("c.yaml", 1))
+    ran, lines, reason = execute._vacuity(f, execute._Verdict(Outcome.PASSED, "returned"), ("m:g",))
+    assert ran == () and lines == {"m:g": ()}
+    assert reason is not None and "missed m:g" in reason and "reported no guard coverage" in reason
+    malformed = execute._guard_data({"guard_lines": {"m:g": ["1"]}})
+    assert malformed is None
