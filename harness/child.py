@@ -19,7 +19,7 @@ import sys
 import traceback
 from typing import Any
 
-from harness import channel, replay_child
+from harness import channel, guard_coverage, replay_child
 
 MAX_TEXT = 8000
 
@@ -107,7 +107,13 @@ def main(argv: list[str]) -> int:
     # The falsifier is resolved against the repository root (our cwd), like `python -m pytest` does.
     sys.path.insert(0, os.getcwd())
     replay_child.prepare()  # hypothesis prints its reproduction blob (harness.replay_record keeps it)
+    # Vacuity: which guards ran, folded into the result before it is sent (harness.guard_coverage).
+    guards = guard_coverage.from_env()
+    if guards is not None:
+        guards.start(after_import=target.partition(":")[0])
     result = classify(target)
+    if guards is not None:
+        result.update(guards.finish())
     send(result_file, key, result, 0)
     return 0  # not reached: send ends the process
 

@@ -39,8 +39,8 @@ examples:
 
 EPILOG = """\
 exit codes:
-  0    ok (verify: nothing falsified, in error or flaky; replay: the failure did not reproduce)
-  1    verify: a falsifier was falsified, in error or flaky (--strict: or not_run/deferred); replay: it reproduced
+  0    ok (verify: nothing falsified, vacuous, in error or flaky; replay: the failure did not reproduce)
+  1    verify: a falsifier was falsified, vacuous, in error or flaky (--strict: or not_run/deferred); replay: it reproduced
   2    bad input (invalid contract, missing path, bad option); nothing was run
   3    verify: the falsifiers ran, but the evidence could not be written (the previous set is kept)
   130  interrupted (Ctrl-C or SIGTERM)

@@ -12,12 +12,12 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-from harness import clock, replay_record, requirements
+from harness import clock, guard_coverage, replay_record, requirements
 # HARNESS_PARENT stays importable from here for verify_cli.
 from harness.channel import InvalidRecord, open_channel
 from harness.isolation import HARNESS_PARENT, ProcessRun, child_env, describe_exit, exit_of, run_isolated
@@ -64,11 +64,23 @@ class _Verdict:
     failures: tuple[tuple[str, str], ...] = ()
     tests_skipped: int | None = None
     tests_failed: int | None = None
+    # What the child measured of the guards (harness.guard_coverage); absent when it measured nothing.
+    guards: dict[str, Any] | None = None
 
 
-def _run_python(binding: Binding, repo_root: Path, timeout_s: float) -> _Verdict:
+def _guard_data(data: dict[str, Any]) -> dict[str, Any] | None:
+    """The guard measurement a child reported ({guard: [line, ...]}), or None when absent or malformed."""
+    lines, unresolved = data.get("guard_lines"), data.get("guards_unresolved") or {}
+    if not isinstance(lines, dict) or not isinstance(unresolved, dict):
+        return None
+    if not all(isinstance(v, list) and all(type(n) is int for n in v) for v in lines.values()):
+        return None
+    return {"guard_lines": lines, "guards_unresolved": {str(k): str(v) for k, v in unresolved.items()}}
+
+
+def _run_python(binding: Binding, repo_root: Path, timeout_s: float, guards: tuple[str, ...] = ()) -> _Verdict:
     with tempfile.TemporaryDirectory(prefix="harness-child-") as scratch, open_channel(scratch) as results:
-        env = child_env(repo_root) | results.env()
+        env = guard_coverage.with_guards(child_env(repo_root), guards) | results.env()
         run = run_isolated(
             [sys.executable, "-m", "harness.child", str(binding.target), str(results.path)],
             repo_root, timeout_s, env, pass_fds=results.pass_fds, on_started=results.close,
@@ -82,7 +94,7 @@ def _run_python(binding: Binding, repo_root: Path, timeout_s: float) -> _Verdict
             data = results.receive(run.returncode)
         except InvalidRecord as exc:
             return _Verdict(Outcome.ERROR, _with_output(f"{exc}; {_ended(run)}", run.output))
-    return _Verdict(Outcome(data["outcome"]), data["reason"], data.get("counterexample"))
+    return _Verdict(Outcome(data["outcome"]), data["reason"], data.get("counterexample"), guards=_guard_data(data))
 
 
 def _pytest_argv(binding: Binding) -> list[str]:
@@ -106,9 +118,9 @@ def _skips(counts: dict[str, Any]) -> str:
     return f" ({shown})" if shown else ""
 
 
-def _run_pytest(binding: Binding, repo_root: Path, timeout_s: float) -> _Verdict:
+def _run_pytest(binding: Binding, repo_root: Path, timeout_s: float, guards: tuple[str, ...] = ()) -> _Verdict:
     with tempfile.TemporaryDirectory(prefix="harness-pytest-") as scratch, open_channel(scratch) as results:
-        env = child_env(repo_root) | results.env()
+        env = guard_coverage.with_guards(child_env(repo_root), guards) | results.env()
         env["HARNESS_COUNT_FILE"] = str(results.path)
         run = run_isolated(
             _pytest_argv(binding), repo_root, timeout_s, env, pass_fds=results.pass_fds, on_started=results.close
@@ -122,7 +134,8 @@ def _run_pytest(binding: Binding, repo_root: Path, timeout_s: float) -> _Verdict
     matched = int(counts["collected"])
     passed, failed, skipped = int(counts["passed"]), int(counts["failed"]), int(counts["skipped"])
     executed = passed + failed
-    base = {"tests_matched": matched, "tests_executed": executed, "tests_skipped": skipped, "tests_failed": failed}
+    base = {"tests_matched": matched, "tests_executed": executed, "tests_skipped": skipped, "tests_failed": failed,
+            "guards": _guard_data(counts)}
     never_ran = matched - passed - failed - skipped - int(counts["errors"])
     if counts["collect_errors"]:
         return _Verdict(Outcome.ERROR, "collection failed: " + _tail("\n".join(counts["collect_errors"]), 1500), **base)
@@ -263,7 +276,8 @@ def _junit_verdict(binding: Binding, run: ProcessRun, path: Path) -> _Verdict:
     )
 
 
-def _run_command(binding: Binding, repo_root: Path, timeout_s: float) -> _Verdict:
+def _run_command(binding: Binding, repo_root: Path, timeout_s: float, guards: tuple[str, ...] = ()) -> _Verdict:
+    # `guards` is not measured here: the command may be any program (shown as n/a).
     argv = list(binding.argv)
     if binding.junit is not None and binding.count_pattern is not None:
         return _Verdict(Outcome.ERROR, "junit and count_pattern both count the tests; keep one")
@@ -323,7 +337,11 @@ def run_falsifier(
 ) -> FalsifierResult:
     """Decide and run one falsifier; never raises for anything the falsifier does (Ctrl-C excepted)."""
     start = time.monotonic()
-    verdict = _decide(falsifier, Path(repo_root), today or clock.today())
+    guards = guard_coverage.guards_of(falsifier.attacks, contract.invariants)
+    verdict = _decide(falsifier, Path(repo_root), today or clock.today(), guards)
+    guards_executed, guard_lines, vacuous = _vacuity(falsifier, verdict, guards)
+    if vacuous is not None:
+        verdict = replace(verdict, outcome=Outcome.VACUOUS, reason=vacuous, counterexample=None)
     return FalsifierResult(
         id=falsifier.id,
         contract_id=contract.id,
@@ -338,10 +356,33 @@ def run_falsifier(
         replay=replay_record.record(falsifier.binding, verdict.outcome, verdict.counterexample, verdict.failures),
         tests_skipped=verdict.tests_skipped,
         tests_failed=verdict.tests_failed,
+        guards_executed=guards_executed,
+        guard_lines=guard_lines,
     )
 
 
-def _decide(falsifier: Falsifier, repo_root: Path, today: date) -> _Verdict:
+def _vacuity(
+    falsifier: Falsifier, verdict: _Verdict, guards: tuple[str, ...]
+) -> tuple[tuple[str, ...] | None, dict[str, tuple[int, ...]] | None, str | None]:
+    """(guards_executed, guard_lines, the reason a pass is vacuous or None) for a python or pytest binding."""
+    if not guards or falsifier.binding.kind is BindingKind.COMMAND:
+        return None, None, None
+    if verdict.guards is None:
+        if verdict.outcome is not Outcome.PASSED:
+            return None, None, None  # it never got as far as reporting: the outcome says why
+        # A pass that reports no measurement of the guards it was asked to measure proves nothing either.
+        measured: dict[str, Any] = {
+            "guard_lines": {g: [] for g in guards},
+            "guards_unresolved": {g: "not measured: the falsifier's child reported no guard coverage" for g in guards},
+        }
+    else:
+        measured = verdict.guards
+    lines = {g: tuple(sorted(measured["guard_lines"].get(g, ()))) for g in guards}
+    reason = guard_coverage.judge(verdict.outcome.value, guards, lines, measured["guards_unresolved"])
+    return guard_coverage.executed(guards, lines), lines, reason
+
+
+def _decide(falsifier: Falsifier, repo_root: Path, today: date, guards: tuple[str, ...] = ()) -> _Verdict:
     if falsifier.deferred is not None:
         until = falsifier.deferred.until
         if today > until:
@@ -358,6 +399,6 @@ def _decide(falsifier: Falsifier, repo_root: Path, today: date) -> _Verdict:
     if unmet is not None:
         return _Verdict(Outcome.NOT_RUN, unmet)
     try:
-        return _RUNNERS[falsifier.binding.kind](falsifier.binding, repo_root, falsifier.timeout_s)
+        return _RUNNERS[falsifier.binding.kind](falsifier.binding, repo_root, falsifier.timeout_s, guards)
     except OSError as exc:
         return _Verdict(Outcome.ERROR, f"could not start the falsifier: {exc}")

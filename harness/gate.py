@@ -13,7 +13,8 @@ from harness.model import Evidence, Outcome
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
-_FAILING = (Outcome.FALSIFIED, Outcome.ERROR, Outcome.FLAKY)
+# vacuous: it would have passed without executing the code that upholds its invariant - never a pass.
+_FAILING = (Outcome.FALSIFIED, Outcome.ERROR, Outcome.VACUOUS, Outcome.FLAKY)
 _UNVERIFIED = (Outcome.NOT_RUN, Outcome.DEFERRED)
 
 

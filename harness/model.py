@@ -129,6 +129,7 @@ class Outcome(str, enum.Enum):
     NOT_RUN = "not_run"  # a requirement is unmet; never a pass
     DEFERRED = "deferred"  # explicitly deferred with a reason and expiry; never a pass
     FLAKY = "flaky"  # under --rerun, attempts disagreed (e.g. falsified, then passed); always fails the gate
+    VACUOUS = "vacuous"  # would have passed, but executed no guard of the invariants it attacks; never a pass
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,10 @@ class FalsifierResult:
     # pytest/command (junit) bindings: matched tests that were skipped, and that failed; None = not counted.
     tests_skipped: int | None = None
     tests_failed: int | None = None
+    # python/pytest bindings of invariants with guards: the guards ("module:qualname") that ran a body line,
+    # and per guard the covered body lines of its defining file. None: not measured (command bindings, no guards).
+    guards_executed: tuple[str, ...] | None = None
+    guard_lines: dict[str, tuple[int, ...]] | None = None
 
 
 @dataclass(frozen=True)

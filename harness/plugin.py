@@ -273,7 +273,7 @@ class FalsifierItem(pytest.Item):
         self.user_properties.append((RESULT_PROPERTY, json.dumps(result_to_dict(result))))
         if result.outcome is Outcome.PASSED:
             return
-        if result.outcome in (Outcome.FALSIFIED, Outcome.ERROR, Outcome.FLAKY):
+        if result.outcome in (Outcome.FALSIFIED, Outcome.ERROR, Outcome.VACUOUS, Outcome.FLAKY):
             raise FalsifierOutcome(result)
         pytest.skip(escape.terminal(f"{result.outcome.value}: {result.reason}"))
 

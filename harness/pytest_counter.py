@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import pytest
 
-from harness import channel
+from harness import channel, guard_coverage
 
 MAX_FAILURE_TEXT = 4000
 MAX_REASON_TEXT = 300
@@ -77,6 +77,8 @@ def pytest_collectreport(report: pytest.CollectReport) -> None:
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     _counts["collected"] = len(session.items)
+    # Vacuity: measure the guards from here (the bound test modules are imported) to the session's end.
+    guard_coverage.start_from_env()
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -123,4 +125,5 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     # The session's final status, after sessionfinish: what `python -m pytest` exits with.
     status = int(_session[0].exitstatus)
     _counts["exitstatus"] = status
+    _counts.update(guard_coverage.finish_current())
     _write(target, _counts, status)

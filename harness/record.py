@@ -121,6 +121,9 @@ def result_from_dict(data: dict[str, Any]) -> FalsifierResult:
         replay=data.get("replay"),
         tests_skipped=data.get("tests_skipped"),
         tests_failed=data.get("tests_failed"),
+        guards_executed=None if data.get("guards_executed") is None else tuple(data["guards_executed"]),
+        guard_lines=None if data.get("guard_lines") is None
+        else {guard: tuple(lines) for guard, lines in data["guard_lines"].items()},
     )
 
 

@@ -9,11 +9,12 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from harness import escape
+from harness.guard_coverage import summary as guard_summary
 from harness.model import Evidence, Outcome
 from harness.record import describe_selection, evidence_json, evidence_to_dict
 
 OUTCOME_ORDER = [o.value for o in Outcome]
-ICON = {"passed": "✅", "falsified": "❌", "error": "💥", "not_run": "⏭️", "deferred": "⏳", "flaky": "🎲"}
+ICON = {"passed": "✅", "falsified": "❌", "error": "💥", "not_run": "⏭️", "deferred": "⏳", "vacuous": "🕳️", "flaky": "🎲"}
 
 
 def totals_line(totals: dict[str, int]) -> str:
@@ -42,7 +43,7 @@ def render_junit(evidence: dict[str, Any]) -> str:
         "testsuites",
         name=f"harness verify ({describe_selection(selection)})" if selection else "harness verify",
         tests=sum(t.values()),
-        failures=t["falsified"] + t["flaky"],
+        failures=t["falsified"] + t["flaky"] + t.get("vacuous", 0),
         errors=t["error"],
         skipped=t["not_run"] + t["deferred"],
         time=f"{evidence['duration_s']:.3f}",
@@ -55,7 +56,7 @@ def render_junit(evidence: dict[str, Any]) -> str:
             "testsuite",
             name=contract["id"],
             tests=len(entries),
-            failures=count["falsified"] + count["flaky"],
+            failures=count["falsified"] + count["flaky"] + count["vacuous"],
             errors=count["error"],
             skipped=count["not_run"] + count["deferred"],
             time=f"{sum(f['duration_s'] for f in entries):.3f}",
@@ -68,6 +69,8 @@ def render_junit(evidence: dict[str, Any]) -> str:
             _xml_element(props, "property", name="binding", value=f["binding"]["kind"])
             if f["outcome"] == "falsified":
                 _xml_element(case, "failure", f["counterexample"] or "", message=f["reason"])
+            elif f["outcome"] == "vacuous":
+                _xml_element(case, "failure", f["reason"], message=f["reason"])
             elif f["outcome"] == "error":
                 _xml_element(case, "error", f["reason"], message=f["reason"])
             elif f["outcome"] == "flaky":
@@ -120,12 +123,13 @@ def render_summary(evidence: dict[str, Any]) -> str:
             escape.markdown_code(contract["path"]),
             "",
         ]
-        lines += ["| Falsifier | Attacks | Outcome | Time | Tests | Reason |", "|---|---|---|---:|---:|---|"]
+        lines += ["| Falsifier | Attacks | Outcome | Time | Tests | Guards | Reason |", "|---|---|---|---:|---:|---|---|"]
         for f in contract["falsifiers"]:
             tests = "" if f["tests_matched"] is None else f"{f['tests_executed']}/{f['tests_matched']}"
             lines.append(
                 f"| {escape.markdown_code(f['id'], in_table=True)} | {_cell(', '.join(f['invariant']))} | {ICON[f['outcome']]} {f['outcome']} "
-                f"| {f['duration_s']:.2f}s | {tests} | {_cell(f['reason'])} |"
+                f"| {f['duration_s']:.2f}s | {tests} | {guard_summary(f.get('guards_executed'), f.get('guard_lines'))} "
+                f"| {_cell(f['reason'])} |"
             )
         lines.append("")
     entries = _falsifiers(evidence)
@@ -153,7 +157,7 @@ def render_summary(evidence: dict[str, Any]) -> str:
             lines.append(f"- {escape.markdown_code(f['id'])}: {_cell(f['reason'], 400)}")
             lines += [f"  - {_cell(line, 400)}" for line in _attempt_lines(f)]
         lines.append("")
-    for outcome, title in (("error", "Errors"), ("not_run", "Not run"), ("deferred", "Deferred")):
+    for outcome, title in (("vacuous", "Vacuous"), ("error", "Errors"), ("not_run", "Not run"), ("deferred", "Deferred")):
         chosen = [f for f in entries if f["outcome"] == outcome]
         if chosen:
             lines += [f"### {title}", ""]

@@ -1,8 +1,8 @@
 """`harness verify PATH... [--out DIR] [-k ID-PATTERN] [-j N] [--rerun N] [--strict]`
 
 validate -> compile (pytest plugin) -> run (isolated children) -> record (evidence.json) -> report
-(junit.xml, summary.md). Exit status: 0 nothing falsified or in error; 1 something falsified or in
-error or flaky (or, with --strict, not_run/deferred); 2 invalid input, nothing run; 3 the falsifiers ran but the
+(junit.xml, summary.md). Exit status: 0 nothing falsified, vacuous, in error or flaky; 1 something
+falsified, vacuous, in error or flaky (or, with --strict, not_run/deferred); 2 invalid input, nothing run; 3 the falsifiers ran but the
 evidence could not be written (the directory keeps the results journaled as they arrived, marked
 incomplete); 130 interrupted (Ctrl-C or
 SIGTERM), with the evidence so far written and marked incomplete. A run in which no falsifier ran at

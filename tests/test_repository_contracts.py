@@ -66,6 +66,17 @@ def test_every_falsifier_passed_or_was_not_run_for_want_of_cuda(evidence: dict) 
     assert bad == []
 
 
+def test_every_passed_python_and_pytest_falsifier_executed_a_guard(evidence: dict) -> None:
+    # Every invariant here names its guards, so every python/pytest pass was measured and ran one.
+    unmeasured = [
+        (f["id"], f["guards_executed"])
+        for c in evidence["contracts"]
+        for f in c["falsifiers"]
+        if f["outcome"] == "passed" and f["binding"]["kind"] in ("python", "pytest") and not f["guards_executed"]
+    ]
+    assert unmeasured == []
+
+
 def test_the_init_arch_match_falsifier_really_ran(evidence: dict) -> None:
     by_id = {f["id"]: f for c in evidence["contracts"] for f in c["falsifiers"]}
     assert by_id["FALSIFY-INIT-ARCH-MATCH-001"]["outcome"] == "passed"

@@ -26,6 +26,7 @@ DEMO_CONTRACT = textwrap.dedent(
       - id: INV-SORT-IDEMPOTENT-001
         kind: safety
         statement: Sorting a sorted list changes nothing.
+        guards: [demo_sort:sort]
       - id: INV-DEDUPE-LENGTH-001
         kind: safety
         statement: Deduplication keeps every element.
@@ -58,11 +59,13 @@ DEMO_FALSIFIERS = textwrap.dedent(
     '''\
     from hypothesis import given, settings, strategies as st
 
+    from demo_sort import sort
+
 
     @settings(max_examples=100, deadline=None, derandomize=True, database=None)
     @given(st.lists(st.integers()))
     def _sorted_is_idempotent(xs):
-        assert sorted(sorted(xs)) == sorted(xs)
+        assert sort(sort(xs)) == sort(xs)
 
 
     def falsify_sorted_is_idempotent():
@@ -82,12 +85,24 @@ DEMO_FALSIFIERS = textwrap.dedent(
 
 DEMO_TESTS = textwrap.dedent(
     """\
+    from demo_sort import sort
+
+
     def test_sorted_orders():
-        assert sorted([3, 1, 2]) == [1, 2, 3]
+        assert sort([3, 1, 2]) == [1, 2, 3]
 
 
     def test_sorted_keeps_duplicates():
-        assert sorted([2, 1, 2]) == [1, 2, 2]
+        assert sort([2, 1, 2]) == [1, 2, 2]
+    """
+)
+
+# The code INV-SORT-IDEMPOTENT-001's falsifiers must execute (its `guards`), so they are not vacuous.
+DEMO_SORT = textwrap.dedent(
+    """\
+    def sort(xs):
+        \"\"\"The demo's sort.\"\"\"
+        return sorted(xs)
     """
 )
 
@@ -102,6 +117,7 @@ def make_demo(root: Path) -> Path:
     (root / "falsifiers" / "__init__.py").write_text("")
     (root / "falsifiers" / "sorting.py").write_text(DEMO_FALSIFIERS)
     (root / "tests" / "test_sorting.py").write_text(DEMO_TESTS)
+    (root / "demo_sort.py").write_text(DEMO_SORT)
     return root
 
 
@@ -120,6 +136,11 @@ def readme_example() -> dict[str, Any]:
 
 def assert_abridged(abridged: Any, real: Any, where: str = "") -> None:
     """README's example may leave list items out, never invent or reorder a key."""
+    if where.endswith("/guard_lines"):
+        # Keyed by the falsifier's guards (data, not format): the same shape, guard -> line numbers.
+        for value in (abridged, real):
+            assert isinstance(value, dict) and all(isinstance(n, int) for lines in value.values() for n in lines), where
+        return
     if isinstance(abridged, dict):
         assert isinstance(real, dict) and list(abridged) == list(real), where
         for key in abridged:

@@ -144,7 +144,7 @@ def test_totals_and_order_follow_the_contract_not_completion() -> None:
         command=["harness"], environment={"python": "3", "os": "L", "cpu": "c", "torch": None, "cuda": None, "gpu": None},
     )
     assert [f["id"] for f in evidence["contracts"][0]["falsifiers"]] == ["FALSIFY-X-001", "FALSIFY-X-002"]
-    assert evidence["totals"] == {"passed": 1, "falsified": 0, "error": 1, "not_run": 0, "deferred": 0, "flaky": 0}
+    assert evidence["totals"] == {"passed": 1, "falsified": 0, "error": 1, "not_run": 0, "deferred": 0, "flaky": 0, "vacuous": 0}
     assert evidence_problems(evidence) == []
 
 

@@ -75,7 +75,7 @@ def test_library_run_gives_the_evidence_the_cli_writes(runs: dict[str, Any]) -> 
     library = evidence_to_dict(runs["lib"])
     lib, cli = _normalised(library), _normalised(runs["cli"])
     assert json.dumps(lib, indent=1).splitlines() == json.dumps(cli, indent=1).splitlines()
-    assert runs["cli"]["totals"] == {"passed": 2, "falsified": 3, "error": 1, "not_run": 1, "deferred": 1, "flaky": 0}
+    assert runs["cli"]["totals"] == {"passed": 2, "falsified": 3, "error": 1, "not_run": 1, "deferred": 1, "flaky": 0, "vacuous": 0}
 
 
 def test_read_evidence_round_trips_a_real_run(runs: dict[str, Any]) -> None:

@@ -55,7 +55,7 @@ def test_every_falsifier_is_recorded_and_the_run_fails(run) -> None:
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert sorted(entries(evidence)) == sorted(c.split("id: ")[1].split("\n")[0] for c in CASES)
     assert evidence["complete"] is True
-    assert evidence["totals"] == {"passed": 3, "falsified": 4, "error": 10, "not_run": 2, "deferred": 1, "flaky": 0}
+    assert evidence["totals"] == {"passed": 3, "falsified": 4, "error": 10, "not_run": 2, "deferred": 1, "flaky": 0, "vacuous": 0}
     assert "harness: 3 passed, 4 falsified, 10 error, 2 not_run, 1 deferred" in proc.stdout
 
 
