@@ -128,8 +128,8 @@ class Outcome(str, enum.Enum):
     ERROR = "error"  # the falsifier itself broke, or matched/executed no tests
     NOT_RUN = "not_run"  # a requirement is unmet; never a pass
     DEFERRED = "deferred"  # explicitly deferred with a reason and expiry; never a pass
-    FLAKY = "flaky"  # under --rerun, attempts disagreed (e.g. falsified, then passed); always fails the gate
     VACUOUS = "vacuous"  # would have passed, but executed no guard of the invariants it attacks; never a pass
+    FLAKY = "flaky"  # under --rerun, attempts disagreed (e.g. falsified, then passed); always fails the gate
 
 
 @dataclass(frozen=True)
