@@ -47,7 +47,7 @@ def test_a_k_run_does_not_replace_the_full_evidence_and_says_it_is_partial(proje
     printed = _printed_evidence(proc, project)
     slug = selection_slug({"k": ["PART-002"]})
     assert printed == commit_dir / "partial" / slug / "evidence.json"
-    assert "harness: 1 passed, 0 falsified, 0 error, 0 not_run, 0 deferred (partial run (-k PART-002))" in proc.stdout
+    assert "harness: 1 passed, 0 falsified, 0 error, 0 not_run, 0 deferred, 0 vacuous, 0 flaky (partial run (-k PART-002))" in proc.stdout
     partial = harness.read_evidence(printed.parent)
     assert partial.complete is True and partial.selection == {"k": ["PART-002"]} and not partial.is_full
     assert [r.id for r in partial.results] == ["FALSIFY-PART-002"]
