@@ -37,9 +37,16 @@ for guard in guards:
             obj = obj.__func__
         obj = inspect.unwrap(obj)
         kind = "class" if inspect.isclass(obj) else "function"
+        if inspect.isbuiltin(obj) or inspect.ismethoddescriptor(obj):
+            found[guard] = {"file": None, "builtin": f"{guard} is built in or compiled"}
+            continue
         if not (inspect.isclass(obj) or inspect.isfunction(obj)):
             raise TypeError(f"{guard} is a {type(obj).__name__}, not a function, method or class")
-        source = inspect.getsourcefile(obj)
+        try:
+            source = inspect.getsourcefile(obj)
+        except TypeError:  # a built-in or an extension module's function: no Python source
+            found[guard] = {"file": None, "builtin": f"{guard} is built in or compiled"}
+            continue
         lines, start = inspect.getsourcelines(obj)
         found[guard] = {"file": source, "qualname": obj.__qualname__, "kind": kind,
                         "lines": [start, start + len(lines) - 1], "module": obj.__module__}
@@ -86,7 +93,8 @@ def _site(guard: str, data: dict[str, object], root: Path) -> GuardSite:
         return GuardSite(guard, "skipped", f"does not resolve: {data['error']}")
     source = data.get("file")
     if not isinstance(source, str) or not source.endswith(".py"):
-        return GuardSite(guard, "skipped", f"its source is not a Python file ({source or 'none found'}); teeth mutate Python source only")
+        what = source or data.get("builtin") or "none found"
+        return GuardSite(guard, "skipped", f"its source is not a Python file ({what}); teeth mutate Python source only")
     path = Path(source).resolve()
     if not path.is_relative_to(root):
         return GuardSite(guard, "skipped", f"its source {path} is outside the repository {root}; only the repository's own code is mutated")

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from harness.console import EXIT_INTERRUPTED, emit
-from harness.escape import printable, terminal
+from harness.escape import terminal
 from harness.pipeline import InvalidInput
 from harness.record import evidence_dir
 from harness.teeth import KILLED, SURVIVED, MutantResult, Observer, Teeth, TeethNotWritten
@@ -80,10 +80,6 @@ class _Printer(Observer):
         emit(terminal(f"{result.status.upper()} {invariant} {result.id} line {result.line}{by} ({result.duration_s:.1f}s)"), self.stream)
 
 
-def _indent(text: str) -> str:
-    return "\n".join("    " + printable(line, keep="\t") for line in text.rstrip("\n").splitlines())
-
-
 def report(result: Teeth, stream: TextIO) -> None:
     """What teeth found, after the per-mutant lines: survivors with diffs, the rest in a line each."""
     for inv in result.invariants:
@@ -101,7 +97,8 @@ def report(result: Teeth, stream: TextIO) -> None:
         emit(terminal(f"BASELINE FAILED {inv.id} {b.id} ({b.outcome}) on the unmutated code, so its kills do not count: {b.reason[:300]}"), stream)
     for inv, m in result.survivors:
         emit(terminal(f"SURVIVED {inv.id} ({inv.contract_id}): mutant {m.id} of {m.function} at {m.path}:{m.line}"), stream)
-        emit(_indent(m.diff), stream)
+        for line in m.diff.rstrip("\n").splitlines():
+            emit("    " + terminal(line), stream)
         emit(terminal(f"  missed by: {', '.join(m.missed_by)} (each passed against the mutant)"), stream)
 
 
