@@ -472,19 +472,33 @@ def teeth(
         runner = _Runner(roots, Path(scratch))
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="harness-teeth")
         try:
-            futures = {pool.submit(runner.baseline, c, f): key for key, (c, f) in falsifiers.items()}
-            for future in concurrent.futures.as_completed(futures):
-                baselines[futures[future]] = run = future.result()
-                observer.baseline(run)
-            mutant_futures = {}
-            for plan in plans:
-                usable, not_run = _usable(plan, baselines)
-                for m in plan.mutants:
-                    mutant_futures[pool.submit(runner.mutant, plan, m, usable, not_run)] = (plan, m)
-            for future in concurrent.futures.as_completed(mutant_futures):
-                plan, m = mutant_futures[future]
-                results[(plan.contract.id, plan.invariant.id, m.id)] = result = future.result()
-                observer.mutant(plan.invariant.id, result)
+            # One queue: an invariant's mutants start as soon as its own falsifiers' baselines are in, so
+            # one slow baseline does not hold every other invariant's mutants back.
+            pending: dict[concurrent.futures.Future[Any], tuple[str, Any]] = {
+                pool.submit(runner.baseline, c, f): ("baseline", key) for key, (c, f) in falsifiers.items()
+            }
+            waiting = [plan for plan in plans if plan.mutants]
+
+            def release() -> None:
+                for plan in [p for p in waiting if all((c.id, f.id) in baselines for c, f in p.falsifiers)]:
+                    waiting.remove(plan)
+                    usable, not_run = _usable(plan, baselines)
+                    for m in plan.mutants:
+                        pending[pool.submit(runner.mutant, plan, m, usable, not_run)] = ("mutant", (plan, m))
+
+            release()
+            while pending:
+                done, _ = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+                for future in done:
+                    kind, what = pending.pop(future)
+                    if kind == "baseline":
+                        baselines[what] = run = future.result()
+                        observer.baseline(run)
+                        continue
+                    plan, m = what
+                    results[(plan.contract.id, plan.invariant.id, m.id)] = result = future.result()
+                    observer.mutant(plan.invariant.id, result)
+                release()
         except KeyboardInterrupt:
             interrupted = True
         finally:

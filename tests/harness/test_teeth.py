@@ -306,3 +306,12 @@ def test_invalid_contracts_exit_2_and_run_nothing(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "nothing was run" in proc.stderr and "Traceback" not in proc.stderr + proc.stdout
     assert not (tmp_path / "out").exists()
+
+
+def test_jobs_below_one_is_bad_input(repo: Path, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", "teeth", "contracts/", "--out", str(tmp_path), "-j", "0"],
+        cwd=repo, env=cli_env(), capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2 and "harness teeth: -j 0: must be at least 1" in proc.stderr
+    assert not list(tmp_path.iterdir())
