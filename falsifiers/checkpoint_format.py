@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import io
 import json
+import os
 import struct
 import tempfile
 from pathlib import Path
@@ -31,55 +32,125 @@ def _blob(header: Any, data: bytes = b"", declared: int | None = None) -> bytes:
 
 def hostile_cases() -> dict[str, bytes]:
     """One file per class of malformed or hostile safetensors input."""
+    return {case: data for case, (data, _) in hostile_cases_with_faults().items()}
+
+
+def hostile_cases_with_faults() -> dict[str, tuple[bytes, str]]:
+    """Each hostile class, with the fault its CheckpointError must name (a substring of `exc.fault`).
+
+    The fault is checked, not only the exception type: a reader that refuses a file for the wrong reason
+    (an off-by-one that calls an 8-byte file "too short", a check that never fires and a later one that
+    does) names the wrong fault to the user. The boundary cases sit one byte either side of each limit.
+    """
+    from pretrain.formats.header import MAX_HEADER_BYTES
+
     t = {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}
     return {
-        "empty file": b"",
-        "truncated length": b"\x08\x00\x00",
-        "header length past end of file": _blob({"a": t}, b"\0" * 8, declared=1 << 20),
-        "absurd header length": struct.pack("<Q", 2**64 - 1) + b"{}",
-        "header not JSON": _blob(b"\x00garbage\xff"),
-        "header a JSON array": _blob([1, 2, 3]),
-        "unknown dtype": _blob({"a": {**t, "dtype": "F33"}}, b"\0" * 8),
-        "offsets past the data": _blob({"a": t}, b"\0" * 4),
-        "overlapping offsets": _blob({"a": t, "b": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, b"\0" * 8),
-        "gapped offsets": _blob({"a": {**t, "shape": [1], "data_offsets": [0, 4]}, "b": {**t, "shape": [1], "data_offsets": [8, 12]}}, b"\0" * 12),
-        "shape/byte-size mismatch": _blob({"a": {**t, "shape": [3]}}, b"\0" * 8),
-        "negative dimension": _blob({"a": {**t, "shape": [-2]}}, b"\0" * 8),
-        "missing field": _blob({"a": {"dtype": "F32", "shape": [2]}}, b"\0" * 8),
-        "metadata value not a string": _blob({"__metadata__": {"step": 3}, "a": t}, b"\0" * 8),
-        "pathologically nested JSON": _blob(b"[" * 200_000 + b"]" * 200_000),
-        "astronomical shape": _blob({"a": {**t, "shape": [2**62, 2**62, 2**62]}}, b"\0" * 8),
+        "empty file": (b"", "file is 0 bytes, too short for the 8-byte"),
+        "truncated length": (b"\x08\x00\x00", "file is 3 bytes, too short"),
+        "7-byte file": (b"\x02" + b"\x00" * 6, "file is 7 bytes, too short"),
+        "header length 0": (struct.pack("<Q", 0), "declared header length 0 is too small for a JSON object"),
+        "header length 1": (struct.pack("<Q", 1) + b"{", "declared header length 1 is too small for a JSON object"),
+        "header length past end of file": (_blob({"a": t}, b"\0" * 8, declared=1 << 20), "runs past the end of the"),
+        "header length one byte past end of file": (_blob({"a": t}, declared=len(json.dumps({"a": t})) + 1), "runs past the end of the"),
+        "header length at the limit, past end of file": (_blob(b"{}", declared=MAX_HEADER_BYTES), "runs past the end of the"),
+        "header length one over the limit": (_blob(b"{}", declared=MAX_HEADER_BYTES + 1), f"exceeds the {MAX_HEADER_BYTES}-byte limit"),
+        "absurd header length": (struct.pack("<Q", 2**64 - 1) + b"{}", "exceeds the"),
+        "header not JSON": (_blob(b"\x00garbage\xff"), "not UTF-8"),
+        "header a JSON array": (_blob([1, 2, 3]), "safetensors header is a JSON list, expected an object"),
+        "unknown dtype": (_blob({"a": {**t, "dtype": "F33"}}, b"\0" * 8), "unknown dtype 'F33'"),
+        "offsets past the data": (_blob({"a": t}, b"\0" * 4), "tensor data needs 8 bytes but the file holds 4"),
+        "overlapping offsets": (_blob({"a": t, "b": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, b"\0" * 8), "overlaps the previous tensor"),
+        "gapped offsets": (_blob({"a": {**t, "shape": [1], "data_offsets": [0, 4]}, "b": {**t, "shape": [1], "data_offsets": [8, 12]}}, b"\0" * 12), "leaves a gap of 4 bytes"),
+        "first tensor not at offset 0": (_blob({"a": {**t, "data_offsets": [4, 12]}}, b"\0" * 12), "leaves a gap of 4 bytes"),
+        "trailing bytes": (_blob({"a": t}, b"\0" * 9), "1 trailing bytes after the last tensor"),
+        "shape/byte-size mismatch": (_blob({"a": {**t, "shape": [3]}}, b"\0" * 8), "needs 12 bytes but data_offsets"),
+        "negative dimension": (_blob({"a": {**t, "shape": [-2]}}, b"\0" * 8), "has a negative dimension"),
+        "dimension -1": (_blob({"a": {**t, "shape": [-1]}}, b"\0" * 8), "has a negative dimension"),
+        "missing field": (_blob({"a": {"dtype": "F32", "shape": [2]}}, b"\0" * 8), "has no 'data_offsets' field"),
+        "metadata not an object": (_blob({"__metadata__": ["x"], "a": t}, b"\0" * 8), "__metadata__ is a JSON list, expected an object"),
+        "metadata value not a string": (_blob({"__metadata__": {"step": 3}, "a": t}, b"\0" * 8), "__metadata__['step'] is int"),
+        "pathologically nested JSON": (_blob(b"[" * 200_000 + b"]" * 200_000), "nests JSON too deeply"),
+        "astronomical shape": (_blob({"a": {**t, "shape": [2**62, 2**62, 2**62]}}, b"\0" * 8), "overflows a 64-bit"),
     }
 
 
+def edge_cases_accepted() -> dict[str, tuple[bytes, dict[str, tuple[str, tuple[int, ...]]], dict[str, str]]]:
+    """Valid files at the edges the hostile cases sit next to: (bytes, {name: (dtype, shape)}, metadata)."""
+    two = {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}
+    return {
+        "empty header {}": (_blob(b"{}"), {}, {}),
+        "one tensor ending exactly at the end of the file": (_blob({"a": two}, b"\0" * 8), {"a": ("F32", (2,))}, {}),
+        "zero-size tensor": (_blob({"z": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}}), {"z": ("F32", (0,))}, {}),
+        "two tensors tiling the data, and metadata": (
+            _blob({"__metadata__": {"architecture": "llama"}, "b": {**two, "data_offsets": [8, 16]}, "a": two}, b"\0" * 16),
+            {"a": ("F32", (2,)), "b": ("F32", (2,))}, {"architecture": "llama"},
+        ),
+    }
+
+
+def _fault_of(call: Any, *args: Any) -> str:
+    """The CheckpointError fault `call(*args)` raises, or a description of what it did instead."""
+    from pretrain.checkpoint import CheckpointError
+
+    try:
+        call(*args)
+    except CheckpointError as exc:
+        return exc.fault if str(args[0]) in str(exc) else f"<error does not name the file: {exc}>"
+    except Exception as exc:  # anything but CheckpointError is the invariant broken
+        return f"<raised {type(exc).__name__}: {exc}>"
+    return "<read without error>"
+
+
 def falsify_hostile_headers_refused() -> None:
-    """Every hostile class raises CheckpointError naming the file; no other exception type, no success."""
-    from pretrain.checkpoint import CheckpointError, read_header
+    """Every hostile class raises CheckpointError naming the file and the right fault; valid edge cases read."""
+    from pretrain.checkpoint import read_header, read_safetensors_header
 
     failures = []
     with tempfile.TemporaryDirectory() as tmp:
-        for case, data in hostile_cases().items():
-            path = Path(tmp) / "hostile.safetensors"
+        path = Path(tmp) / "hostile.safetensors"
+        for case, (data, expected) in hostile_cases_with_faults().items():
+            path.write_bytes(data)
+            fault = _fault_of(read_header, path)
+            if expected not in fault:
+                failures.append(f"{case}: expected a CheckpointError naming {expected!r}, got {fault!r}")
+        for case, (data, tensors, metadata) in edge_cases_accepted().items():
             path.write_bytes(data)
             try:
-                read_header(path)
-            except CheckpointError as exc:
-                if str(path) not in str(exc) or not exc.fault:
-                    failures.append(f"{case}: error does not name the file and fault: {exc}")
-                continue
-            except Exception as exc:  # anything but CheckpointError is the invariant broken
-                failures.append(f"{case}: raised {type(exc).__name__}: {exc}")
-                continue
-            failures.append(f"{case}: read without error")
-        for what, target in (("missing path", Path(tmp) / "absent.safetensors"), ("plain directory", Path(tmp))):
-            try:
-                read_header(target)
-                failures.append(f"{what}: read without error")
-            except CheckpointError:
-                pass
+                header = read_header(path)
             except Exception as exc:
-                failures.append(f"{what}: raised {type(exc).__name__}: {exc}")
-    assert not failures, "hostile inputs not refused with CheckpointError:\n" + "\n".join(failures)
+                failures.append(f"{case}: a valid file was refused: {type(exc).__name__}: {exc}")
+                continue
+            got = {n: (i.dtype, i.shape) for n, i in header.tensors.items()}
+            if got != tensors or header.metadata != metadata:
+                failures.append(f"{case}: read as {got} with metadata {header.metadata}, expected {tensors} and {metadata}")
+        absent, too_long = Path(tmp) / "absent.safetensors", Path(tmp) / ("x" * 300 + ".safetensors")
+        paths = [
+            # (what, reader, path, fault expected): read_header and the safetensors reader called directly
+            ("missing path", read_header, absent, "no such file or directory"),
+            ("plain directory", read_header, Path(tmp), "directory has no model.safetensors"),
+            ("a name too long for the OS", read_header, too_long, "cannot read: File name too long"),
+            ("missing path, safetensors reader", read_safetensors_header, absent, "no such file"),
+            ("directory, safetensors reader", read_safetensors_header, Path(tmp), "is a directory, not a .safetensors file"),
+            ("a name too long, safetensors reader", read_safetensors_header, too_long, "cannot read: File name too long"),
+            ("a NUL byte in the path, safetensors reader", read_safetensors_header, f"{tmp}/a\0b", "path contains a NUL byte"),
+        ]
+        for what, reader, target, expected in paths:
+            fault = _fault_of(reader, target)
+            if expected not in fault or "[Errno" in fault:
+                failures.append(f"{what}: expected a CheckpointError naming {expected!r}, got {fault!r}")
+        # The file shrinks between the size check and the read (a concurrent writer): still a CheckpointError.
+        import pretrain.formats.safetensors as st_format
+
+        path.write_bytes(_blob({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 8))
+        real_fstat = st_format.os.fstat
+        shrunk = lambda fd: os.stat_result((*real_fstat(fd)[:6], 1 << 20, *real_fstat(fd)[7:]))  # noqa: E731
+        with mock.patch.object(st_format.os, "fstat", shrunk):
+            path.write_bytes(struct.pack("<Q", 4096) + b"{}")
+            fault = _fault_of(read_header, path)
+        if "file ended inside the 4096-byte header" not in fault:
+            failures.append(f"file truncated while being read: expected 'file ended inside the 4096-byte header', got {fault!r}")
+    assert not failures, "hostile inputs not refused with the right CheckpointError:\n" + "\n".join(failures)
 
 
 def falsify_header_fuzz_only_checkpoint_error() -> None:
