@@ -95,3 +95,65 @@ def falsify_scores_within_bounds() -> None:
                 assert 0 <= category.points <= category.max_points, f"{category.name} {category.points}/{category.max_points}"
 
     prop()
+
+
+# The scorecard's checks in the order score_header builds them, and the points each earns on each
+# variant: every check must award its full points exactly when its condition holds, and nothing otherwise.
+CHECKS = ("header_and_offsets", "tensors_present", "uniform_float_dtype", "family", "hidden_size", "num_layers",
+          "num_heads", "license", "data_source", "data_license", "architecture", "hf_architecture", "hf_model_type", "tokenizer")
+IDENTITY = {"architecture": "qwen2", "hf_architecture": "Qwen2ForCausalLM", "hf_model_type": "qwen2"}
+# variant: (tensors: "qwen2" | "mixed" | "none" | "unknown", metadata, file beside it, points per check, claimed, inferred)
+VARIANTS: dict[str, tuple[str, dict[str, Any], str | None, tuple[int, ...], str | None, str]] = {
+    "complete": ("qwen2", {**IDENTITY, **PROVENANCE, "config": CONFIG}, "tokenizer.json",
+                 (10, 5, 5, 5, 5, 5, 5, 10, 8, 7, 8, 6, 6, 15), "qwen2", "qwen2"),
+    "incident (llama claimed over qwen2 tensors)": (
+        "qwen2", {"architecture": "llama", "hf_architecture": "LlamaForCausalLM", "hf_model_type": "llama", **PROVENANCE, "config": CONFIG},
+        "tokenizer.json", (10, 5, 5, 0, 5, 5, 5, 10, 8, 7, 0, 0, 0, 15), "llama", "qwen2"),
+    "bare": ("qwen2", {}, None, (10, 5, 5, 5, 5, 5, 0, 0, 0, 0, 0, 0, 0, 0), None, "qwen2"),
+    "placeholder provenance": ("qwen2", {**IDENTITY, "license": "unknown", "data_source": " TBD ", "data_license": "n/a"},
+                               "tokenizer_config.json", (10, 5, 5, 5, 5, 5, 0, 0, 0, 0, 8, 6, 6, 5), "qwen2", "qwen2"),
+    "mixed float dtypes": ("mixed", {**IDENTITY, **PROVENANCE}, None, (10, 5, 0, 5, 5, 5, 0, 10, 8, 7, 8, 6, 6, 0), "qwen2", "qwen2"),
+    "no tensors": ("none", {**IDENTITY, **PROVENANCE}, None, (10, 0, 5, 5, 0, 0, 0, 10, 8, 7, 8, 6, 6, 0), "qwen2", "unknown"),
+    "names of no family, claimed": ("unknown", {"architecture": "qwen2"}, None, (10, 5, 5, 5, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0), "qwen2", "unknown"),
+    "names of no family, no claim": ("unknown", {}, None, (10, 5, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), None, "unknown"),
+    "wrong HF identity": ("qwen2", {"architecture": "qwen2", "hf_architecture": "GPT2LMHeadModel", "hf_model_type": "gpt2", **PROVENANCE},
+                          None, (10, 5, 5, 5, 5, 5, 0, 10, 8, 7, 8, 0, 0, 0), "qwen2", "qwen2"),
+    "unmappable claim, GGUF-style license": ("qwen2", {"architecture": "brandnew", "general.license": "MIT"}, None,
+                                             (10, 5, 5, 5, 5, 5, 0, 10, 0, 0, 0, 0, 0, 0), None, "qwen2"),
+}
+
+
+def falsify_every_check_awards_its_points_exactly() -> None:
+    """Over ten checkpoints (complete, the incident, bare, placeholders, mixed dtypes, no tensors, unknown names, wrong HF
+    identity, an unmappable claim), each scorecard check awards its points exactly when its condition holds."""
+    import torch
+
+    from falsifiers.support import hf_tensors
+    from pretrain.checkpoint import read_header, write_checkpoint
+    from pretrain.quality import SHIP_READY_THRESHOLD, score_header
+
+    qwen2 = hf_tensors("Qwen2ForCausalLM")
+    first = next(iter(qwen2))
+    tensors = {"qwen2": qwen2, "mixed": {**qwen2, first: qwen2[first].half()}, "none": {}, "unknown": {"w.weight": torch.zeros(2)}}
+    failures = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (variant, (kind, meta, beside, expected, claimed, inferred)) in enumerate(VARIANTS.items()):
+            directory = Path(tmp) / str(i)
+            directory.mkdir()
+            path = directory / "c.safetensors"
+            metadata = {k: json.dumps(v) if isinstance(v, dict) else v for k, v in meta.items()}
+            write_checkpoint(path, tensors[kind], metadata, verify_arch=False)
+            if beside:
+                (directory / beside).write_text("{}")
+            card = score_header(read_header(path))
+            got = {c.name: c.points for category in card.categories for c in category.checks}
+            want = dict(zip(CHECKS, expected))
+            if got != want:
+                wrong = {k: f"{got.get(k)} (expected {v})" for k, v in want.items() if got.get(k) != v}
+                failures.append(f"{variant}: {wrong or got}")
+            if (card.claimed_family, card.inferred_family) != (claimed, inferred):
+                failures.append(f"{variant}: claimed/inferred {card.claimed_family}/{card.inferred_family}, expected {claimed}/{inferred}")
+            ready = sum(expected) >= SHIP_READY_THRESHOLD and variant == "complete"
+            if card.ship_ready != ready:
+                failures.append(f"{variant}: ship_ready {card.ship_ready}, expected {ready} (score {card.score})")
+    assert not failures, "scorecard checks award the wrong points:\n" + "\n".join(failures)

@@ -17,6 +17,7 @@ Nothing here prints or exits; the CLI (harness.teeth_cli) maps `Teeth` to an exi
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import dataclasses
 import os
@@ -430,7 +431,7 @@ def teeth(
     `out`/<commit>/teeth.json and teeth.md (nowhere when `out` is None).
 
     Raises InvalidInput (exit 2) before anything runs. Ctrl-C during the run returns what was measured
-    so far with `complete` False (mutants already running finish first)."""
+    so far with `complete` False (runs already started finish first; nothing new starts)."""
     from harness import __version__
     from harness.teeth_record import write_teeth  # it imports this module's types
     from harness.validate import validate_report
@@ -472,21 +473,28 @@ def teeth(
         runner = _Runner(roots, Path(scratch))
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="harness-teeth")
         try:
-            # One queue: an invariant's mutants start as soon as its own falsifiers' baselines are in, so
-            # one slow baseline does not hold every other invariant's mutants back.
-            pending: dict[concurrent.futures.Future[Any], tuple[str, Any]] = {
-                pool.submit(runner.baseline, c, f): ("baseline", key) for key, (c, f) in falsifiers.items()
-            }
+            # At most `jobs` runs in flight, a ready mutant before the next baseline: an invariant's mutants
+            # start as soon as its own falsifiers' baselines are in (baselines go in invariant order), so one
+            # slow baseline does not hold every other invariant's mutants back.
+            baseline_queue = collections.deque(falsifiers.items())
+            mutant_queue: collections.deque[tuple[_Plan, mutate.Mutant, Any, str | None]] = collections.deque()
+            pending: dict[concurrent.futures.Future[Any], tuple[str, Any]] = {}
             waiting = [plan for plan in plans if plan.mutants]
 
-            def release() -> None:
+            def schedule() -> None:
                 for plan in [p for p in waiting if all((c.id, f.id) in baselines for c, f in p.falsifiers)]:
                     waiting.remove(plan)
                     usable, not_run = _usable(plan, baselines)
-                    for m in plan.mutants:
+                    mutant_queue.extend((plan, m, usable, not_run) for m in plan.mutants)
+                while len(pending) < jobs and (mutant_queue or baseline_queue):
+                    if mutant_queue:
+                        plan, m, usable, not_run = mutant_queue.popleft()
                         pending[pool.submit(runner.mutant, plan, m, usable, not_run)] = ("mutant", (plan, m))
+                    else:
+                        key, (c, f) = baseline_queue.popleft()
+                        pending[pool.submit(runner.baseline, c, f)] = ("baseline", key)
 
-            release()
+            schedule()
             while pending:
                 done, _ = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
                 for future in done:
@@ -498,7 +506,7 @@ def teeth(
                     plan, m = what
                     results[(plan.contract.id, plan.invariant.id, m.id)] = result = future.result()
                     observer.mutant(plan.invariant.id, result)
-                release()
+                schedule()
         except KeyboardInterrupt:
             interrupted = True
         finally:
