@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import dataclasses
 import hashlib
 import io
 import json
@@ -102,6 +103,23 @@ def _fault_of(call: Any, *args: Any) -> str:
     return "<read without error>"
 
 
+def path_cases(tmp: Path) -> list[tuple[str, Any, Any, str]]:
+    """(what, reader, path, fault expected) for paths that are no checkpoint, through read_header and the
+    safetensors reader called directly."""
+    from pretrain.checkpoint import read_header, read_safetensors_header
+
+    absent, too_long = tmp / "absent.safetensors", tmp / ("x" * 300 + ".safetensors")
+    return [
+        ("missing path", read_header, absent, "no such file or directory"),
+        ("plain directory", read_header, tmp, "directory has no model.safetensors"),
+        ("a name too long for the OS", read_header, too_long, "cannot read: File name too long"),
+        ("missing path, safetensors reader", read_safetensors_header, absent, "no such file"),
+        ("directory, safetensors reader", read_safetensors_header, tmp, "is a directory, not a .safetensors file"),
+        ("a name too long, safetensors reader", read_safetensors_header, too_long, "cannot read: File name too long"),
+        ("a NUL byte in the path, safetensors reader", read_safetensors_header, f"{tmp}/a\0b", "path contains a NUL byte"),
+    ]
+
+
 def falsify_hostile_headers_refused() -> None:
     """Every hostile class raises CheckpointError naming the file and the right fault; valid edge cases read."""
     from pretrain.checkpoint import read_header, read_safetensors_header
@@ -124,17 +142,7 @@ def falsify_hostile_headers_refused() -> None:
             got = {n: (i.dtype, i.shape) for n, i in header.tensors.items()}
             if got != tensors or header.metadata != metadata:
                 failures.append(f"{case}: read as {got} with metadata {header.metadata}, expected {tensors} and {metadata}")
-        absent, too_long = Path(tmp) / "absent.safetensors", Path(tmp) / ("x" * 300 + ".safetensors")
-        paths = [
-            # (what, reader, path, fault expected): read_header and the safetensors reader called directly
-            ("missing path", read_header, absent, "no such file or directory"),
-            ("plain directory", read_header, Path(tmp), "directory has no model.safetensors"),
-            ("a name too long for the OS", read_header, too_long, "cannot read: File name too long"),
-            ("missing path, safetensors reader", read_safetensors_header, absent, "no such file"),
-            ("directory, safetensors reader", read_safetensors_header, Path(tmp), "is a directory, not a .safetensors file"),
-            ("a name too long, safetensors reader", read_safetensors_header, too_long, "cannot read: File name too long"),
-            ("a NUL byte in the path, safetensors reader", read_safetensors_header, f"{tmp}/a\0b", "path contains a NUL byte"),
-        ]
+        paths = path_cases(Path(tmp))
         for what, reader, target, expected in paths:
             fault = _fault_of(reader, target)
             if expected not in fault or "[Errno" in fault:
@@ -150,7 +158,56 @@ def falsify_hostile_headers_refused() -> None:
             fault = _fault_of(read_header, path)
         if "file ended inside the 4096-byte header" not in fault:
             failures.append(f"file truncated while being read: expected 'file ended inside the 4096-byte header', got {fault!r}")
+        failures += _load_tensors_refusals(Path(tmp))
     assert not failures, "hostile inputs not refused with the right CheckpointError:\n" + "\n".join(failures)
+
+
+def _load_tensors_refusals(tmp: Path) -> list[str]:
+    """load_tensors refuses what read_header refuses, loads the valid edge files, and refuses what only
+    loading can find: NaN/Inf weights (named, at most five), GGUF tensors, a file that changed after its header was read."""
+    import safetensors.torch
+    import torch
+
+    import pretrain.checkpoint as checkpoint
+
+    failures = []
+    path = tmp / "load.safetensors"
+    for case, (data, expected) in hostile_cases_with_faults().items():
+        path.write_bytes(data)
+        fault = _fault_of(checkpoint.load_tensors, path)
+        if expected not in fault:
+            failures.append(f"load_tensors, {case}: expected a CheckpointError naming {expected!r}, got {fault!r}")
+    for case, (data, tensors, _) in edge_cases_accepted().items():
+        path.write_bytes(data)
+        try:
+            loaded = checkpoint.load_tensors(path)
+        except Exception as exc:
+            failures.append(f"load_tensors, {case}: a valid file was refused: {type(exc).__name__}: {exc}")
+            continue
+        if {n: tuple(t.shape) for n, t in loaded.items()} != {n: shape for n, (_, shape) in tensors.items()}:
+            failures.append(f"load_tensors, {case}: loaded {sorted(loaded)}, expected {sorted(tensors)}")
+    for count, listed in ((5, "'w0', 'w1', 'w2', 'w3', 'w4'; "), (6, "'w0', 'w1', 'w2', 'w3', 'w4', ... (+1 more); ")):
+        weights = {f"w{i}": torch.tensor([1.0, float("nan") if i % 2 else float("inf")]) for i in range(count)}
+        safetensors.torch.save_file({**weights, "ok": torch.ones(2)}, str(path))
+        fault = _fault_of(checkpoint.load_tensors, path)
+        expected = f"{count} tensor(s) hold NaN or Inf weights: {listed.rstrip('; ')}"
+        if fault != expected:
+            failures.append(f"load_tensors, {count} non-finite tensors: expected the fault {expected!r}, got {fault!r}")
+    gguf = tmp / "model.gguf"
+    gguf.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 0))
+    fault = _fault_of(checkpoint.load_tensors, gguf)
+    if "GGUF tensors are quantised llama.cpp blocks" not in fault:
+        failures.append(f"load_tensors, a GGUF file: expected a refusal naming GGUF tensors, got {fault!r}")
+    # The file changes between reading its header and loading it: the loader must still refuse it cleanly.
+    good = tmp / "good.safetensors"
+    safetensors.torch.save_file({"a": torch.ones(2)}, str(good))
+    real_header = checkpoint.read_header(good)
+    path.write_bytes(b"\xff" * 64)
+    with mock.patch.object(checkpoint, "read_header", lambda _: dataclasses.replace(real_header, path=str(path))):
+        fault = _fault_of(checkpoint.load_tensors, path)
+    if "safetensors could not load it" not in fault:
+        failures.append(f"load_tensors, a file changed after its header was read: expected 'safetensors could not load it', got {fault!r}")
+    return failures
 
 
 def falsify_header_fuzz_only_checkpoint_error() -> None:
@@ -295,6 +352,24 @@ def falsify_header_read_independent_of_file_size() -> None:
         assert big_read - small_read <= big_len - small_len, (
             f"4 GiB file cost {big_read} bytes, 1 KiB file {small_read}: cost grows with file size"
         )
+        # Hostile and missing files cost no more: at most 4 + 8 + the header bytes the file holds, each refused
+        # for its own fault (so the cost measured is that of the path that handles it).
+        failures = []
+        path = Path(tmp) / "hostile.safetensors"
+        for case, (data, expected) in hostile_cases_with_faults().items():
+            path.write_bytes(data)
+            declared = struct.unpack("<Q", data[:8])[0] if len(data) >= 8 else 0
+            bound = 4 + 8 + min(declared, max(len(data) - 8, 0))
+            with count_bytes_read() as tally:
+                fault = _fault_of(read_header, path)
+            if tally[0] > bound or expected not in fault:
+                failures.append(f"{case}: read {tally[0]} bytes (at most {bound}) and got {fault!r} (expected {expected!r})")
+        for what, reader, target, expected in path_cases(Path(tmp)):
+            with count_bytes_read() as tally:
+                fault = _fault_of(reader, target)
+            if tally[0] or expected not in fault or "[Errno" in fault:
+                failures.append(f"{what}: read {tally[0]} bytes (expected 0) and got {fault!r} (expected {expected!r})")
+        assert not failures, "refusing a hostile or missing file costs more than its header:\n" + "\n".join(failures)
 
 
 def falsify_write_read_round_trip() -> None:
