@@ -407,6 +407,15 @@ def falsify_write_read_round_trip() -> None:
         assert set(loaded) == set(tensors)
         for name, t in tensors.items():
             assert loaded[name].dtype == t.dtype and torch.equal(loaded[name], t), f"{name} changed in the round trip"
+        # Tied weights (one storage under two names, as tied embeddings are) round-trip as two equal tensors.
+        tied = {"model.embed_tokens.weight": tensors["model.embed_tokens.weight"]}
+        tied["lm_head.weight"] = tied["model.embed_tokens.weight"]
+        write_checkpoint(path, tied, {"step": "4"}, verify_arch=False)
+        loaded = load_tensors(path)
+        assert all(torch.equal(loaded[n], tensors["model.embed_tokens.weight"]) for n in tied), "tied weights changed"
+        # What load_tensors cannot give back exactly it refuses, naming the fault: never other values, silently.
+        failures = _load_tensors_refusals(Path(tmp))
+        assert not failures, "load_tensors returned something other than what was written:\n" + "\n".join(failures)
 
 
 def falsify_write_is_atomic() -> None:
@@ -470,14 +479,72 @@ def falsify_stamp_leaves_tensor_bytes_identical() -> None:
         before, after = read_header(src), read_header(out)
         assert after.tensors == before.tensors
         assert after.metadata["architecture"] == "qwen2" and after.metadata["step"] == "9"
+        _stamp_reports_and_refusals(Path(tmp), src, tensors)
+
+
+def _stamp_reports_and_refusals(tmp: Path, src: Path, tensors: dict[str, Any]) -> None:
+    """What stamp reports is what it changed, and what it cannot restamp safely it refuses, writing nothing."""
+    from unittest import mock
+
+    import pretrain.stamp as stamp
+    from pretrain.checkpoint import CheckpointError, read_header
+
+    out = tmp / "json.safetensors"
+    result = run_cli("stamp", str(src), "--architecture", "qwen2", "--license", "Apache-2.0", "-o", str(out), "--json")
+    assert result.rc == 0, f"stamp --json failed ({result.rc}): {result.err}"
+    report = json.loads(result.out)
+    assert set(report["changed"]) == {"architecture", "hf_architecture", "hf_model_type", "license"}, f"reported changed: {report['changed']}"
+    assert report["filled"] == {"hf_architecture": "Qwen2ForCausalLM", "hf_model_type": "qwen2"}, f"reported filled: {report['filled']}"
+    assert report["data_sha256"] == _data_sha256(src) and report["tensors"] == len(tensors), report
+    # Refused, with nothing written: a GGUF file (stamp cannot rewrite it byte-exactly) and an output that is a directory.
+    gguf = tmp / "model.gguf"
+    gguf.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 0))
+    for argv, fault in (
+        (("stamp", str(gguf), "--license", "MIT", "-o", str(tmp / "g.gguf")), "stamp rewrites .safetensors files and HF directories"),
+        (("stamp", str(src), "--license", "MIT", "-o", str(tmp)), "is a directory; give a file name"),
+    ):
+        result = run_cli(*argv)
+        assert result.rc == 2 and fault in result.err, f"pretrain {' '.join(argv)}: exit {result.rc}, stderr {result.err!r}"
+    assert not (tmp / "g.gguf").exists(), "stamp wrote a GGUF output"
+    # The stamped file changes under stamp's feet before its read-back check: an error, not a silent success.
+    real_read = stamp.read_header
+    calls = []
+
+    def read_changed(path: Any) -> Any:
+        header = real_read(path)
+        calls.append(path)
+        return dataclasses.replace(header, metadata={**header.metadata, "license": "tampered"}) if len(calls) > 1 else header
+
+    with mock.patch.object(stamp, "read_header", read_changed):
+        try:
+            stamp.stamp_checkpoint(src, tmp / "raced.safetensors", {"architecture": "qwen2", "license": "MIT"})
+        except CheckpointError as exc:
+            assert "changed by something else after writing" in exc.fault, exc
+        else:
+            raise AssertionError("stamp did not notice that the stamped file changed after it was written")
+    assert read_header(src).metadata.get("license") is None, "stamp changed its input"
 
 
 def falsify_cli_reports_hostile_file_with_exit_2() -> None:
-    """`pretrain inspect` on a hostile file exits 2 with `pretrain: error: <path>: <fault>` and no traceback."""
+    """`pretrain inspect` (plain, --quality, --json) and `pretrain stamp` on a hostile or missing file exit 2 with one
+    line `pretrain: error: <path>: <fault>` on stderr, nothing on stdout and no traceback."""
     with temp_dir() as tmp:
         path = tmp / "bad.safetensors"
         path.write_bytes(hostile_cases()["header length past end of file"])
-        result = run_cli("inspect", str(path), "--quality")
-        assert result.rc == 2, f"exit {result.rc}, expected 2"
-        assert result.err.startswith(f"pretrain: error: {path}: "), f"stderr was {result.err!r}"
-        assert "Traceback" not in result.err and result.out == ""
+        missing = tmp / "absent.safetensors"
+        commands = [
+            (path, ("inspect", str(path), "--quality")),
+            (path, ("inspect", str(path))),
+            (path, ("inspect", str(path), "--json", "--min-score", "90")),
+            (missing, ("inspect", str(missing))),
+            (path, ("stamp", str(path), "--architecture", "qwen2", "-o", str(tmp / "out.safetensors"))),
+            (missing, ("stamp", str(missing), "--license", "MIT", "--in-place")),
+        ]
+        for target, argv in commands:
+            result = run_cli(*argv)
+            shown = " ".join(argv)
+            assert result.rc == 2, f"pretrain {shown}: exit {result.rc}, expected 2"
+            assert result.err.startswith(f"pretrain: error: {target}: "), f"pretrain {shown}: stderr was {result.err!r}"
+            assert result.err.count("\n") == 1 and result.err.endswith("\n"), f"pretrain {shown}: not one line: {result.err!r}"
+            assert "Traceback" not in result.err and result.out == "", f"pretrain {shown}: stdout {result.out!r}"
+        assert not (tmp / "out.safetensors").exists(), "stamp wrote an output for an unreadable input"
