@@ -43,7 +43,30 @@ def falsify_same_seed_gives_identical_losses_on_cpu() -> None:
     assert len(a) == len(b) and not diffs, f"two CPU runs with --seed 11 differ: first differences {diffs[:3]}"
 
 
+def _train_refuses_what_it_cannot_train_on() -> None:
+    """train() itself checks its input before anything runs: a config that is not a TrainConfig, and data it
+    cannot read, are typed errors (never a run that "learns" from nothing or crashes half-way)."""
+    from pretrain.train import TrainConfig, TrainConfigError, TrainDataError, train
+
+    try:
+        train({"steps": 1})  # type: ignore[arg-type]
+    except TrainConfigError as exc:
+        assert "takes a pretrain.train.TrainConfig, got dict" in str(exc), exc
+    else:
+        raise AssertionError("train() accepted a dict instead of a TrainConfig")
+    with temp_dir() as d:
+        (d / "empty").mkdir()
+        try:
+            train(TrainConfig(out=str(d / "out"), data=str(d / "empty"), steps=1, device="cpu"))
+        except TrainDataError as exc:
+            assert "directory has no files" in str(exc), exc
+        else:
+            raise AssertionError("train() trained on an empty data directory")
+        assert not (d / "out" / "metrics.jsonl").exists(), "a refused run wrote metrics"
+
+
 def falsify_loss_decreases_over_steps() -> None:
+    _train_refuses_what_it_cannot_train_on()
     with temp_dir() as d:
         rows = _train(d, family="llama", steps=40, eval_every=20, batch=8, device="cpu")
     val = {r["step"]: r["val_loss"] for r in rows if "val_loss" in r}
@@ -79,6 +102,7 @@ def _flags(options: dict[str, object]) -> list[str]:
 
 
 def falsify_ddp_gloo_two_processes_rank0_writes_once() -> None:
+    _train_refuses_what_it_cannot_train_on()
     with temp_dir() as d:
         out = d / "ddp"
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p), "OMP_NUM_THREADS": "1"}
