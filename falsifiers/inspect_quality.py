@@ -45,6 +45,12 @@ def falsify_mis_stamped_scores_below_threshold_with_recipe() -> None:
         rc, text, _ = _inspect(str(path), "--quality")
         recipe = f"pretrain stamp {path} --architecture qwen2 --hf-architecture Qwen2ForCausalLM --hf-model-type qwen2"
         assert recipe in text, f"the fixing stamp recipe is not printed:\n{text}"
+        # The release gate (`--min-score 90`) and `--check-arch` both fail it, in text and in JSON.
+        for argv in (("--min-score", "90"), ("--quality", "--min-score", "90", "--json"), ("--check-arch",), ("--check-arch", "--json")):
+            rc, out, err = _inspect(str(path), *argv)
+            assert rc == 1, f"inspect {' '.join(argv)} on the mis-stamped checkpoint exited {rc}, expected 1 ({err})"
+        rc, out, _ = _inspect(str(path), "--min-score", "90")
+        assert recipe in out and f"pretrain: score {card['score']} is below --min-score 90" in out, out
 
 
 def falsify_fully_stamped_reaches_threshold() -> None:
@@ -63,8 +69,23 @@ def falsify_min_score_exit_code() -> None:
         score = _scorecard(path)["score"]
         assert 0 < score < 100, f"a bare checkpoint scored {score}; cannot probe both sides of the threshold"
         for threshold, expected in ((score, 0), (score + 1, 1), (max(score - 1, 0), 0), (100, 1)):
-            rc, _, err = _inspect(str(path), "--min-score", str(threshold))
+            rc, out, err = _inspect(str(path), "--min-score", str(threshold))
             assert rc == expected, f"score {score}, --min-score {threshold}: exit {rc}, expected {expected} ({err})"
+            # The verdict says why: the scorecard, and below the threshold the score against it.
+            assert f"{score}/100" in out and ("to fix:" in out), f"--min-score {threshold}: no scorecard printed:\n{out}"
+            below = f"pretrain: score {score} is below --min-score {threshold}"
+            assert (below in out) == bool(expected), f"--min-score {threshold}: {'missing' if expected else 'spurious'} {below!r}"
+            rc, out, _ = _inspect(str(path), "--min-score", str(threshold), "--json")
+            assert rc == expected and json.loads(out)["quality"]["score"] == score, f"--json --min-score {threshold}: exit {rc}"
+        # Only the score decides: a mis-stamped checkpoint at --min-score 0 passes the gate (--check-arch is its own gate),
+        # and without --min-score nothing is gated.
+        mis = _write(Path(tmp), "mis.safetensors", {"architecture": "llama"}, tokenizer=False)
+        for argv, expected in ((("--min-score", "0"), 0), (("--quality",), 0), ((), 0), (("--check-arch",), 1)):
+            rc, out, err = _inspect(str(mis), *argv)
+            assert rc == expected, f"mis-stamped, inspect {' '.join(argv)}: exit {rc}, expected {expected} ({err})"
+            assert ("/100" in out) == ("--quality" in argv or "--min-score" in argv), f"inspect {' '.join(argv)}: scorecard shown wrongly:\n{out}"
+        rc, out, _ = _inspect(str(path), "--check-arch")
+        assert rc == 0, f"--check-arch on an unclaimed checkpoint exited {rc}"
 
 
 def falsify_scores_within_bounds() -> None:
