@@ -144,6 +144,21 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], str | None, tuple[int, ...], str 
 }
 
 
+# What a failing check tells the user, per variant (a substring of the check's detail).
+DETAILS: dict[str, dict[str, str]] = {
+    "incident (llama claimed over qwen2 tensors)": {"family": "claimed and inferred families disagree",
+                                                    "architecture": "architecture 'llama' contradicts the tensors",
+                                                    "hf_architecture": "hf_architecture 'LlamaForCausalLM' is not qwen2's",
+                                                    "hf_model_type": "hf_model_type 'llama' is not qwen2's"},
+    "bare": {"architecture": "architecture missing", "hf_architecture": "hf_architecture missing",
+             "hf_model_type": "hf_model_type missing", "license": "no license"},
+    "names of no family, no claim": {"family": "family neither inferable nor claimed", "hidden_size": "not derivable"},
+    "mixed float dtypes": {"uniform_float_dtype": "mixed floating dtypes"},
+    "no tensors": {"tensors_present": "the checkpoint holds no tensors"},
+    "unmappable claim, GGUF-style license": {"architecture": "architecture 'brandnew' is not a known family"},
+}
+
+
 def falsify_every_check_awards_its_points_exactly() -> None:
     """Over ten checkpoints (complete, the incident, bare, placeholders, mixed dtypes, no tensors, unknown names, wrong HF
     identity, an unmappable claim), each scorecard check awards its points exactly when its condition holds."""
@@ -172,6 +187,10 @@ def falsify_every_check_awards_its_points_exactly() -> None:
             if got != want:
                 wrong = {k: f"{got.get(k)} (expected {v})" for k, v in want.items() if got.get(k) != v}
                 failures.append(f"{variant}: {wrong or got}")
+            details = {c.name: c.detail for category in card.categories for c in category.checks}
+            for check, text in DETAILS.get(variant, {}).items():
+                if text not in details.get(check, ""):
+                    failures.append(f"{variant}: {check} says {details.get(check)!r}, expected {text!r}")
             if (card.claimed_family, card.inferred_family) != (claimed, inferred):
                 failures.append(f"{variant}: claimed/inferred {card.claimed_family}/{card.inferred_family}, expected {claimed}/{inferred}")
             ready = sum(expected) >= SHIP_READY_THRESHOLD and variant == "complete"
