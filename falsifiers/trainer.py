@@ -34,7 +34,23 @@ def _losses(rows: list[dict]) -> list[tuple[int, str, float]]:
     return [(r["step"], k, r[k]) for r in rows for k in ("loss", "val_loss") if k in r]
 
 
+def _seed_pins_the_initial_weights() -> None:
+    """build_model(seed=S) gives the same weights whatever the global RNG did before, and another seed others:
+    the seed alone pins the init, not the order in which a run happened to draw random numbers."""
+    from falsifiers.support import tiny_config
+    from pretrain.model import build_model
+
+    cfg = tiny_config("qwen3")
+    a = build_model(cfg, seed=5).state_dict()
+    torch.rand(1000)  # the global generator moves on, as other code in a run makes it
+    b = build_model(cfg, seed=5).state_dict()
+    c = build_model(cfg, seed=6).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a), "build_model(seed=5) twice gave different weights"
+    assert any(not torch.equal(a[k], c[k]) for k in a), "build_model(seed=5) and (seed=6) gave the same weights"
+
+
 def falsify_same_seed_gives_identical_losses_on_cpu() -> None:
+    _seed_pins_the_initial_weights()
     with temp_dir() as d:
         options = dict(family="qwen3", steps=8, eval_every=4, batch=4, seed=11, device="cpu")
         a = _losses(_train(d / "a", **options))
