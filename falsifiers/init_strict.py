@@ -65,6 +65,12 @@ def falsify_every_misshaped_tensor_is_refused() -> None:
         bad = torch.zeros(*value.shape[:-1], value.shape[-1] + 1)
         exc = _refused(tiny_config("qwen3"), {**full, name: bad}, f"qwen3 with {name} reshaped to {tuple(bad.shape)}")
         assert name in str(exc) and str(tuple(bad.shape)) in str(exc), f"refusal lacks name/shape: {exc}"
+    # A tied model (qwen2) whose file still carries lm_head.weight, mis-shaped: refused naming it and its shape.
+    tied = tiny_state("qwen2")
+    embed = tied["model.embed_tokens.weight"]
+    bad = torch.zeros(embed.shape[0], embed.shape[1] + 1)
+    exc = _refused(tiny_config("qwen2"), {**tied, "lm_head.weight": bad}, "tied qwen2 with a mis-shaped lm_head.weight")
+    assert "lm_head.weight" in str(exc) and str(tuple(bad.shape)) in str(exc), f"refusal lacks name/shape: {exc}"
 
 
 def _restamp(src: Path, dst: Path, family: str) -> None:
