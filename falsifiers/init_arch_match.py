@@ -134,7 +134,37 @@ def falsify_matching_claims_pass_for_every_family() -> None:
                 validate_init_arch_matches_tensor_evidence(claim, hf_tensor_names(cls_name))
             except InitArchMismatchError as exc:
                 failures.append(f"{cls_name} claimed as {claim!r}: {exc.inferred} inferred")
+        # A control: the same names under a contradicting claim are refused, so the passes above come from a
+        # gate that judged the claim, not from one that refuses nothing.
+        other = "qwen3" if family != "qwen3" else "llama"
+        try:
+            validate_init_arch_matches_tensor_evidence(other, hf_tensor_names(cls_name))
+            failures.append(f"control: {cls_name} names claimed as {other!r} passed; the gate refused nothing")
+        except InitArchMismatchError as exc:
+            if (exc.claimed, exc.inferred) != (other, family):
+                failures.append(f"control: {cls_name} claimed as {other!r}: refused as {exc.claimed}/{exc.inferred}")
     assert not failures, "matching claims refused:\n" + "\n".join(failures)
+    _claims_map_to_their_family()
+
+
+def _claims_map_to_their_family() -> None:
+    """Every spelling of a family maps to it (HF classes with any head, slugs, model types, GGUF names, any
+    case and padding), and what names no family maps to None: the claim the gate judges is the one written."""
+    from pretrain.families import normalize_metadata_arch_family
+
+    spelled = {
+        "Qwen2ForCausalLM": "qwen2", "Qwen2ForSequenceClassification": "qwen2", "Qwen2Model": "qwen2", " qwen2 ": "qwen2",
+        "LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "LLAMA": "llama", "Qwen3ForTokenClassification": "qwen3",
+        "GPTNeoXForCausalLM": "gpt-neox", "gpt_neox": "gpt-neox", "gptneox": "gpt-neox", "gpt-neox": "gpt-neox",
+        "GPT2LMHeadModel": "gpt2", "BertForMaskedLM": "bert", "OPTForCausalLM": "opt",
+    }
+    unmapped = ["", "   ", "unknown", "ForCausalLM", "Model", "Qwen2MoeForCausalLM", "qwen2" + "x" * 25, "llama" + "x" * 30]
+    wrong = {claim: normalize_metadata_arch_family(claim) for claim in spelled if normalize_metadata_arch_family(claim) != spelled[claim]}
+    wrong.update({claim: normalize_metadata_arch_family(claim) for claim in unmapped if normalize_metadata_arch_family(claim) is not None})
+    for value in (None, 3, ["llama"]):
+        if normalize_metadata_arch_family(value) is not None:  # type: ignore[arg-type]
+            wrong[repr(value)] = normalize_metadata_arch_family(value)  # type: ignore[arg-type]
+    assert not wrong, f"claims mapped to the wrong family: {wrong}"
 
 
 def falsify_family_inference_stable_on_real_hf_names() -> None:

@@ -65,6 +65,12 @@ def falsify_every_misshaped_tensor_is_refused() -> None:
         bad = torch.zeros(*value.shape[:-1], value.shape[-1] + 1)
         exc = _refused(tiny_config("qwen3"), {**full, name: bad}, f"qwen3 with {name} reshaped to {tuple(bad.shape)}")
         assert name in str(exc) and str(tuple(bad.shape)) in str(exc), f"refusal lacks name/shape: {exc}"
+    # A tied model (qwen2) whose file still carries lm_head.weight, mis-shaped: refused naming it and its shape.
+    tied = tiny_state("qwen2")
+    embed = tied["model.embed_tokens.weight"]
+    bad = torch.zeros(embed.shape[0], embed.shape[1] + 1)
+    exc = _refused(tiny_config("qwen2"), {**tied, "lm_head.weight": bad}, "tied qwen2 with a mis-shaped lm_head.weight")
+    assert "lm_head.weight" in str(exc) and str(tuple(bad.shape)) in str(exc), f"refusal lacks name/shape: {exc}"
 
 
 def _restamp(src: Path, dst: Path, family: str) -> None:
@@ -81,24 +87,36 @@ def _train_base(out: Path, steps: int) -> Path:
 
 
 def falsify_refused_init_writes_no_step_metrics() -> None:
-    """A mis-stamped and an incomplete --init both exit 2 through the CLI with nothing written."""
+    """A mis-stamped, an incomplete, a missing and a GGUF --init each exit 2 through the CLI with nothing written."""
     with temp_dir() as d:
         ckpt = _train_base(d / "base", steps=2)
-        _restamp(ckpt, d / "stamped.safetensors", "llama")
-        tensors = load_file(ckpt)
-        del tensors["model.layers.0.mlp.down_proj.weight"]
-        with safe_open(str(ckpt), "pt") as f:
-            save_file(tensors, d / "partial.safetensors", metadata=f.metadata())
-        for bad, needles in (("stamped", ("llama", "qwen2", "pretrain stamp")),
-                             ("partial", ("model.layers.0.mlp.down_proj.weight", "missing"))):
-            out = d / f"run-{bad}"
-            result = run_cli("train", "--init", str(d / f"{bad}.safetensors"), *RUN, "--steps", "2", "--out", str(out))
-            rc, err = result.rc, result.err
-            assert rc == 2, f"--init {bad} exited {rc}, not 2: {err[-500:]}"
-            for needle in needles:
-                assert needle in err, f"--init {bad}: error lacks {needle!r}: {err[-500:]}"
-            assert not (out / "metrics.jsonl").exists(), f"--init {bad}: metrics written despite refusal"
-            assert not (out / "model.safetensors").exists(), f"--init {bad}: checkpoint written despite refusal"
+        _init_refusals(d, ckpt)
+
+
+def _init_refusals(d: Path, ckpt: Path) -> None:
+    """Every way load_init refuses an --init: exit 2 before step 1, the reason (one salvage recipe for a mis-stamp), nothing written."""
+    import struct
+
+    _restamp(ckpt, d / "stamped.safetensors", "llama")
+    tensors = load_file(ckpt)
+    del tensors["model.layers.0.mlp.down_proj.weight"]
+    with safe_open(str(ckpt), "pt") as f:
+        save_file(tensors, d / "partial.safetensors", metadata=f.metadata())
+    (d / "model.gguf").write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 0))
+    for bad, needles in (("stamped.safetensors", ("llama", "qwen2", "pretrain stamp")),
+                         ("partial.safetensors", ("model.layers.0.mlp.down_proj.weight", "missing")),
+                         ("absent.safetensors", ("absent.safetensors", "no such file")),
+                         ("model.gguf", ("refused before step 1: a GGUF file cannot be a training init",))):
+        out = d / f"run-{bad}"
+        result = run_cli("train", "--init", str(d / bad), *RUN, "--steps", "2", "--out", str(out))
+        rc, err = result.rc, result.err
+        assert rc == 2, f"--init {bad} exited {rc}, not 2: {err[-500:]}"
+        for needle in needles:
+            assert needle in err, f"--init {bad}: error lacks {needle!r}: {err[-500:]}"
+        assert err.count("pretrain stamp") <= 1, f"--init {bad}: the salvage recipe is repeated: {err[-800:]}"
+        assert "Traceback" not in err, f"--init {bad}: a traceback: {err[-500:]}"
+        assert not (out / "metrics.jsonl").exists(), f"--init {bad}: metrics written despite refusal"
+        assert not (out / "model.safetensors").exists(), f"--init {bad}: checkpoint written despite refusal"
 
 
 def falsify_resume_step0_val_loss_within_2_percent() -> None:
@@ -123,5 +141,7 @@ def falsify_resume_step0_val_loss_within_2_percent() -> None:
         except TrainError as exc:
             raise AssertionError(f"the re-stamped checkpoint was refused: {exc}") from None
         step0 = val_losses(d / "resumed")[0]
+        # What is not accepted is refused before step 1, so an accepted init is the only way to a step 0.
+        _init_refusals(d, ckpt)
     assert abs(step0 - recorded) <= 0.02 * recorded, f"resumed step-0 val {step0:.4f} vs recorded {recorded:.4f}"
     assert step0 < scratch0 - 1.0, f"resumed step-0 val {step0:.4f} is not far below scratch {scratch0:.4f}"

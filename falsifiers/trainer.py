@@ -34,7 +34,23 @@ def _losses(rows: list[dict]) -> list[tuple[int, str, float]]:
     return [(r["step"], k, r[k]) for r in rows for k in ("loss", "val_loss") if k in r]
 
 
+def _seed_pins_the_initial_weights() -> None:
+    """build_model(seed=S) gives the same weights whatever the global RNG did before, and another seed others:
+    the seed alone pins the init, not the order in which a run happened to draw random numbers."""
+    from falsifiers.support import tiny_config
+    from pretrain.model import build_model
+
+    cfg = tiny_config("qwen3")
+    a = build_model(cfg, seed=5).state_dict()
+    torch.rand(1000)  # the global generator moves on, as other code in a run makes it
+    b = build_model(cfg, seed=5).state_dict()
+    c = build_model(cfg, seed=6).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a), "build_model(seed=5) twice gave different weights"
+    assert any(not torch.equal(a[k], c[k]) for k in a), "build_model(seed=5) and (seed=6) gave the same weights"
+
+
 def falsify_same_seed_gives_identical_losses_on_cpu() -> None:
+    _seed_pins_the_initial_weights()
     with temp_dir() as d:
         options = dict(family="qwen3", steps=8, eval_every=4, batch=4, seed=11, device="cpu")
         a = _losses(_train(d / "a", **options))
@@ -43,7 +59,30 @@ def falsify_same_seed_gives_identical_losses_on_cpu() -> None:
     assert len(a) == len(b) and not diffs, f"two CPU runs with --seed 11 differ: first differences {diffs[:3]}"
 
 
+def _train_refuses_what_it_cannot_train_on() -> None:
+    """train() itself checks its input before anything runs: a config that is not a TrainConfig, and data it
+    cannot read, are typed errors (never a run that "learns" from nothing or crashes half-way)."""
+    from pretrain.train import TrainConfig, TrainConfigError, TrainDataError, train
+
+    try:
+        train({"steps": 1})  # type: ignore[arg-type]
+    except TrainConfigError as exc:
+        assert "takes a pretrain.train.TrainConfig, got dict" in str(exc), exc
+    else:
+        raise AssertionError("train() accepted a dict instead of a TrainConfig")
+    with temp_dir() as d:
+        (d / "empty").mkdir()
+        try:
+            train(TrainConfig(out=str(d / "out"), data=str(d / "empty"), steps=1, device="cpu"))
+        except TrainDataError as exc:
+            assert "directory has no files" in str(exc), exc
+        else:
+            raise AssertionError("train() trained on an empty data directory")
+        assert not (d / "out" / "metrics.jsonl").exists(), "a refused run wrote metrics"
+
+
 def falsify_loss_decreases_over_steps() -> None:
+    _train_refuses_what_it_cannot_train_on()
     with temp_dir() as d:
         rows = _train(d, family="llama", steps=40, eval_every=20, batch=8, device="cpu")
     val = {r["step"]: r["val_loss"] for r in rows if "val_loss" in r}
@@ -79,6 +118,7 @@ def _flags(options: dict[str, object]) -> list[str]:
 
 
 def falsify_ddp_gloo_two_processes_rank0_writes_once() -> None:
+    _train_refuses_what_it_cannot_train_on()
     with temp_dir() as d:
         out = d / "ddp"
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p), "OMP_NUM_THREADS": "1"}

@@ -5,6 +5,7 @@ It is a general tool and imports nothing from the systems it verifies. As a libr
     evidence = harness.verify(["contracts/"], out="reports")   # a typed Evidence
     gate = harness.verdict(evidence, harness.Policy(strict=True))
     again = harness.read_evidence(harness.evidence_dir("reports", evidence.commit))  # the same Evidence
+    teeth = harness.teeth(["contracts/"], out="reports", jobs=2)   # mutants of every guard; teeth.survivors
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ _EXPORTS = {
     "ContractResult": "harness.model",
     "FalsifierResult": "harness.model",
     "Outcome": "harness.model",
+    "teeth": "harness.teeth",
+    "Teeth": "harness.teeth",
+    "read_teeth": "harness.teeth_record",
+    "TeethError": "harness.teeth_record",
 }
 __all__ = ["__version__", *_EXPORTS]
 

@@ -16,7 +16,7 @@ from typing import Sequence
 from harness.console import EXIT_INTERRUPTED, emit, sigterm_as_interrupt, silence
 
 # Imported when the parser is built, so a command's heavy imports stay inside its own module.
-COMMAND_MODULES: tuple[str, ...] = ("harness.validate_cli", "harness.verify_cli", "harness.replay_cli")
+COMMAND_MODULES: tuple[str, ...] = ("harness.validate_cli", "harness.verify_cli", "harness.replay_cli", "harness.teeth_cli")
 
 # 128 + SIGPIPE, as a shell reports a command killed by a closed pipe; only when the output broke
 # somewhere the command itself could not carry on from (verify and validate finish and return their own status).
@@ -32,6 +32,7 @@ examples:
   harness verify contracts/            run the falsifiers; evidence under reports/<commit>/
   harness verify contracts/ -k 'FALSIFY-CKPT-*'
                                        only the falsifiers whose id (or contract or invariant id) matches
+  harness teeth contracts/ -j 2        run the falsifiers against mutants of every guard; none may survive
   harness replay FALSIFY-INIT-ARCH-MATCH-001
                                        run a recorded failure again with its counterexample
   harness schema evidence              print the evidence.json JSON Schema
@@ -42,6 +43,7 @@ exit codes:
   0    ok (verify: nothing falsified, vacuous, in error or flaky; replay: the failure did not reproduce)
   1    verify: a falsifier was falsified, vacuous, in error or flaky (--strict: or not_run/deferred); replay: it reproduced
   2    bad input (invalid contract, missing path, bad option); nothing was run
+  1    teeth: a mutant survived, or a falsifier failed on the unmutated code
   3    verify: the falsifiers ran, but the evidence could not be written (the previous set is kept)
   130  interrupted (Ctrl-C or SIGTERM)
 

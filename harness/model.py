@@ -73,6 +73,15 @@ class Deferred:
 
 
 @dataclass(frozen=True)
+class EquivalentMutant:
+    """A mutant of a guard acknowledged as equivalent (no falsifier can tell it apart); `harness teeth` still
+    runs and shows it, with the reason, and reports the acknowledgement as stale once it matches nothing."""
+
+    id: str  # the mutant id `harness teeth` prints: GUARD/OPERATOR/HASH
+    reason: str
+
+
+@dataclass(frozen=True)
 class Invariant:
     id: str
     statement: str
@@ -80,6 +89,7 @@ class Invariant:
     location: SourceLocation
     guards: tuple[str, ...] = ()  # "module:function" of the code that upholds it (for mutation checks)
     proof_obligations: tuple[str, ...] = ()
+    equivalent_mutants: tuple[EquivalentMutant, ...] = ()  # `harness teeth` acknowledgements
 
 
 @dataclass(frozen=True)

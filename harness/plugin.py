@@ -70,7 +70,11 @@ def matches_selection(patterns: Sequence[str], contract: Contract, falsifier: Fa
     an attacked invariant id, as a glob (`FALSIFY-INIT-*`) or a plain substring (`INIT-ARCH`)."""
     if not patterns:
         return True
-    names = [falsifier.id, contract.id, *falsifier.attacks]
+    return matches_any(patterns, [falsifier.id, contract.id, *falsifier.attacks])
+
+
+def matches_any(patterns: Sequence[str], names: Sequence[str]) -> bool:
+    """True when any pattern matches any name, as a case-insensitive glob or a plain substring."""
     for pattern in patterns:
         p = pattern.lower()
         for name in names:

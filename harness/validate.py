@@ -51,6 +51,7 @@ from harness.model import (
     BindingKind,
     Contract,
     Deferred,
+    EquivalentMutant,
     Falsifier,
     Invariant,
     Problem,
@@ -117,6 +118,7 @@ def _contract(doc: ContractDoc) -> Contract:
         Invariant(
             id=inv["id"], statement=inv["statement"], kind=inv["kind"], location=loc(("invariants", i)),
             guards=tuple(inv.get("guards", ())), proof_obligations=tuple(inv.get("proof_obligations", ())),
+            equivalent_mutants=tuple(EquivalentMutant(e["id"], e["reason"]) for e in inv.get("equivalent_mutants", ())),
         )
         for i, inv in enumerate(data["invariants"])
     )
