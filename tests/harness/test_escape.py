@@ -104,7 +104,7 @@ def test_summary_with_hostile_messages_keeps_one_row_per_falsifier_and_no_markup
     outside_block = re.sub(r"(?s)\n(`{3,})text\n.*?\n\1\n", "\n", summary)
     table_lines = [line for line in outside_block.splitlines() if line.startswith("|")]
     assert len(table_lines) == 2 + len(Outcome) + 2 + 4  # outcome table: header, rule, one row per outcome; falsifier table
-    assert all(row.count(" | ") == 5 for row in rows)  # six cells: no pipe of the message split one
+    assert all(row.count(" | ") == 6 for row in rows)  # seven cells: no pipe of the message split one
     assert "<img" not in outside_block and "\x1b" not in summary and "\u202e" not in summary
     assert outside_block.count("</details>") == 1  # only the harness's own
     fence = re.search(r"\n(`{3,})text\n", summary).group(1)
