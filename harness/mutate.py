@@ -55,6 +55,10 @@ class Mutant:
     path: str  # repository-relative path of the defining module
     mutated_source: str  # the whole module with the mutation applied
     diff: str  # unified diff of the module, original -> mutant
+    # The first lines of the body statements the edit changes: the lines coverage.py records when they run
+    # (a multi-line statement is recorded at its first line). Empty when the edit is outside the body
+    # (a default argument, a decorator): then no falsifier can be ruled out by what it executed.
+    statement_lines: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,18 @@ class _Edit:
     end: int
     text: str
     line: int
+    statement_lines: tuple[int, ...] = ()
+
+
+def _owning_statements(func: _FunctionNode) -> dict[int, int]:
+    """id(node) -> the first line of the innermost body statement holding it, for every node in func's body."""
+    owner: dict[int, int] = {}
+    # ast.walk is breadth first: an inner statement comes after the one holding it, so it wins.
+    for stmt in ast.walk(func):
+        if isinstance(stmt, ast.stmt) and stmt is not func:
+            for node in ast.walk(stmt):
+                owner[id(node)] = stmt.lineno
+    return owner
 
 
 def _body_edits(func: _FunctionNode, lines: _Lines) -> Iterator[_Edit]:
@@ -133,34 +149,41 @@ def _body_edits(func: _FunctionNode, lines: _Lines) -> Iterator[_Edit]:
     start, _ = lines.span(body[0])
     _, end = lines.span(body[-1])
     line = body[0].lineno
-    yield _Edit("return_none", start, end, "return None", line)
+    # Replacing the body changes behaviour as soon as any statement of it runs.
+    executed = tuple(sorted({n.lineno for stmt in body for n in ast.walk(stmt) if isinstance(n, ast.stmt)}))
+    yield _Edit("return_none", start, end, "return None", line, executed)
     args = [a.arg for a in (*func.args.posonlyargs, *func.args.args)]
     if args and args[0] in ("self", "cls"):
         args = args[1:]
     if args:
-        yield _Edit("return_first_arg", start, end, f"return {args[0]}", line)
+        yield _Edit("return_first_arg", start, end, f"return {args[0]}", line, executed)
 
 
 def _node_edits(func: _FunctionNode, lines: _Lines) -> Iterator[_Edit]:
+    owner = _owning_statements(func)
+
+    def at(node: ast.AST) -> tuple[int, ...]:
+        return (owner[id(node)],) if id(node) in owner else ()
+
     for node in ast.walk(func):
         if isinstance(node, ast.Raise):
-            yield _Edit("remove_raise", *lines.span(node), "pass", node.lineno)
+            yield _Edit("remove_raise", *lines.span(node), "pass", node.lineno, at(node))
         elif isinstance(node, ast.BoolOp):
             swapped = ast.BoolOp(op=ast.Or() if isinstance(node.op, ast.And) else ast.And(), values=node.values)
-            yield _Edit("swap_boolop", *lines.span(node), ast.unparse(swapped), node.lineno)
+            yield _Edit("swap_boolop", *lines.span(node), ast.unparse(swapped), node.lineno, at(node))
         elif isinstance(node, ast.Compare):
             for i, op in enumerate(node.ops):
                 ops = list(node.ops)
                 ops[i] = _COMPLEMENT[type(op)]()
                 negated = ast.Compare(left=node.left, ops=ops, comparators=node.comparators)
-                yield _Edit("negate_compare", *lines.span(node), ast.unparse(negated), node.lineno)
+                yield _Edit("negate_compare", *lines.span(node), ast.unparse(negated), node.lineno, at(node))
             for operand in (node.left, *node.comparators):
                 if isinstance(operand, ast.UnaryOp) and isinstance(operand.op, (ast.USub, ast.UAdd)):
                     operand = operand.operand
                 if isinstance(operand, ast.Constant) and type(operand.value) in (int, float):
                     for operator, delta in (("constant_plus_one", 1), ("constant_minus_one", -1)):
                         moved = ast.Constant(value=operand.value + delta)
-                        yield _Edit(operator, *lines.span(operand), ast.unparse(moved), operand.lineno)
+                        yield _Edit(operator, *lines.span(operand), ast.unparse(moved), operand.lineno, at(operand))
 
 
 def _diff(original: str, mutated: str, path: str) -> str:
@@ -210,6 +233,7 @@ def mutants(source: str, path: str, guard: str, qualname: str) -> Mutations:
                 Mutant(
                     id=f"{guard}/{edit.operator}/{digest}", guard=guard, function=name, operator=edit.operator,
                     line=edit.line, path=path, mutated_source=mutated, diff=_diff(source, mutated, path),
+                    statement_lines=edit.statement_lines,
                 )
             )
     found.sort(key=lambda m: (m.line, OPERATORS.index(m.operator), m.id))

@@ -292,6 +292,9 @@ class _Runner:
         self._files: dict[Path, list[str]] = {}
         self._lock = threading.Lock()
         self._count = 0
+        # (contract, falsifier) -> the guard lines its baseline executed (harness.guard_coverage), None when
+        # not measured (command bindings): which mutants it can possibly observe.
+        self.coverage: dict[tuple[str, str], dict[str, tuple[int, ...]] | None] = {}
 
     def _copy(self, root: Path) -> Path:
         with self._lock:
@@ -309,6 +312,7 @@ class _Runner:
             result = run_falsifier(falsifier, contract, copy)
         finally:
             shutil.rmtree(copy, ignore_errors=True)
+        self.coverage[(contract.id, falsifier.id)] = result.guard_lines
         return BaselineRun(
             falsifier.id, contract.id, result.outcome.value, result.reason, result.duration_s,
             result.outcome is Outcome.PASSED,
@@ -332,6 +336,17 @@ class _Runner:
             if not_run is not None:
                 return done(NOT_RUN, not_run)
             return done(ERROR, "no falsifier of the invariant passed its baseline on the unmutated code; nothing can kill it")
+        candidates = [run for run in usable if self._may_observe(run[0], run[1], mutant)]
+        if not candidates:
+            # A deterministic run that never executes the changed statement cannot tell the mutant from the
+            # original: running it again would only pass. Said, never hidden: the contract has no teeth there.
+            missed = tuple(run[1].id for run in usable)
+            where = ", ".join(map(str, mutant.statement_lines))
+            if acknowledged is not None:
+                return done(EQUIVALENT, f"acknowledged as equivalent: {acknowledged}", missed_by=missed)
+            return done(SURVIVED, f"no falsifier of the invariant executed line {where} of {mutant.path} on the unmutated "
+                        f"code (their guard coverage), so none can see the mutant: {', '.join(missed)}", missed_by=missed)
+        usable = candidates
         try:
             copy = self._copy(self.roots[plan.contract.id])
             (copy / mutant.path).write_text(mutant.mutated_source, encoding="utf-8")
@@ -357,6 +372,14 @@ class _Runner:
         if acknowledged is not None:
             return done(EQUIVALENT, f"acknowledged as equivalent: {acknowledged}", missed_by=tuple(missed))
         return done(SURVIVED, f"every falsifier passed against the mutant: {', '.join(missed)}", missed_by=tuple(missed))
+
+
+    def _may_observe(self, contract: Contract, falsifier: Falsifier, mutant: mutate.Mutant) -> bool:
+        """Whether the falsifier's baseline executed a statement the mutant changes (or was not measured)."""
+        lines = self.coverage.get((contract.id, falsifier.id))
+        if lines is None or not mutant.statement_lines or mutant.guard not in lines:
+            return True
+        return not set(lines[mutant.guard]).isdisjoint(mutant.statement_lines)
 
 
 def _timed_out(result: FalsifierResult, limit: float) -> bool:

@@ -37,6 +37,13 @@ GUARD = textwrap.dedent(
         return age >= 18
 
 
+    def parse_age(text):
+        value = int(text)
+        if value < 0:
+            raise ValueError("negative age")
+        return value
+
+
     def quoted(d):
         # negating this comparison re-quotes d["k"] with the f-string's own quote: it does not compile on 3.11
         return f'{d["k"] < 1}'
@@ -63,7 +70,7 @@ CHECKS = textwrap.dedent(
     import subprocess
     import sys
 
-    from tinypkg.guard import Gate, clamp, is_adult, quoted
+    from tinypkg.guard import Gate, clamp, is_adult, parse_age, quoted
 
 
     def strong_clamp():
@@ -83,6 +90,11 @@ CHECKS = textwrap.dedent(
         # Never probes the boundary: `age >= 17` and `age >= 19` pass too.
         assert is_adult(30)
         assert not is_adult(5)
+
+
+    def weak_parse():
+        # Never gives a negative age: the refusal's line never runs.
+        assert parse_age("7") == 7
 
 
     def through_subprocess():
@@ -176,13 +188,15 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
          _invariant("INV-WEAK-OUTSIDE-001", ["json:dumps", "math:sqrt"]),
          _invariant("INV-WEAK-GATE-001", ["tinypkg.guard:Gate"], acks),
          _invariant("INV-WEAK-QUOTE-001", ["tinypkg.guard:quoted"]),
-         _invariant("INV-WEAK-CUDA-001", ["tinypkg.guard:clamp"])],
+         _invariant("INV-WEAK-CUDA-001", ["tinypkg.guard:clamp"]),
+         _invariant("INV-WEAK-PARSE-001", ["tinypkg.guard:parse_age"])],
         [_falsifier("FALSIFY-WEAK-ADULT-001", "INV-WEAK-ADULT-001", "weak_adult"),
          _falsifier("FALSIFY-WEAK-NOGUARD-001", "INV-WEAK-NOGUARD-001, INV-WEAK-OUTSIDE-001", "holds"),
          _falsifier("FALSIFY-WEAK-GATE-001", "INV-WEAK-GATE-001", "gate"),
          _falsifier("FALSIFY-WEAK-QUOTE-001", "INV-WEAK-QUOTE-001", "quotes"),
          _falsifier("FALSIFY-WEAK-CUDA-001", "INV-WEAK-CUDA-001", "strong_clamp",
-                    "  requires: {packages: [no-such-package-for-teeth]}\n")],
+                    "  requires: {packages: [no-such-package-for-teeth]}\n"),
+         _falsifier("FALSIFY-WEAK-PARSE-001", "INV-WEAK-PARSE-001", "weak_parse")],
     ))
     git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
@@ -225,6 +239,22 @@ def test_weak_falsifier_is_reported_with_its_surviving_mutant(full_run: Any, rep
     inv = _invariant_of(out, repo, "INV-WEAK-ADULT-001")
     assert sorted(m.operator for m in inv.survivors) == ["constant_minus_one", "constant_plus_one"]
     assert {m.status for m in inv.mutants if m.operator not in ("constant_minus_one", "constant_plus_one")} == {"killed"}
+
+
+def test_a_mutant_no_falsifier_executes_survives_without_being_run(full_run: Any, repo: Path) -> None:
+    proc, out = full_run
+    inv = _invariant_of(out, repo, "INV-WEAK-PARSE-001")
+    by_operator = {m.operator: m for m in inv.mutants}
+    unreached = by_operator["remove_raise"]
+    # The baseline's guard coverage shows the raise never ran: the verdict needs no run, and says why.
+    assert unreached.status == "survived" and unreached.missed_by == ("FALSIFY-WEAK-PARSE-001",)
+    line = next(i for i, text in enumerate(GUARD.splitlines(), 1) if 'raise ValueError("negative age")' in text)
+    assert unreached.reason.startswith(f"no falsifier of the invariant executed line {line} of tinypkg/guard.py")
+    # A mutant of a line that ran is run against the falsifier: killed, or survived with the usual reason.
+    assert by_operator["return_none"].status == "killed"
+    assert by_operator["constant_plus_one"].status == "survived"
+    assert by_operator["constant_plus_one"].reason.startswith("every falsifier passed against the mutant")
+    assert f"SURVIVED INV-WEAK-PARSE-001 (tiny-weak-v1): mutant {unreached.id}" in proc.stdout
 
 
 def test_strong_falsifiers_kill_every_mutant_even_through_a_subprocess(repo: Path, tmp_path: Path) -> None:
