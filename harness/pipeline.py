@@ -26,7 +26,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -47,6 +47,9 @@ from harness.record import (
     start_run,
 )
 from harness.report import evidence_files
+
+if TYPE_CHECKING:
+    from harness.validate import Validation
 
 Key = tuple[str, str]
 
@@ -317,6 +320,25 @@ def default_command(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
     return ["harness", "verify", *map(str, paths)]
 
 
+def validated(paths: Sequence[str | os.PathLike[str]], command: str) -> "Validation":
+    """The one validation before anything runs (verify, teeth): structure, cross-references and the static
+    binding rules (paths inside the repository), exactly validate's; raises InvalidInput on any problem.
+
+    Bindings are resolved by running them, so one that does not import or match a test is that
+    falsifier's `error`, recorded with evidence."""
+    from harness.validate import validate_report
+
+    validation = validate_report(paths, check_bindings=False)
+    check = shlex.join(["harness", "validate", *map(str, paths)])
+    if validation.problems:
+        raise InvalidInput(
+            f"harness: {len(validation.problems)} problem(s); nothing was run. Fix them (`{check}` checks them "
+            f"again, bindings included), then run harness {command} again.",
+            [str(p) for p in validation.problems],
+        )
+    return validation
+
+
 def verify(
     paths: Sequence[str | os.PathLike[str]],
     *,
@@ -345,19 +367,7 @@ def verify(
         )
     if jobs > 1 and importlib.util.find_spec("xdist") is None:
         raise InvalidInput("harness verify: -j needs pytest-xdist, which is not installed: pip install pytest-xdist")
-    from harness.validate import validate_report
-
-    # The one validation of the run: structure, cross-references and the static binding rules (paths
-    # inside the repository), exactly validate's. Bindings are resolved by running them, so one that
-    # does not import or match a test is that falsifier's `error`, recorded with evidence.
-    validation = validate_report(paths, check_bindings=False)
-    check = shlex.join(["harness", "validate", *map(str, paths)])
-    if validation.problems:
-        raise InvalidInput(
-            f"harness: {len(validation.problems)} problem(s); nothing was run. Fix them (`{check}` checks them "
-            "again, bindings included), then run harness verify again.",
-            [str(p) for p in validation.problems],
-        )
+    validation = validated(paths, "verify")
     contracts = list(validation.contracts)
     files = [Path(f).resolve() for f in validation.files]
 
@@ -366,6 +376,7 @@ def verify(
     }
     if not selected:
         what = f"matches -k {' / '.join(select)}" if select else "is declared"
+        check = shlex.join(["harness", "validate", *map(str, paths)])
         raise InvalidInput(f"harness verify: no falsifier {what} in {len(files)} contract file(s); `{check}` counts them")
 
     roots = {cid: Path(root) for cid, root in validation.roots.items()}

@@ -36,7 +36,7 @@ from harness.environment import _git, git_state
 from harness.execute import run_falsifier
 from harness.guards import GuardSite, locate_guards
 from harness.model import Contract, Falsifier, FalsifierResult, Invariant, Outcome
-from harness.pipeline import InvalidInput, _unwritable
+from harness.pipeline import InvalidInput, _unwritable, validated
 from harness.plugin import matches_any
 from harness.record import evidence_dir, now_iso
 
@@ -457,20 +457,13 @@ def teeth(
     so far with `complete` False (runs already started finish first; nothing new starts)."""
     from harness import __version__
     from harness.teeth_record import write_teeth  # it imports this module's types
-    from harness.validate import validate_report
 
     observer = observer or Observer()
     command = list(command) or ["harness", "teeth", *map(str, paths)]
     if jobs < 1:
         raise InvalidInput(f"harness teeth: -j {jobs}: must be at least 1 (-j 1 runs one mutant at a time)")
-    validation = validate_report(paths, check_bindings=False)
+    validation = validated(paths, "teeth")
     check = shlex.join(["harness", "validate", *map(str, paths)])
-    if validation.problems:
-        raise InvalidInput(
-            f"harness: {len(validation.problems)} problem(s); nothing was run. Fix them (`{check}` checks them "
-            "again, bindings included), then run harness teeth again.",
-            [str(p) for p in validation.problems],
-        )
     contracts = list(validation.contracts)
     roots = {cid: Path(root).resolve() for cid, root in validation.roots.items()}
     plans = _plan(contracts, select)
