@@ -34,8 +34,8 @@ _EXPORTS = {
     "ContractResult": "harness.model",
     "FalsifierResult": "harness.model",
     "Outcome": "harness.model",
-    "teeth": "harness.teeth",
-    "Teeth": "harness.teeth",
+    "teeth": "harness.teeth_run",
+    "Teeth": "harness.teeth_run",
     "read_teeth": "harness.teeth_record",
     "TeethError": "harness.teeth_record",
 }

@@ -4,7 +4,7 @@
 
 A mutant replaces exactly one node's source span with `ast.unparse` of the mutated node, so the rest of
 the file (comments, formatting, line numbers) is untouched and its diff is the one changed span. This
-module only builds text; it never writes a file or imports the code it mutates (harness.teeth applies a
+module only builds text; it never writes a file or imports the code it mutates (harness.teeth_run applies a
 mutant in a copy of the repository, in the falsifier's child).
 
 Operators (the classic set mutmut and cosmic-ray also apply, written here over `ast` because both of those

@@ -21,8 +21,8 @@ from harness.console import EXIT_INTERRUPTED, emit
 from harness.escape import terminal
 from harness.pipeline import InvalidInput
 from harness.record import evidence_dir
-from harness.teeth import KILLED, SURVIVED, MutantResult, Observer, Teeth, TeethNotWritten
-from harness.teeth import teeth as run_teeth
+from harness.teeth_run import KILLED, SURVIVED, MutantResult, Observer, Teeth, TeethNotWritten
+from harness.teeth_run import teeth as run_teeth
 from harness.teeth_record import TEETH_FILE
 
 EXIT_OK, EXIT_SURVIVED, EXIT_INVALID, EXIT_UNRECORDED = 0, 1, 2, 3

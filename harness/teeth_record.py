@@ -6,7 +6,7 @@
 
 Both files are written with harness.atomic next to whatever else the commit's directory holds (verify's
 evidence): nothing else in it is touched. A test holds harness/schemas/teeth.schema.json and the
-dataclasses in harness.teeth together.
+dataclasses in harness.teeth_run together.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from harness.atomic import write_atomic
 from harness.guards import GuardSite
 from harness.record import _json_value
 from harness.schema import load_schema
-from harness.teeth import (
+from harness.teeth_run import (
     SURVIVED,
     BaselineRun,
     ContractDigest,

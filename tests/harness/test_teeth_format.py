@@ -1,4 +1,4 @@
-"""teeth.json's schema and the dataclasses in harness.teeth are one format; mutants are minimal, readable
+"""teeth.json's schema and the dataclasses in harness.teeth_run are one format; mutants are minimal, readable
 edits with ids that survive unrelated edits."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import mutate, teeth
+from harness import mutate
+from harness import teeth_run as teeth
 from harness.guards import GuardSite
 from harness.schema import load_schema
 from harness.teeth_record import TeethError, read_teeth, teeth_problems, teeth_to_dict, write_teeth
