@@ -125,6 +125,14 @@ def _all_finite(tensor: torch.Tensor) -> bool:
 
     if not (tensor.is_floating_point() or tensor.is_complex()) or tensor.numel() == 0:
         return True
+    if tensor.is_floating_point():
+        try:
+            # One pass, nothing allocated: min and max propagate NaN and are +-inf if any element is. (isfinite
+            # would allocate a bool per element: a quarter of an fp32 tensor more at the load's peak.)
+            low, high = torch.aminmax(tensor)
+            return bool(torch.isfinite(low) & torch.isfinite(high))
+        except (RuntimeError, NotImplementedError):  # a dtype aminmax has no kernel for (float8)
+            pass
     return bool(torch.isfinite(tensor).all())
 
 

@@ -78,11 +78,15 @@ def load_from_header(
     cfg = model_mod.config_from_header(header)
     if check_config is not None:
         check_config(cfg)
-    model_mod.check_tensor_names_and_shapes(cfg, {k: tuple(v.shape) for k, v in header.tensors.items()}, where)
+    # Built once per load, on the meta device with nothing initialised: the header's names and shapes are
+    # checked against it, and the file's tensors are assigned into it (not copied).
+    skeleton = model_mod.skeleton(cfg)
+    model_mod.check_tensor_names_and_shapes(cfg, {k: tuple(v.shape) for k, v in header.tensors.items()}, where,
+                                            model=skeleton)
     if before_data is not None:
         before_data(cfg)
     tensors = checkpoint.load_tensors(header.path, device="cpu")
-    model = model_mod.load_state_strict(cfg, tensors, where, device=device, dtype=dtype)
+    model = model_mod.load_state_strict(cfg, tensors, where, device=device, dtype=dtype, model=skeleton)
     return Loaded(model=model, config=cfg, header=header)
 
 

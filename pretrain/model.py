@@ -15,10 +15,11 @@ mis-shaped tensor is a `StrictLoadError` listing them.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
-import math
 import os
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -26,200 +27,49 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pretrain.checkpoint import atomic_write, parse_int
-from pretrain.families import FAMILY_TABLE, TRAINABLE_FAMILIES
+from pretrain.checkpoint import atomic_write
+# The config and the errors are torch-free (pretrain.model_config); re-exported so this stays their home.
+from pretrain.model_config import (  # noqa: F401  (re-exported)
+    FAMILIES,
+    HF_ARCHITECTURES,
+    MAX_CONFIG_INT,
+    ConfigError,
+    LoadError,
+    ModelConfig,
+    StrictLoadError,
+    _first,
+    _shown,
+)
 
-# The families this module builds and their HF classes: views of pretrain.families.FAMILY_TABLE.
-FAMILIES: tuple[str, ...] = TRAINABLE_FAMILIES
-HF_ARCHITECTURES: dict[str, str] = {family: FAMILY_TABLE[family].hf_class for family in FAMILIES}
-
-
-class LoadError(Exception):
-    """A checkpoint or config cannot become a model; the message says what and how to fix it."""
-
-
-class ConfigError(LoadError):
-    """The config dict does not describe a model this module can build."""
-
-
-class StrictLoadError(LoadError):
-    """The tensors on file do not match the model's parameters one to one."""
-
-    def __init__(self, source: str, missing: list[str], unexpected: list[str],
-                 mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]]) -> None:
-        self.source = source
-        self.missing = missing
-        self.unexpected = unexpected
-        self.mismatched = mismatched
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing tensor(s): {_first(missing)}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected tensor(s): {_first(unexpected)}")
-        if mismatched:
-            shown = [f"{n} file {tuple(f)} vs model {tuple(m)}" for n, f, m in mismatched]
-            parts.append(f"{len(mismatched)} shape mismatch(es): {_first(shown)}")
-        super().__init__(
-            f"{source}: refusing to load a partial or mismatched checkpoint; " + "; ".join(parts)
-            + ". Nothing was loaded. Fix: point at a checkpoint whose config.json/config metadata "
-            "matches its tensors (check `pretrain inspect` on it), or correct the config "
-            "(num_hidden_layers, hidden_size, heads, head_dim, tie_word_embeddings, family)."
-        )
+# False while a model is built only to receive a checkpoint's tensors: nn's default initialisation would be
+# overwritten at once, and on the meta device it imports torch._dynamo (2.4 s of a 2.5 s fresh load).
+# A context variable, not a patched torch.nn: a model built by another thread meanwhile keeps its init.
+_INITIALISE = contextvars.ContextVar("pretrain_model_initialise", default=True)
 
 
-# No real size, count or vocabulary reaches 2**31; anything past it is a corrupt or hostile config.
-MAX_CONFIG_INT = 2**31 - 1
+@contextlib.contextmanager
+def _uninitialised() -> Iterator[None]:
+    token = _INITIALISE.set(False)
+    try:
+        yield
+    finally:
+        _INITIALISE.reset(token)
 
 
-def _shown(raw: Any, width: int = 40) -> str:
-    text = repr(raw)
-    return text if len(text) <= width else text[: width - 3] + "..."
+class Linear(nn.Linear):
+    """nn.Linear whose construction-time init is skipped inside `_uninitialised()`."""
+
+    def reset_parameters(self) -> None:
+        if _INITIALISE.get():
+            super().reset_parameters()
 
 
-def _first(items: list[str], n: int = 5) -> str:
-    shown = ", ".join(items[:n])
-    return shown + (f", ... (+{len(items) - n} more)" if len(items) > n else "")
+class Embedding(nn.Embedding):
+    """nn.Embedding whose construction-time init is skipped inside `_uninitialised()`."""
 
-
-@dataclass(frozen=True)
-class ModelConfig:
-    family: str
-    vocab_size: int = 256
-    hidden_size: int = 64
-    intermediate_size: int = 172
-    num_hidden_layers: int = 2
-    num_attention_heads: int = 4
-    num_key_value_heads: int = 2
-    head_dim: int = 16
-    rms_norm_eps: float = 1e-6
-    rope_theta: float = 10000.0
-    max_position_embeddings: int = 2048
-    tie_word_embeddings: bool = False
-    attention_bias: bool = False  # llama/qwen3: all four projections; qwen2 ignores it (q/k/v always)
-    mlp_bias: bool = False  # llama only
-
-    def __post_init__(self) -> None:
-        if self.family not in FAMILIES:
-            raise ConfigError(f"unknown family {self.family!r}; expected one of {', '.join(FAMILIES)}")
-        for name in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-                     "num_attention_heads", "num_key_value_heads", "head_dim"):
-            if int(getattr(self, name)) <= 0:
-                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        if self.num_attention_heads % self.num_key_value_heads:
-            raise ConfigError(
-                f"num_attention_heads ({self.num_attention_heads}) must be a multiple of "
-                f"num_key_value_heads ({self.num_key_value_heads}); pick kv heads that divide heads"
-            )
-        if self.head_dim % 2:
-            raise ConfigError(f"head_dim must be even for rotary embeddings, got {self.head_dim}")
-        if not (math.isfinite(self.rope_theta) and self.rope_theta > 0):
-            raise ConfigError(f"rope_theta must be a finite number > 0, got {self.rope_theta!r}; "
-                              "set it to the model's RoPE base (e.g. 10000)")
-
-    @property
-    def hf_architecture(self) -> str:
-        return HF_ARCHITECTURES[self.family]
-
-    @classmethod
-    def from_hf_dict(cls, d: Mapping[str, Any], source: str = "config") -> "ModelConfig":
-        """Build from an HF config.json dict (transformers 4.x `rope_theta` or 5.x `rope_parameters`)."""
-        family = d.get("model_type")
-        if family not in FAMILIES:
-            archs = d.get("architectures") or []
-            by_arch = {v: k for k, v in HF_ARCHITECTURES.items()}
-            family = next((by_arch[a] for a in archs if a in by_arch), None)
-        if family is None:
-            raise ConfigError(
-                f"{source}: model_type {d.get('model_type')!r} / architectures {d.get('architectures')!r} "
-                f"is not one of {', '.join(FAMILIES)}; set model_type in the config to the right family"
-            )
-        rope = d.get("rope_parameters") or d.get("rope_scaling") or {}
-        if not isinstance(rope, Mapping):
-            raise ConfigError(f"{source}: rope_parameters/rope_scaling must be a JSON object, got {rope!r}; "
-                              "fix the config (or remove the key for default RoPE)")
-        rope_type = rope.get("rope_type", rope.get("type", "default"))
-        if rope_type not in ("default", None):
-            raise ConfigError(f"{source}: rope_type {rope_type!r} is not supported (only default RoPE); "
-                              "use a checkpoint without rope scaling")
-        act = d.get("hidden_act", "silu")
-        if act not in ("silu", "swish"):
-            # The MLP is SwiGLU; any other activation would load cleanly and compute different logits.
-            raise ConfigError(f"{source}: hidden_act {act!r} is not supported (only silu, the SwiGLU MLP these "
-                              "families use); use a checkpoint with hidden_act \"silu\"")
-        if d.get("use_sliding_window"):
-            raise ConfigError(f"{source}: use_sliding_window=true is not supported; set it false in the config")
-        theta = d.get("rope_theta", rope.get("rope_theta", 10000.0))
-
-        def num(key: str, cast: type, default: Any = None, value: Any = None) -> Any:
-            raw = value if value is not None else d.get(key, default)
-            if raw is None:
-                raise ConfigError(f"{source}: config lacks required key {key!r}; "
-                                  "add it (see the family's HF config.json)")
-            # bool is an int subclass; `true` for a size is a broken config, not 1.
-            if isinstance(raw, bool) or not isinstance(raw, (int, float)) or (cast is int and raw != int(raw)):
-                raise ConfigError(f"{source}: config key {key!r} must be a{'n integer' if cast is int else ' number'}"
-                                  f", got {_shown(raw)}; fix it in the config")
-            if cast is int:
-                # The checkpoint's one integer parser, bounded: 1e300 or a 5,000-digit size is no model.
-                value = parse_int(int(raw), maximum=MAX_CONFIG_INT)
-                if value is None:
-                    raise ConfigError(f"{source}: config key {key!r} = {_shown(raw)} is out of range "
-                                      f"(0..{MAX_CONFIG_INT}); fix it in the config")
-                return value
-            return cast(raw)
-
-        heads = num("num_attention_heads", int)
-        hidden = num("hidden_size", int)
-        if heads <= 0:
-            raise ConfigError(f"{source}: num_attention_heads must be a positive integer, got {heads}; "
-                              "fix it in the config")
-        return cls(
-            family=family,
-            vocab_size=num("vocab_size", int),
-            hidden_size=hidden,
-            intermediate_size=num("intermediate_size", int),
-            num_hidden_layers=num("num_hidden_layers", int),
-            num_attention_heads=heads,
-            num_key_value_heads=num("num_key_value_heads", int, value=d.get("num_key_value_heads") or heads),
-            head_dim=num("head_dim", int, value=d.get("head_dim") or hidden // heads),
-            rms_norm_eps=num("rms_norm_eps", float, 1e-6),
-            rope_theta=num("rope_theta", float, value=theta),
-            max_position_embeddings=num("max_position_embeddings", int, 2048),
-            tie_word_embeddings=bool(d.get("tie_word_embeddings", False)),
-            attention_bias=bool(d.get("attention_bias", False)),
-            mlp_bias=bool(d.get("mlp_bias", False)),
-        )
-
-    def to_hf_dict(self) -> dict[str, Any]:
-        """An HF config.json dict that transformers 4.x and 5.x both read."""
-        d: dict[str, Any] = {
-            "architectures": [self.hf_architecture],
-            "model_type": self.family,
-            "vocab_size": self.vocab_size,
-            "hidden_size": self.hidden_size,
-            "intermediate_size": self.intermediate_size,
-            "num_hidden_layers": self.num_hidden_layers,
-            "num_attention_heads": self.num_attention_heads,
-            "num_key_value_heads": self.num_key_value_heads,
-            "head_dim": self.head_dim,
-            "hidden_act": "silu",
-            "rms_norm_eps": self.rms_norm_eps,
-            "rope_theta": self.rope_theta,
-            "rope_parameters": {"rope_type": "default", "rope_theta": self.rope_theta},
-            "max_position_embeddings": self.max_position_embeddings,
-            "tie_word_embeddings": self.tie_word_embeddings,
-            "torch_dtype": "float32",
-        }
-        if self.family in ("llama", "qwen3"):
-            d["attention_bias"] = self.attention_bias
-        if self.family == "llama":
-            d["mlp_bias"] = self.mlp_bias
-        if self.family in ("qwen2", "qwen3"):
-            d["use_sliding_window"] = False
-        return d
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_hf_dict(), sort_keys=True)
+    def reset_parameters(self) -> None:
+        if _INITIALISE.get():
+            super().reset_parameters()
 
 
 class RMSNorm(nn.Module):
@@ -256,10 +106,10 @@ class Attention(nn.Module):
         self.n_heads, self.n_kv, self.head_dim = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
         qkv_bias = True if cfg.family == "qwen2" else cfg.attention_bias
         o_bias = False if cfg.family == "qwen2" else cfg.attention_bias
-        self.q_proj = nn.Linear(cfg.hidden_size, self.n_heads * self.head_dim, bias=qkv_bias)
-        self.k_proj = nn.Linear(cfg.hidden_size, self.n_kv * self.head_dim, bias=qkv_bias)
-        self.v_proj = nn.Linear(cfg.hidden_size, self.n_kv * self.head_dim, bias=qkv_bias)
-        self.o_proj = nn.Linear(self.n_heads * self.head_dim, cfg.hidden_size, bias=o_bias)
+        self.q_proj = Linear(cfg.hidden_size, self.n_heads * self.head_dim, bias=qkv_bias)
+        self.k_proj = Linear(cfg.hidden_size, self.n_kv * self.head_dim, bias=qkv_bias)
+        self.v_proj = Linear(cfg.hidden_size, self.n_kv * self.head_dim, bias=qkv_bias)
+        self.o_proj = Linear(self.n_heads * self.head_dim, cfg.hidden_size, bias=o_bias)
         if cfg.family == "qwen3":
             self.q_norm = RMSNorm(self.head_dim, cfg.rms_norm_eps)
             self.k_norm = RMSNorm(self.head_dim, cfg.rms_norm_eps)
@@ -284,9 +134,9 @@ class MLP(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         bias = cfg.mlp_bias if cfg.family == "llama" else False
-        self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=bias)
-        self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=bias)
-        self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=bias)
+        self.gate_proj = Linear(cfg.hidden_size, cfg.intermediate_size, bias=bias)
+        self.up_proj = Linear(cfg.hidden_size, cfg.intermediate_size, bias=bias)
+        self.down_proj = Linear(cfg.intermediate_size, cfg.hidden_size, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
@@ -308,7 +158,7 @@ class DecoderLayer(nn.Module):
 class Backbone(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.embed_tokens = Embedding(cfg.vocab_size, cfg.hidden_size)
         self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_hidden_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
@@ -321,7 +171,7 @@ class CausalLM(nn.Module):
         self.config = cfg
         self.model = Backbone(cfg)
         # Tied: no lm_head parameter at all, so the state dict matches HF's saved file (which omits it).
-        self.lm_head = None if cfg.tie_word_embeddings else nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        self.lm_head = None if cfg.tie_word_embeddings else Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         x = self.model.embed_tokens(input_ids)
@@ -371,21 +221,31 @@ def build_model(cfg: ModelConfig, device: str | torch.device = "cpu", dtype: tor
     return model.to(device=device, dtype=dtype)
 
 
-def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """Every tensor name the model needs, with its shape; computed on the meta device (no memory)."""
-    with torch.device("meta"):
-        model = CausalLM(cfg)
+def skeleton(cfg: ModelConfig) -> CausalLM:
+    """The model on the meta device with no values at all: nothing initialised, no memory, no torch._dynamo.
+
+    What a checkpoint's tensors are checked against and then assigned into; a parameter never assigned
+    stays a meta tensor that cannot compute.
+    """
+    with _uninitialised(), torch.device("meta"):
+        return CausalLM(cfg)
+
+
+def expected_shapes(cfg: ModelConfig, model: CausalLM | None = None) -> dict[str, tuple[int, ...]]:
+    """Every tensor name the model needs, with its shape; from `model` or a fresh meta skeleton (no memory)."""
+    model = skeleton(cfg) if model is None else model
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
 def check_tensor_names_and_shapes(cfg: ModelConfig, file_shapes: Mapping[str, tuple[int, ...]],
-                                  source: str) -> None:
+                                  source: str, *, model: CausalLM | None = None) -> None:
     """Raise StrictLoadError unless the file holds exactly the model's tensors with the right shapes.
 
     HF files for tied models may still carry `lm_head.weight`; that one name is tolerated (checked
-    for equality with the embedding when loading), everything else must match one to one.
+    for equality with the embedding when loading), everything else must match one to one. `model`: the
+    skeleton the tensors will be assigned into (pretrain.loading builds it once per load).
     """
-    want = expected_shapes(cfg)
+    want = expected_shapes(cfg, model)
     have = dict(file_shapes)
     if cfg.tie_word_embeddings and "lm_head.weight" in have and "lm_head.weight" not in want:
         if tuple(have["lm_head.weight"]) != want["model.embed_tokens.weight"]:
@@ -401,13 +261,17 @@ def check_tensor_names_and_shapes(cfg: ModelConfig, file_shapes: Mapping[str, tu
 
 
 def load_state_strict(cfg: ModelConfig, tensors: Mapping[str, torch.Tensor], source: str,
-                      device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> CausalLM:
+                      device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                      *, model: CausalLM | None = None) -> CausalLM:
     """Build the model on the meta device and assign every parameter from `tensors`, or raise.
 
     Built on meta, a parameter that is not assigned stays a meta tensor that cannot compute, so no path
-    can leave random weights behind; the explicit name/shape check makes the error readable.
+    can leave random weights behind; the explicit name/shape check makes the error readable. `model`: a
+    `skeleton(cfg)` already built (and not yet assigned) by the caller, so a load builds the model once.
+    The tensors are assigned, not copied, where they already have the device and dtype asked for.
     """
-    check_tensor_names_and_shapes(cfg, {k: tuple(v.shape) for k, v in tensors.items()}, source)
+    model = skeleton(cfg) if model is None else model
+    check_tensor_names_and_shapes(cfg, {k: tuple(v.shape) for k, v in tensors.items()}, source, model=model)
     state = dict(tensors)
     if cfg.tie_word_embeddings and "lm_head.weight" in state:
         head = state.pop("lm_head.weight")
@@ -417,9 +281,7 @@ def load_state_strict(cfg: ModelConfig, tensors: Mapping[str, torch.Tensor], sou
                 "differs from model.embed_tokens.weight; set tie_word_embeddings to false in the config "
                 "if the head is meant to be separate"
             )
-    with torch.device("meta"):
-        model = CausalLM(cfg)
-    state = {k: v.to(device=device, dtype=dtype) for k, v in state.items()}
+    state = {k: v.to(device=device, dtype=dtype) for k, v in state.items()}  # no copy when already there
     model.load_state_dict(state, strict=True, assign=True)
     leftover = [n for n, p in model.named_parameters() if p.is_meta]
     if leftover:
