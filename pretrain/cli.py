@@ -18,7 +18,8 @@ from typing import NoReturn, Sequence
 from pretrain.streams import silence_stdout
 from pretrain.terminal import escape
 
-# Imported lazily so `pretrain stamp` does not pay for importing torch's model code.
+# Imported lazily so `pretrain stamp` does not pay for importing torch's model code. None of them imports
+# torch (or numpy) at module level: --help, inspect and stamp never load it (tests/pretrain/test_cli_imports.py).
 COMMAND_MODULES: tuple[str, ...] = ("pretrain.train_cli", "pretrain.stamp", "pretrain.inspection")
 EXIT_BAD_INPUT, EXIT_INTERRUPTED = 2, 130
 # What a shell reports for a process SIGPIPE killed (128 + 13); Python ignores SIGPIPE, so we exit with it.
@@ -46,10 +47,26 @@ def version() -> str:
         return getattr(pretrain, "__version__", "unknown")
 
 
+class VersionAction(argparse.Action):
+    """argparse's `version` action, but the version is looked up only when --version is given.
+
+    (importlib.metadata costs a tenth of `pretrain --help`'s start, which must stay under 0.3 s.)
+    """
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str = "show program's version number and exit") -> None:
+        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> NoReturn:
+        parser._print_message(f"{parser.prog} {version()}\n", sys.stdout)
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     summary, _, epilog = __doc__.partition("\n\n")
     parser = OneLineParser(prog="pretrain", description=summary, epilog=epilog.strip())
-    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    parser.add_argument("--version", action=VersionAction)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)

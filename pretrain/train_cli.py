@@ -26,11 +26,15 @@ class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    from pretrain import train as train_mod
+# pretrain.train's docstring summary, kept here: importing that module for it would import torch into
+# `pretrain --help` (tests/pretrain/test_cli_imports.py checks the two agree).
+DESCRIPTION = ("`pretrain train`: train a small causal LM from scratch or from `--init`, on CPU or CUDA, "
+               "1 or N processes.")
 
+
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="train a small Llama/Qwen2/Qwen3 causal LM",
-                              description=(train_mod.__doc__ or "").splitlines()[0],
+                              description=DESCRIPTION,
                               formatter_class=DefaultsHelpFormatter,
                               epilog="Exit codes: 0 done, 2 bad input, a refused --init, a diverged run or a "
                                      "full disk, 130 interrupted (Ctrl-C; the checkpoint is saved). "

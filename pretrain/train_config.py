@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pretrain import data as data_mod
-from pretrain.model import LoadError, ModelConfig
+from pretrain.model_config import LoadError, ModelConfig  # torch-free: `pretrain train --help` never imports torch
 
 
 class TrainError(Exception):
