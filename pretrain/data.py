@@ -9,6 +9,10 @@ Sources (`--data`):
 - `.npy`: a 1-D integer array of token ids (any integer dtype);
 - `.bin`: raw little-endian **uint16** token ids (the nanoGPT convention), no header.
 
+Token files and text files are memory-mapped, never read whole: the splits are views of the file, a batch
+is gathered from it and widened to int64 only then, so a corpus larger than RAM trains and opening one adds
+next to nothing to resident memory. Their id range is checked reading the file in `SCAN_TOKENS` chunks.
+
 The last `VAL_FRACTION` of the tokens is the validation split; validation always uses the same evenly
 spaced windows, so val loss is comparable across runs with the same data and seq_len.
 """
@@ -19,9 +23,11 @@ import platform
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
+if TYPE_CHECKING:  # numpy and torch are imported where tokens are read: `pretrain train --help` needs neither
+    import numpy as np
+    import torch
 
 DEFAULT_CORPUS_FILES: tuple[str, ...] = (
     "abc.py", "argparse.py", "bisect.py", "calendar.py", "colorsys.py", "contextlib.py", "copy.py",
@@ -39,8 +45,10 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class Corpus:
-    train: torch.Tensor  # 1-D int64
-    val: torch.Tensor  # 1-D int64
+    # 1-D token ids in the source's own dtype: views of an np.memmap for token and text files, an array
+    # in memory for a directory and the default corpus. Widened to int64 per batch, by `windows`.
+    train: np.ndarray
+    val: np.ndarray
     source: str  # recorded in checkpoint metadata as data_source
     license: str  # recorded as data_license ("" when unknown)
     # Recorded as `tokenizer` metadata so a checkpoint says how to turn text into its ids; "" when the
@@ -49,7 +57,34 @@ class Corpus:
 
     @property
     def max_token(self) -> int:
-        return int(max(self.train.max().item(), self.val.max().item()))
+        # Reads every id (a memory-mapped corpus pages in); load_corpus checks the vocabulary without this.
+        return int(max(self.train.max(), self.val.max()))
+
+
+# Tokens per read when a memory-mapped file's ids are checked: read(), not the mapping, so the check's
+# resident memory is one chunk whatever the file's size (touching the mapping would keep its pages resident).
+SCAN_TOKENS = 1 << 20
+
+
+def _id_range(tokens: np.ndarray) -> tuple[int, int]:
+    """(min, max) id of a non-empty token array; a whole-file np.memmap is read through its file in chunks."""
+    import numpy as np
+
+    if not isinstance(tokens, np.memmap):
+        return int(tokens.min()), int(tokens.max())
+    low, high = None, None
+    with open(tokens.filename, "rb") as f:
+        f.seek(tokens.offset)
+        left = len(tokens)
+        while left:
+            chunk = np.fromfile(f, dtype=tokens.dtype, count=min(left, SCAN_TOKENS))
+            if not len(chunk):  # the file shrank since it was mapped
+                raise DataError(f"--data {tokens.filename}: the file changed while it was read; pass it again")
+            left -= len(chunk)
+            low = int(chunk.min()) if low is None else min(low, int(chunk.min()))
+            high = int(chunk.max()) if high is None else max(high, int(chunk.max()))
+    assert low is not None and high is not None  # callers pass non-empty arrays
+    return low, high
 
 
 def default_corpus_bytes() -> bytes:
@@ -77,7 +112,18 @@ def _read_tokens(path: Path) -> tuple[np.ndarray, str, str]:
                         "permissions or pass another --data") from None
 
 
+def _map(path: Path, dtype: str) -> np.ndarray:
+    """The file as a read-only memory map of `dtype` ids (an empty array for an empty file, which mmap refuses)."""
+    import numpy as np
+
+    if path.stat().st_size == 0:
+        return np.zeros(0, dtype=dtype)
+    return np.memmap(path, dtype=dtype, mode="r")
+
+
 def _read_tokens_unchecked(path: Path) -> tuple[np.ndarray, str, str]:
+    import numpy as np
+
     if path.exists() and not path.is_dir() and not path.is_file():
         # A FIFO or device would block the read forever or never end; refuse it up front.
         raise DataError(f"--data {path}: not a regular file or directory (a pipe, socket or device); "
@@ -88,29 +134,31 @@ def _read_tokens_unchecked(path: Path) -> tuple[np.ndarray, str, str]:
         if not files:
             raise DataError(f"--data {path}: directory has no files; put .txt files in it or pass a token file")
         raw = b"\n".join(p.read_bytes() for p in files)
-        return np.frombuffer(raw, dtype=np.uint8).astype(np.int64), f"dir:{path} ({len(files)} files, bytes)", BYTE_TOKENIZER
+        return np.frombuffer(raw, dtype=np.uint8), f"dir:{path} ({len(files)} files, bytes)", BYTE_TOKENIZER
     if not path.exists():
         raise DataError(f"--data {path}: no such file or directory; pass an existing directory, .npy, .bin or text file")
     if path.suffix == ".npy":
         try:
-            arr = np.load(path, allow_pickle=False)
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
         except (ValueError, EOFError) as exc:
             raise DataError(f"--data {path}: not a readable .npy array ({exc or 'empty file'}); "
                             "save it with numpy.save") from None
         if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
             raise DataError(f"--data {path}: expected a 1-D integer token array, got shape {arr.shape} "
                             f"dtype {arr.dtype}; save tokens with numpy.save(path, ids.astype('int32'))")
-        if arr.size and arr.min() < 0:
-            raise DataError(f"--data {path}: negative token id {int(arr.min())}; token ids must be >= 0")
-        if arr.size and int(arr.max()) > np.iinfo(np.int64).max:
-            raise DataError(f"--data {path}: token id {int(arr.max())} does not fit int64; token ids must be "
-                            "below the model's --vocab")
-        return arr.astype(np.int64), f"npy:{path}", ""
+        if arr.size:
+            low, high = _id_range(arr)
+            if low < 0:
+                raise DataError(f"--data {path}: negative token id {low}; token ids must be >= 0")
+            if high > np.iinfo(np.int64).max:
+                raise DataError(f"--data {path}: token id {high} does not fit int64; token ids must be "
+                                "below the model's --vocab")
+        return arr, f"npy:{path}", ""
     if path.suffix == ".bin":
         if path.stat().st_size % 2:
             raise DataError(f"--data {path}: odd byte length; .bin must be raw little-endian uint16 token ids")
-        return np.fromfile(path, dtype="<u2").astype(np.int64), f"bin-uint16:{path}", ""
-    return np.frombuffer(path.read_bytes(), dtype=np.uint8).astype(np.int64), f"text:{path} (bytes)", BYTE_TOKENIZER
+        return _map(path, "<u2"), f"bin-uint16:{path}", ""
+    return _map(path, "u1"), f"text:{path} (bytes)", BYTE_TOKENIZER
 
 
 def load_corpus(data: str | Path | None, seq_len: int, vocab_size: int, init: str | None = None) -> Corpus:
@@ -118,8 +166,10 @@ def load_corpus(data: str | Path | None, seq_len: int, vocab_size: int, init: st
 
     `init`: the --init checkpoint the vocab came from, so a too-small vocab is blamed on it, not on --vocab.
     """
+    import numpy as np
+
     if data is None:
-        tokens = np.frombuffer(default_corpus_bytes(), dtype=np.uint8).astype(np.int64)
+        tokens = np.frombuffer(default_corpus_bytes(), dtype=np.uint8)
         # What `pretrain inspect --quality` shows as provenance: which sources, and their own license.
         source = f"{platform.python_implementation()} {platform.python_version()} standard library sources (bytes)"
         license_ = "PSF-2.0"
@@ -128,43 +178,55 @@ def load_corpus(data: str | Path | None, seq_len: int, vocab_size: int, init: st
     else:
         tokens, source, tokenizer = _read_tokens(Path(data))
         license_, where = "", f"--data {data}"
+    # `tokens` is the whole file's map here (offset and length its own), never a slice of it: _id_range reads it.
     n_val = max(int(len(tokens) * VAL_FRACTION), seq_len + 1)
     if len(tokens) - n_val < seq_len + 1:
         raise DataError(f"{where}: {len(tokens)} tokens cannot fill a train and a validation window of "
                         f"--seq-len {seq_len}; give more data or a smaller --seq-len")
-    if tokens.max() >= vocab_size:
+    highest = _id_range(tokens)[1]
+    if highest >= vocab_size:
         if init is not None:
-            raise DataError(f"{where}: token id {int(tokens.max())} does not fit vocab_size {vocab_size} of "
+            raise DataError(f"{where}: token id {highest} does not fit vocab_size {vocab_size} of "
                             f"--init {init}; pass --data whose token ids are below {vocab_size}")
-        raise DataError(f"{where}: token id {int(tokens.max())} does not fit --vocab {vocab_size}; "
-                        f"pass --vocab {int(tokens.max()) + 1} or larger")
-    t = torch.from_numpy(np.ascontiguousarray(tokens))
-    return Corpus(train=t[:-n_val], val=t[-n_val:], source=source, license=license_, tokenizer=tokenizer)
+        raise DataError(f"{where}: token id {highest} does not fit --vocab {vocab_size}; "
+                        f"pass --vocab {highest + 1} or larger")
+    # Views, not copies: the fixed split is the last n_val tokens of the file.
+    return Corpus(train=tokens[:-n_val], val=tokens[-n_val:], source=source, license=license_, tokenizer=tokenizer)
 
 
 class BatchSampler:
     """Seeded random windows; under DDP every rank draws the same global batch and takes its own slice."""
 
-    def __init__(self, tokens: torch.Tensor, seq_len: int, batch: int, seed: int,
+    def __init__(self, tokens: np.ndarray | torch.Tensor, seq_len: int, batch: int, seed: int,
                  rank: int = 0, world_size: int = 1) -> None:
+        import torch
+
         self.tokens, self.seq_len, self.batch = tokens, seq_len, batch
         self.rank, self.world_size = rank, world_size
         self.gen = torch.Generator().manual_seed(seed)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+
         hi = len(self.tokens) - self.seq_len - 1
         starts = torch.randint(0, hi + 1, (self.batch * self.world_size,), generator=self.gen)
         starts = starts[self.rank * self.batch:(self.rank + 1) * self.batch]
         return windows(self.tokens, starts, self.seq_len)
 
 
-def windows(tokens: torch.Tensor, starts: torch.Tensor, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    idx = starts[:, None] + torch.arange(seq_len + 1)[None, :]
-    chunk = tokens[idx]
+def windows(tokens: np.ndarray | torch.Tensor, starts: torch.Tensor, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs, targets) int64 tensors of the windows at `starts`: gathered from the (mapped) ids, widened here."""
+    import numpy as np
+    import torch
+
+    idx = np.asarray(starts, dtype=np.int64)[:, None] + np.arange(seq_len + 1, dtype=np.int64)[None, :]
+    chunk = torch.from_numpy(np.asarray(tokens)[idx].astype(np.int64, copy=False))
     return chunk[:, :-1], chunk[:, 1:]
 
 
-def val_windows(val: torch.Tensor, seq_len: int, n: int = DEFAULT_VAL_WINDOWS) -> torch.Tensor:
+def val_windows(val: np.ndarray | torch.Tensor, seq_len: int, n: int = DEFAULT_VAL_WINDOWS) -> torch.Tensor:
     """Start offsets of the fixed validation windows: evenly spaced over the split, same every run."""
+    import torch
+
     hi = len(val) - seq_len - 1
     return torch.linspace(0, hi, steps=min(n, hi + 1)).round().long().unique()
