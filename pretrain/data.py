@@ -9,8 +9,8 @@ Sources (`--data`):
 - `.npy`: a 1-D integer array of token ids (any integer dtype);
 - `.bin`: raw little-endian **uint16** token ids (the nanoGPT convention), no header.
 
-Token files and text files are memory-mapped, never read whole: the splits are views of the file, a batch
-is gathered from it and widened to int64 only then, so a corpus larger than RAM trains and opening one adds
+Token files and text files are memory-mapped, never read whole: each split is a map of its part of the
+file, a batch is read from it and widened to int64 only then, so a corpus larger than RAM trains and opening one adds
 next to nothing to resident memory. Their id range is checked reading the file in `SCAN_TOKENS` chunks.
 
 The last `VAL_FRACTION` of the tokens is the validation split; validation always uses the same evenly
@@ -57,8 +57,7 @@ class Corpus:
 
     @property
     def max_token(self) -> int:
-        # Reads every id (a memory-mapped corpus pages in); load_corpus checks the vocabulary without this.
-        return int(max(self.train.max(), self.val.max()))
+        return max(_id_range(self.train)[1], _id_range(self.val)[1])
 
 
 # Tokens per read when a memory-mapped file's ids are checked: read(), not the mapping, so the check's
@@ -66,11 +65,23 @@ class Corpus:
 SCAN_TOKENS = 1 << 20
 
 
-def _id_range(tokens: np.ndarray) -> tuple[int, int]:
-    """(min, max) id of a non-empty token array; a whole-file np.memmap is read through its file in chunks."""
+def _is_file_map(tokens: Any) -> bool:
+    """An np.memmap made from its file (not a slice of one), so `offset` and `filename` say where it lies.
+
+    (A slice of an np.memmap inherits its parent's `offset`; its base is the parent array, not the mmap.)
+    """
+    import mmap
+
     import numpy as np
 
-    if not isinstance(tokens, np.memmap):
+    return isinstance(tokens, np.memmap) and isinstance(tokens.base, mmap.mmap) and tokens.flags.c_contiguous
+
+
+def _id_range(tokens: np.ndarray) -> tuple[int, int]:
+    """(min, max) id of a non-empty token array; an np.memmap of a file is read through the file in chunks."""
+    import numpy as np
+
+    if not _is_file_map(tokens):
         return int(tokens.min()), int(tokens.max())
     low, high = None, None
     with open(tokens.filename, "rb") as f:
@@ -178,7 +189,6 @@ def load_corpus(data: str | Path | None, seq_len: int, vocab_size: int, init: st
     else:
         tokens, source, tokenizer = _read_tokens(Path(data))
         license_, where = "", f"--data {data}"
-    # `tokens` is the whole file's map here (offset and length its own), never a slice of it: _id_range reads it.
     n_val = max(int(len(tokens) * VAL_FRACTION), seq_len + 1)
     if len(tokens) - n_val < seq_len + 1:
         raise DataError(f"{where}: {len(tokens)} tokens cannot fill a train and a validation window of "
@@ -190,8 +200,16 @@ def load_corpus(data: str | Path | None, seq_len: int, vocab_size: int, init: st
                             f"--init {init}; pass --data whose token ids are below {vocab_size}")
         raise DataError(f"{where}: token id {highest} does not fit --vocab {vocab_size}; "
                         f"pass --vocab {highest + 1} or larger")
-    # Views, not copies: the fixed split is the last n_val tokens of the file.
-    return Corpus(train=tokens[:-n_val], val=tokens[-n_val:], source=source, license=license_, tokenizer=tokenizer)
+    # The fixed split is the last n_val tokens. A mapped file's two parts are mapped on their own (not sliced),
+    # so each keeps its place in the file, where `windows` reads its batches.
+    if _is_file_map(tokens):
+        n_train, width = len(tokens) - n_val, tokens.dtype.itemsize
+        train = np.memmap(tokens.filename, dtype=tokens.dtype, mode="r", offset=tokens.offset, shape=(n_train,))
+        val = np.memmap(tokens.filename, dtype=tokens.dtype, mode="r", offset=tokens.offset + n_train * width,
+                        shape=(n_val,))
+    else:
+        train, val = tokens[:-n_val], tokens[-n_val:]
+    return Corpus(train=train, val=val, source=source, license=license_, tokenizer=tokenizer)
 
 
 class BatchSampler:
@@ -215,13 +233,39 @@ class BatchSampler:
 
 
 def windows(tokens: np.ndarray | torch.Tensor, starts: torch.Tensor, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(inputs, targets) int64 tensors of the windows at `starts`: gathered from the (mapped) ids, widened here."""
+    """(inputs, targets) int64 tensors of the windows at `starts`, widened to int64 here, per batch.
+
+    From a mapped file the windows are read through the file (pread), not through the mapping: on a kernel
+    whose page cache uses large folios, touching a mapping maps megabytes around each window into the
+    process (15 MB a batch measured), so a long run's resident memory would grow towards the file's size.
+    """
     import numpy as np
     import torch
 
-    idx = np.asarray(starts, dtype=np.int64)[:, None] + np.arange(seq_len + 1, dtype=np.int64)[None, :]
-    chunk = torch.from_numpy(np.asarray(tokens)[idx].astype(np.int64, copy=False))
-    return chunk[:, :-1], chunk[:, 1:]
+    first = np.asarray(starts, dtype=np.int64)
+    width = seq_len + 1
+    if len(first) and (first.min() < 0 or first.max() + width > len(tokens)):
+        raise IndexError(f"a window [{first.min()}, {first.max() + width}) lies outside the {len(tokens)} tokens")
+    if _is_file_map(tokens):
+        chunk = _read_windows(tokens, first, width)
+    else:
+        chunk = np.asarray(tokens)[first[:, None] + np.arange(width, dtype=np.int64)[None, :]]
+    batch = torch.from_numpy(chunk.astype(np.int64, copy=False))
+    return batch[:, :-1], batch[:, 1:]
+
+
+def _read_windows(tokens: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
+    import numpy as np
+
+    out = np.empty((len(starts), width), dtype=tokens.dtype)
+    row_bytes = width * tokens.dtype.itemsize
+    with open(tokens.filename, "rb", buffering=0) as f:
+        for row, start in zip(out, starts.tolist()):
+            f.seek(tokens.offset + start * tokens.dtype.itemsize)
+            if f.readinto(memoryview(row).cast("B")) != row_bytes:
+                raise DataError(f"--data {tokens.filename}: the file changed while training read it (shorter "
+                                "than when it was opened); do not rewrite a corpus a run is reading")
+    return out
 
 
 def val_windows(val: np.ndarray | torch.Tensor, seq_len: int, n: int = DEFAULT_VAL_WINDOWS) -> torch.Tensor:

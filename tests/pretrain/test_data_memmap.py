@@ -89,3 +89,27 @@ def test_a_pickled_npy_is_refused_without_unpickling(tmp_path: Path) -> None:
     np.save(tmp_path / "o.npy", np.array([1, "a"], dtype=object), allow_pickle=True)
     with pytest.raises(data.DataError, match=r"o\.npy: not a readable \.npy array .*; save it with numpy\.save"):
         data.load_corpus(tmp_path / "o.npy", SEQ, 256)
+
+
+def test_windows_of_a_slice_and_out_of_range_windows(tmp_path: Path) -> None:
+    # A slice of a mapped split inherits its parent's `offset`: it must be gathered by index, not read at
+    # that offset (which would silently return other tokens).
+    tokens = ids(5000, 1000).astype("<u2")
+    tokens.tofile(tmp_path / "t.bin")
+    corpus = data.load_corpus(tmp_path / "t.bin", SEQ, 1000)
+    part = corpus.train[100:]
+    x, _ = data.windows(part, torch.tensor([0, 7]), SEQ)
+    assert x.tolist() == [tokens[100:100 + SEQ].tolist(), tokens[107:107 + SEQ].tolist()]
+    with pytest.raises(IndexError, match="lies outside"):
+        data.windows(corpus.val, torch.tensor([len(corpus.val) - SEQ]), SEQ)
+
+
+def test_a_corpus_shortened_while_training_reads_it_is_an_error(tmp_path: Path) -> None:
+    tokens = ids(5000, 1000).astype("<u2")
+    path = tmp_path / "t.bin"
+    tokens.tofile(path)
+    corpus = data.load_corpus(path, SEQ, 1000)
+    with open(path, "r+b") as f:
+        f.truncate(100)
+    with pytest.raises(data.DataError, match=r"t\.bin: the file changed while training read it"):
+        data.windows(corpus.train, torch.tensor([1000]), SEQ)
