@@ -37,8 +37,6 @@ from pretrain.model_config import (  # noqa: F401  (re-exported)
     LoadError,
     ModelConfig,
     StrictLoadError,
-    _first,
-    _shown,
 )
 
 # False while a model is built only to receive a checkpoint's tensors: nn's default initialisation would be
