@@ -10,8 +10,8 @@ Sources (`--data`):
 - `.bin`: raw little-endian **uint16** token ids (the nanoGPT convention), no header.
 
 Token files and text files are memory-mapped, never read whole: each split is a map of its part of the
-file, a batch is read from it and widened to int64 only then, so a corpus larger than RAM trains and opening one adds
-next to nothing to resident memory. Their id range is checked reading the file in `SCAN_TOKENS` chunks.
+file, a batch is read from it and widened to int64 only then, so a corpus larger than RAM trains and
+opening one adds next to nothing to resident memory. Their id range is checked reading the file in `SCAN_TOKENS` chunks.
 
 The last `VAL_FRACTION` of the tokens is the validation split; validation always uses the same evenly
 spaced windows, so val loss is comparable across runs with the same data and seq_len.
@@ -45,8 +45,9 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class Corpus:
-    # 1-D token ids in the source's own dtype: views of an np.memmap for token and text files, an array
-    # in memory for a directory and the default corpus. Widened to int64 per batch, by `windows`.
+    # 1-D token ids in the source's own dtype: for token and text files an np.memmap of the split's part of
+    # the file, for a directory and the default corpus an array in memory. Widened to int64 per batch, by
+    # `windows`.
     train: np.ndarray
     val: np.ndarray
     source: str  # recorded in checkpoint metadata as data_source
