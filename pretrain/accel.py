@@ -36,10 +36,19 @@ def resolve_precision(flag: str, device: torch.device,
     if flag == "auto":
         return torch.bfloat16 if device.type == "cuda" and native_bf16(device) else None
     if flag == "bf16" and device.type == "cuda" and not native_bf16(device):
-        name = torch.cuda.get_device_name(device)
-        raise TrainConfigError(f"--dtype bf16: {device} ({name}) has no native bfloat16 (it needs compute "
-                               "capability 8.0 or later, e.g. A100, H100); pass --dtype fp32", field="dtype")
+        raise TrainConfigError(f"--dtype bf16: {device}{device_label(device)} has no native bfloat16 (it needs "
+                               "compute capability 8.0 or later, e.g. A100, H100); pass --dtype fp32", field="dtype")
     return PRECISIONS[flag]
+
+
+def device_label(device: torch.device) -> str:
+    """` (NVIDIA H100 80GB HBM3)` for a CUDA device, "" where the name cannot be had."""
+    if device.type != "cuda":
+        return ""
+    try:
+        return f" ({torch.cuda.get_device_name(device)})"
+    except (RuntimeError, AssertionError):  # no driver, or a torch built without CUDA
+        return ""
 
 
 def precision_name(amp: torch.dtype | None) -> str:

@@ -391,11 +391,11 @@ def _train_loop(args: TrainConfig, model: CausalLM, cfg: ModelConfig, corpus: da
                                          torch.full_like(unread_bad, step))
                 progress.step(step, None, None)
             else:
-                loss_value = global_mean(loss, dist)
+                loss_value = global_mean(loss, dist)  # a collective under DDP: every rank, before any raise
+                check_unread()  # an earlier unread step may have been the first to go non-finite
                 if not math.isfinite(loss_value):
                     raise DivergedError(f"train loss became {loss_value} at step {step}; nothing was saved; rerun "
                                         "with a lower --lr (or --dtype fp32) and --overwrite")
-                check_unread()
                 # The loss read above waited for the step's device work, so the clock is right here.
                 tok_s = speed.tokens_per_s()
                 if step % args.log_every == 0 or step == args.steps:
