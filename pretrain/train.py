@@ -300,9 +300,17 @@ def _train_loop(args: TrainConfig, model: CausalLM, cfg: ModelConfig, corpus: da
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         train_model = DDP(train_model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def loss_of(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with autocast(device, amp):
+            logits = train_model(x)
+        return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
+
     if args.compile:
-        # Compiled around DDP, so torch's DDP optimizer can split the graph at the gradient buckets.
-        train_model = torch.compile(train_model)
+        # The loss is compiled with the model, so the fp32 copy of the logits and the softmax fuse into the
+        # head's kernels instead of costing full passes over batch x seq x vocab values; compiled around
+        # DDP, so torch's DDP optimizer splits the graph at the gradient buckets.
+        loss_of = torch.compile(loss_of)
     optimizer = make_optimizer(model, args.lr, args.weight_decay, device)
     params = list(model.parameters())  # listed once: clip_grad_norm_ would walk the modules each step
     # Wrapped so the largest --seed (2**64 - 1) still gives the sampler a 64-bit seed.
@@ -370,9 +378,7 @@ def _train_loop(args: TrainConfig, model: CausalLM, cfg: ModelConfig, corpus: da
             x, y = sampler.next()
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             try:
-                with autocast(device, amp):
-                    logits = train_model(x)
-                loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
+                loss = loss_of(x, y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
             except compile_failed as exc:
