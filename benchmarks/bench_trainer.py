@@ -78,6 +78,57 @@ def test_training_tokens_per_second_vs_transformers(benchmark: Any) -> None:
     assert ours_s > 0 and theirs_s > 0
 
 
+def test_trainer_tokens_per_second_vs_transformers(benchmark: Any, tmp_path: Path) -> None:
+    """The whole trainer's steady speed (`train(TrainConfig)`'s own `tokens_per_s` in metrics.jsonl: batch
+    sampling, the schedule, the step, clipping, AdamW, logging) against `transformers`' model on the same
+    config and batches, stepped the way its Trainer does by default (fused AdamW, gradient clipping at 1.0),
+    runs alternating so machine load hits both alike."""
+    from pretrain import data as data_mod
+    from pretrain.train import TrainConfig, train
+
+    steps, rounds = (10, 1) if benchmark.disabled else (60, 5)
+    config = TrainConfig(family=CFG.family, layers=CFG.num_hidden_layers, hidden=CFG.hidden_size,
+                         heads=CFG.num_attention_heads, kv_heads=CFG.num_key_value_heads,
+                         intermediate=CFG.intermediate_size, seq_len=SEQ, batch=BATCH, steps=steps,
+                         log_every=steps // 2, eval_every=steps, val_windows=1, device="cpu", dtype="fp32",
+                         out=tmp_path / "run", overwrite=True)
+    corpus = data_mod.load_corpus(None, SEQ, CFG.vocab_size)
+
+    def ours() -> float:
+        with contextlib.redirect_stdout(io.StringIO()):
+            train(config)
+        rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+        return [r for r in rows if "tokens_per_s" in r][-1]["tokens_per_s"]  # the second half: warmed up
+
+    def theirs() -> float:
+        model = hf_peer(CFG).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=3e-3, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
+        sampler = data_mod.BatchSampler(corpus.train, SEQ, BATCH, seed=1)
+        start = 0.0
+        for step in range(steps):
+            if step == steps // 2:
+                start = time.perf_counter()
+            x, y = sampler.next()
+            logits = model(x).logits
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+        loss.item()
+        return (steps - steps // 2) * BATCH * SEQ / (time.perf_counter() - start)
+
+    speeds: dict[str, list[float]] = {"ours": [], "theirs": []}
+    benchmark.pedantic(lambda: speeds["ours"].append(ours()), rounds=1, iterations=1)
+    for _ in range(rounds):
+        speeds["theirs"].append(theirs())
+        speeds["ours"].append(ours())
+    ours_tps, theirs_tps = statistics.median(speeds["ours"]), statistics.median(speeds["theirs"])
+    benchmark.extra_info.update(trainer_tokens_per_s=ours_tps, transformers_tokens_per_s=theirs_tps,
+                                ratio_ours_over_transformers=ours_tps / theirs_tps, rounds=rounds)
+    assert ours_tps > 0 and theirs_tps > 0
+
+
 def test_from_pretrained_load_time_vs_transformers(benchmark: Any, tmp_path: Path) -> None:
     hf_peer(CFG).save_pretrained(tmp_path)
 

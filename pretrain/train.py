@@ -29,13 +29,15 @@ import torch
 import torch.nn.functional as F
 
 from pretrain import data as data_mod
+from pretrain import flops
+from pretrain.accel import adamw_kernel, check_compile, compile_errors, make_adamw, precision_name, resolve_precision
 from pretrain.distributed import Dist, finish_distributed, global_mean, init_distributed, resolve_device
 from pretrain.memory import available_memory, check_memory
 from pretrain.model import (CausalLM, LoadError, ModelConfig, build_model, check_tensor_names_and_shapes,
                             config_from_header, load_state_strict)
 from pretrain.train_config import (DivergedError, OutputError, TrainConfig, TrainConfigError, TrainDataError,
                                    TrainError, check_flags_agree, check_out_dir, config_from_flags)
-from pretrain.train_output import Metrics, Progress, provenance, save_or_refuse
+from pretrain.train_output import Metrics, Progress, Throughput, provenance, save_or_refuse
 
 # Names pretrain.train offered before the split, still importable from here.
 from pretrain.memory import MemoryEstimate, estimate_memory  # noqa: F401
@@ -116,11 +118,29 @@ def lr_at(step: int, peak: float, warmup: int, total: int, min_ratio: float) -> 
     return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float,
+                   device: torch.device | None = None) -> torch.optim.AdamW:
+    """AdamW (betas 0.9/0.95), decay on matrices only, with the fastest kernel `device` has (pretrain.accel)."""
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95))
+    optimizer, _kernel = make_adamw([{"params": decay, "weight_decay": weight_decay},
+                                     {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95),
+                                    device=device if device is not None else next(model.parameters()).device)
+    return optimizer
+
+
+def model_flops_per_token(model: CausalLM, seq_len: int) -> int:
+    """Training FLOPs per token of `model` on windows of `seq_len` (pretrain.flops: 6N + 12 L H Q T)."""
+    cfg = model.config
+    n = flops.matmul_parameters(((name, p.numel()) for name, p in model.named_parameters()),
+                                tied=cfg.tie_word_embeddings)
+    return flops.flops_per_token(n, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.head_dim, seq_len)
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work, so a clock read after it times that work (CUDA runs ahead)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
@@ -218,7 +238,9 @@ def _train(args: TrainConfig) -> TrainResult:
     device = resolve_device(kind, dist)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    amp = {"fp32": None, "bf16": torch.bfloat16}.get(args.dtype, torch.bfloat16 if device.type == "cuda" else None)
+    amp = resolve_precision(args.dtype, device)  # refuses --dtype bf16 on a GPU without it
+    if args.compile:
+        check_compile(device)  # refuses --compile where torch.compile cannot work
 
     available = available_memory(device)
 
@@ -273,20 +295,42 @@ def _train_loop(args: TrainConfig, model: CausalLM, cfg: ModelConfig, corpus: da
                 ckpt_path: Path | None, start: float, val_loss: float) -> TrainResult:
     progress = Progress(args.steps, dist.is_main)
     model.train()
-    train_model: torch.nn.Module = torch.compile(model) if args.compile else model
+    train_model: torch.nn.Module = model
     if dist.world_size > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         train_model = DDP(train_model, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = make_optimizer(model, args.lr, args.weight_decay)
+
+    def loss_of(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with autocast(device, amp):
+            logits = train_model(x)
+        return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
+
+    if args.compile:
+        # The loss is compiled with the model, so the fp32 copy of the logits and the softmax fuse into the
+        # head's kernels instead of costing full passes over batch x seq x vocab values; compiled around
+        # DDP, so torch's DDP optimizer splits the graph at the gradient buckets.
+        loss_of = torch.compile(loss_of)
+    optimizer = make_optimizer(model, args.lr, args.weight_decay, device)
+    params = list(model.parameters())  # listed once: clip_grad_norm_ would walk the modules each step
     # Wrapped so the largest --seed (2**64 - 1) still gives the sampler a 64-bit seed.
     sampler = data_mod.BatchSampler(corpus.train, args.seq_len, args.batch, (args.seed + 1) % 2**64,
                                     dist.rank, dist.world_size)
     tokens_per_step = args.batch * args.seq_len * dist.world_size
+    precision = precision_name(amp)
+    flops_per_token = model_flops_per_token(model, args.seq_len)
+    if args.peak_flops is not None:
+        peak, no_peak = args.peak_flops, ""
+    else:
+        peak, no_peak = flops.peak_flops(device.type, torch.cuda.get_device_name(device) if device.type == "cuda"
+                                         else "", precision)
     progress.note(f"pretrain train: {cfg.family} {model.num_parameters():,} params on {device} "
                   f"x{dist.world_size}, data {corpus.source}, {len(corpus.train):,} train tokens"
                   + (f", init {args.init} (step {init_meta.get('step', '?')}, "
                      f"val_loss {init_meta.get('val_loss', '?')})" if args.init else ""))
+    progress.note(f"{precision}{' autocast' if amp is not None else ''}, AdamW {adamw_kernel(device)}, "
+                  f"torch.compile {'on' if args.compile else 'off'}; {flops_per_token:,} model FLOPs per token; "
+                  + (f"mfu against {peak:.4g} FLOP/s per device" if peak is not None else f"no mfu: {no_peak}"))
     step = 0
 
     def write_val(at: int, loss: float) -> None:
@@ -303,11 +347,27 @@ def _train_loop(args: TrainConfig, model: CausalLM, cfg: ModelConfig, corpus: da
         write_val(at, loss)
         return loss
 
+    # The loss is read back (a device sync on CUDA, a collective under DDP) only on the steps that log or
+    # print it; the same steps on every rank. On the others a non-finite loss is noted on the device.
+    def reads(at: int) -> bool:
+        return at % args.log_every == 0 or at == args.steps or at % progress.every == 0
+
+    unread_bad = torch.zeros((), dtype=torch.long, device=device)  # the first unread step whose loss was not finite
+
+    def check_unread() -> None:
+        bad = int(unread_bad.item()) if args.log_every > 1 else 0
+        if bad:
+            raise DivergedError(f"train loss became nan or inf at step {bad}; nothing was saved; rerun with a "
+                                "lower --lr (or --dtype fp32) and --overwrite")
+
+    # A torch.compile that fails does so at its first call, inside the step: caught only with --compile.
+    compile_failed = compile_errors() if args.compile else ()
     last_eval = -1
     guard = UpdateGuard().__enter__()
     try:
         write_val(0, val_loss)
         last_eval = 0
+        speed = Throughput(tokens_per_step, flops_per_token, peak, no_peak, dist.world_size, lambda: sync(device))
         while step < args.steps:
             lr = lr_at(step, args.lr, args.warmup, args.steps, args.min_lr_ratio)
             if not math.isfinite(lr):  # validate_flags bounds every input of lr_at; this keeps NaN out of AdamW
@@ -317,30 +377,44 @@ def _train_loop(args: TrainConfig, model: CausalLM, cfg: ModelConfig, corpus: da
                 group["lr"] = lr
             x, y = sampler.next()
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with autocast(device, amp):
-                logits = train_model(x)
-            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            try:
+                loss = loss_of(x, y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+            except compile_failed as exc:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+                raise TrainError(f"--compile: torch.compile failed at step {step + 1} ({first}); nothing was "
+                                 "saved; rerun without --compile, with --overwrite") from None
             if args.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+                torch.nn.utils.clip_grad_norm_(params, args.grad_clip, foreach=True)
             with guard.update():
                 optimizer.step()
                 step += 1
-            loss_value = global_mean(loss.detach(), dist)
-            if not math.isfinite(loss_value):
-                raise DivergedError(f"train loss became {loss_value} at step {step}; nothing was saved; rerun "
-                                 "with a lower --lr (or --dtype fp32) and --overwrite")
-            elapsed = time.perf_counter() - start
-            tok_s = step * tokens_per_step / max(elapsed, 1e-9)
-            if step % args.log_every == 0 or step == args.steps:
-                metrics.write({"step": step, "loss": loss_value, "lr": lr, "tokens": step * tokens_per_step,
-                               "elapsed_s": elapsed, "tokens_per_s": tok_s})
-            progress.step(step, loss_value, tok_s)
+            speed.stepped()
+            loss = loss.detach()
+            if not reads(step):
+                unread_bad = torch.where(torch.isfinite(loss) | (unread_bad > 0), unread_bad,
+                                         torch.full_like(unread_bad, step))
+                progress.step(step, None, None)
+            else:
+                loss_value = global_mean(loss, dist)  # a collective under DDP: every rank, before any raise
+                check_unread()  # an earlier unread step may have been the first to go non-finite
+                if not math.isfinite(loss_value):
+                    raise DivergedError(f"train loss became {loss_value} at step {step}; nothing was saved; rerun "
+                                        "with a lower --lr (or --dtype fp32) and --overwrite")
+                # The loss read above waited for the step's device work, so the clock is right here.
+                tok_s = speed.tokens_per_s()
+                if step % args.log_every == 0 or step == args.steps:
+                    metrics.write({"step": step, "loss": loss_value, "lr": lr, "tokens": step * tokens_per_step,
+                                   "elapsed_s": time.perf_counter() - start, **speed.fields()})
+                progress.step(step, loss_value, tok_s)
             if step % args.eval_every == 0 or step == args.steps:
+                speed.pause()
                 val_loss, last_eval = record_val(step), step
+                speed.resume()
     except KeyboardInterrupt:
         progress.close()
+        check_unread()  # weights a non-finite loss produced are not saved
         if dist.is_main and ckpt_path is not None:
             # Evaluate at exactly the weights being saved, so the recorded val_loss is theirs.
             val_loss = record_val(step) if last_eval != step else val_loss

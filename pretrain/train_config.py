@@ -113,12 +113,14 @@ class TrainConfig:
     log_every: int = _opt(1, "write a train-loss metrics line every N steps", int)
     seed: int = _opt(0, "init and batch order, 0 to 2**64-1", int)
     device: str = _opt("auto", "where to train (auto: cuda when available)", str, choices=["auto", "cpu", "cuda"])
-    dtype: str = _opt("auto", "autocast dtype; weights stay fp32 (auto: bf16 on CUDA, fp32 on CPU)", str,
-                      choices=["auto", "fp32", "bf16"])
+    dtype: str = _opt("auto", "precision: fp32, or bf16 autocast with fp32 weights (auto: bf16 on a CUDA device "
+                              "that has it, fp32 on CPU)", str, choices=["auto", "fp32", "bf16"])
     data: str | None = _opt(None, "directory of text files, a text file, .npy tokens or .bin uint16 tokens "
                                   "(default: embedded Python-stdlib byte corpus)", "path")
     init: str | None = _opt(None, "start from this checkpoint (ours, an HF directory, or a stamped file)", "path")
-    compile: bool = _opt(False, "torch.compile the model", bool)
+    compile: bool = _opt(False, "torch.compile the model (faster steps on CUDA; the first step compiles)", bool)
+    peak_flops: float | None = _opt(None, "peak FLOP/s of one device, for the mfu in metrics.jsonl (default: "
+                                          "known for A100/H100/H200; none on CPU)", float, metavar="FLOPS")
     license: str = _opt("", "the model's license, recorded as `license` metadata (default: none recorded)", str,
                         metavar="SPDX")
     data_source: str | None = _opt(None, "what it was trained on, recorded as `data_source` metadata (default: "
@@ -219,7 +221,8 @@ def validate(cfg: Any) -> None:
              ("rope_theta", 0.0, False, None, "e.g. --rope-theta 10000"),
              ("weight_decay", 0.0, True, None, "--weight-decay 0 turns it off"),
              ("grad_clip", 0.0, True, None, "--grad-clip 0 turns clipping off"),
-             ("min_lr_ratio", 0.0, True, 1.0, "e.g. --min-lr-ratio 0.1")]
+             ("min_lr_ratio", 0.0, True, 1.0, "e.g. --min-lr-ratio 0.1"),
+             ("peak_flops", 0.0, False, None, "e.g. --peak-flops 989.5e12 (an H100's bf16), or leave it out")]
     for name, low, low_ok, high, fix in reals:
         value = getattr(cfg, name)
         if value is None:

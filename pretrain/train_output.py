@@ -10,12 +10,14 @@ import json
 import math
 import os
 import sys
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Callable, TextIO
 
 import torch
 
 from pretrain import data as data_mod
+from pretrain.flops import mfu
 from pretrain.model import CausalLM, ModelConfig
 from pretrain.streams import print_line
 from pretrain.train_config import DivergedError, OutputError
@@ -97,14 +99,17 @@ class Progress:
             self.bar = tqdm(total=total, unit="step", file=sys.stderr, dynamic_ncols=known,
                             ncols=None if known else 100, nrows=None if known else 24)
 
-    def step(self, step: int, loss: float, tok_s: float) -> None:
+    def step(self, step: int, loss: float | None, tok_s: float | None) -> None:
+        """One step done; `loss` is None on the steps whose loss the loop did not read back (every step but
+        each `every`-th and each logged one), and the bar then only moves."""
         if not self.enabled:
             return
         if self.bar is not None:
             self.bar.update(1)
-            self.bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tok_s:,.0f}")
-        elif step % self.every == 0:
-            self._print(f"step {step} loss {loss:.4f} tok/s {tok_s:,.0f}")
+            if loss is not None:
+                self.bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tok_s or 0:,.0f}")
+        elif step % self.every == 0 and loss is not None:
+            self._print(f"step {step} loss {loss:.4f} tok/s {tok_s or 0:,.0f}")
 
     def note(self, text: str) -> None:
         if not self.enabled:
@@ -121,6 +126,48 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+class Throughput:
+    """tokens/s of the training steps since the last training record, with model FLOPs per token and MFU.
+
+    Evaluation time is left out (`pause()` before, `resume()` after), so the figure is the training speed
+    alone. `fields()` must be called right after something waited for the step's device work (the loss read
+    does): on CUDA the clock would otherwise stop while kernels are still queued. `sync()` is that wait,
+    used before an evaluation starts.
+    """
+
+    def __init__(self, tokens_per_step: int, flops_per_token: int, peak: float | None, no_peak: str,
+                 devices: int, sync: Callable[[], None]) -> None:
+        self.tokens_per_step, self.flops_per_token = tokens_per_step, flops_per_token
+        self.peak, self.no_peak, self.devices, self.sync = peak, no_peak, devices, sync
+        self.steps, self.spent, self.mark = 0, 0.0, time.perf_counter()
+
+    def pause(self) -> None:
+        self.sync()
+        self.spent += time.perf_counter() - self.mark
+
+    def resume(self) -> None:
+        self.mark = time.perf_counter()
+
+    def tokens_per_s(self) -> float:
+        """The speed so far in this window (for the progress display; the window goes on)."""
+        return self.steps * self.tokens_per_step / max(self.spent + time.perf_counter() - self.mark, 1e-9)
+
+    def fields(self) -> dict[str, Any]:
+        """`tokens_per_s`, `flops_per_token`, `mfu` (and `mfu_reason` when it is null) for a metrics line;
+        a new window starts."""
+        tokens_per_s = self.tokens_per_s()
+        self.steps, self.spent, self.mark = 0, 0.0, time.perf_counter()
+        out: dict[str, Any] = {"tokens_per_s": tokens_per_s, "flops_per_token": self.flops_per_token}
+        if self.peak is None:
+            out.update(mfu=None, mfu_reason=self.no_peak)
+        else:
+            out["mfu"] = mfu(tokens_per_s, self.flops_per_token, self.peak, self.devices)
+        return out
+
+    def stepped(self) -> None:
+        self.steps += 1
 
 
 def provenance(args: "TrainConfig", corpus: data_mod.Corpus) -> dict[str, str]:
