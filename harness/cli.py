@@ -73,13 +73,24 @@ def version() -> str:
         return harness.__version__
 
 
+class _VersionAction(argparse.Action):
+    """`--version`, looked up only when asked for: importlib.metadata costs every other command ~70 ms."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help="show program's version number and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object, option_string: str | None = None) -> None:
+        emit(f"harness {version()}")
+        parser.exit()
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The whole parser; with `command` (a subcommand's name) only the modules that register it, and any
     module COMMAND_NAMES does not list."""
     parser = argparse.ArgumentParser(
         prog="harness", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--version", action="version", version=f"harness {version()}")
+    parser.add_argument("--version", action=_VersionAction)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         if command is None or command in COMMAND_NAMES.get(name, (command,)):
