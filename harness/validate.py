@@ -109,7 +109,7 @@ def _binding(data: dict[str, Any], root: Path) -> Binding:
 
 def _contract(doc: ContractDoc) -> Contract:
     data = doc.data
-    rel = doc.path.resolve().relative_to(doc.root).as_posix() if doc.path.resolve().is_relative_to(doc.root) else str(doc.path.resolve())
+    rel = doc.path.relative_to(doc.root).as_posix() if doc.path.is_relative_to(doc.root) else str(doc.path)  # resolved
 
     def loc(path: tuple[Any, ...]) -> SourceLocation:
         return SourceLocation(rel, doc.loaded.line_of(path))
@@ -160,6 +160,7 @@ def validate_report(
     for p in discovered:
         problems.add(p.location, p.subject, p.message)
     docs: list[ContractDoc] = []
+    roots_of: dict[Path, tuple[Path, bool]] = {}  # by directory: files beside each other share a root
     for file in files:
         display = display_path(file)
         try:
@@ -167,8 +168,11 @@ def validate_report(
         except LoadError as exc:
             problems.add(SourceLocation(display, exc.line), NO_ID, exc.message)
             continue
-        root, marked = locate_repo_root(file)
-        docs.append(ContractDoc(display=display, path=file.resolve(), root=root, loaded=loaded, root_marked=marked))
+        resolved = file.resolve()
+        if resolved.parent not in roots_of:
+            roots_of[resolved.parent] = locate_repo_root(resolved.parent)
+        root, marked = roots_of[resolved.parent]
+        docs.append(ContractDoc(display=display, path=resolved, root=root, loaded=loaded, root_marked=marked))
     for doc in docs:
         schema_check.check_schema(doc, problems)
     crossref.check_ids(docs, problems)
