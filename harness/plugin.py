@@ -99,11 +99,22 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     if file_path.suffix not in CONTRACT_SUFFIXES:
         return None
     compiled = _compiled(parent.config)
-    if compiled is not None:  # harness verify: exactly the files it validated
-        return ContractFile.from_parent(parent, path=file_path) if _compiled_key(file_path, compiled) in compiled else None
+    if compiled is not None:  # harness verify: exactly the files it validated, those holding a selected falsifier
+        pairs = compiled.get(_compiled_key(file_path, compiled))
+        if not pairs or not _any_selected(parent.config, pairs):
+            return None
+        return ContractFile.from_parent(parent, path=file_path)
     if parent.session.isinitpath(file_path) or looks_like_contract(file_path):
         return ContractFile.from_parent(parent, path=file_path)
     return None
+
+
+def _any_selected(config: pytest.Config, pairs: Sequence[tuple[Contract, Any]]) -> bool:
+    """Whether a file's contracts hold a falsifier --harness-select matches. Under harness verify a file
+    with none gets no node at all: `-k ONE-ID` among 10,000 contracts builds one file's items, not 10,000
+    files' to deselect them (pytest_collection_modifyitems still deselects within the files kept)."""
+    patterns = config.getoption("harness_select", default=[]) or []
+    return not patterns or any(matches_selection(patterns, contract, f) for contract, _ in pairs for f in contract.falsifiers)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -118,7 +129,14 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
         wanted: set[str] = set()
         for name in compiled:
             wanted.add(name)
-            wanted.update(str(p) for p in Path(name).parents)
+            # The directories above it, as strings (10,000 files' parents as Path objects cost seconds);
+            # a directory already there has its own parents there too.
+            parent = os.path.dirname(name)
+            while parent not in wanted:
+                wanted.add(parent)
+                if os.path.dirname(parent) == parent:
+                    break
+                parent = os.path.dirname(parent)
         config.stash[_WANTED] = wanted
     return _compiled_key(collection_path, config.stash[_WANTED]) not in config.stash[_WANTED]
 
