@@ -202,8 +202,11 @@ def _contract_group(config: pytest.Config, path: Path) -> tuple[Path, ...]:
     return scanned if path in scanned else tuple(sorted((*scanned, path)))
 
 
-def _validation(config: pytest.Config, group: tuple[Path, ...]) -> tuple[Any, dict[Path, list[tuple[Contract, Path]]]]:
-    """The group's validation, and its contracts by resolved file path; once per group and session."""
+def _validation(
+    config: pytest.Config, group: tuple[Path, ...]
+) -> tuple[Any, dict[Path, list[tuple[Contract, Path]]], dict[Path, list[Problem]]]:
+    """The group's validation, its contracts and its problems by resolved file path; once per group and
+    session (each of the group's files asks for its own: looked up, not searched for)."""
     # Imported here so `pytest` runs that never meet a contract file never import the validator.
     from harness.validate import validate_report
 
@@ -215,8 +218,12 @@ def _validation(config: pytest.Config, group: tuple[Path, ...]) -> tuple[Any, di
         by_file: dict[Path, list[tuple[Contract, Path]]] = {}
         for contract in result.contracts:
             root = Path(result.roots[contract.id])
-            by_file.setdefault((root / contract.path).resolve(), []).append((contract, root))
-        cache[group] = (result, by_file)
+            # Resolved already: validate made `path` relative to the resolved root from the resolved file.
+            by_file.setdefault(root / contract.path, []).append((contract, root))
+        problems_by_file: dict[Path, list[Problem]] = {}
+        for problem in result.problems:
+            problems_by_file.setdefault(Path(problem.location.path).resolve(), []).append(problem)
+        cache[group] = (result, by_file, problems_by_file)
     return cache[group]
 
 
@@ -249,9 +256,9 @@ class ContractFile(pytest.File):
                 yield from self._items(contract, Path(root))
             return
         me = self.path.resolve()
-        result, by_file = _validation(self.config, _contract_group(self.config, me))
+        result, by_file, problems_by_file = _validation(self.config, _contract_group(self.config, me))
         if result.problems:
-            mine = [p for p in result.problems if Path(p.location.path).resolve() == me]
+            mine = problems_by_file.get(me, [])
             others = [p for p in result.problems if p not in mine]
             raise InvalidContract(mine, others)
         for contract, root in by_file.get(me, []):
