@@ -3,7 +3,8 @@
 # Maintainers: one subcommand per module, wired here and nowhere else. Each command module exposes
 # `register(subparsers) -> None`, which adds its parser(s) and sets `func(args) -> int` as the parser
 # default. To add a command, add its module's dotted name to `COMMAND_MODULES` (e.g.
-# "harness.verify_cli"). This module stays light to import: SIGTERM must be handled before the
+# "harness.verify_cli"), and the subcommands it registers to `COMMAND_NAMES`, so that running another
+# command does not import it. This module stays light to import: SIGTERM must be handled before the
 # command modules' heavy imports (pytest, jsonschema) start.
 
 from __future__ import annotations
