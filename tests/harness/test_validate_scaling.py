@@ -124,13 +124,14 @@ def test_validate_imports_neither_pytest_nor_the_other_commands() -> None:
     # the runner) and the --version lookup are not imported, nor jsonschema when the fast path decides.
     code = (
         "import sys\n"
+        "before = set(sys.modules)  # whatever the interpreter's start-up (site, .pth files) imported\n"
         "from harness.cli import main\n"
         f"status = main(['validate', '--no-bindings', {str(REPO / 'contracts')!r}])\n"
         "from harness import schema_check\n"
         "heavy = ['pytest', 'harness.pipeline', 'harness.execute', 'harness.teeth_run', 'importlib.metadata']\n"
         "if schema_check.fast_validator() is not None:\n"
         "    heavy.append('jsonschema')\n"
-        "print(status, sorted(m for m in heavy if m in sys.modules))\n"
+        "print(status, sorted(m for m in heavy if m in sys.modules and m not in before))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=harness_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
