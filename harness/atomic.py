@@ -10,7 +10,6 @@ of one. (`harness.record.publish` replaces a whole directory of them from the sa
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
 
@@ -28,7 +27,8 @@ def create_file(path: Path, text: str) -> None:
 
 def unique_sibling(directory: Path, name: str, suffix: str) -> Path:
     """A hidden sibling name no other process or run can pick: `.NAME.PID.RANDOM.SUFFIX`."""
-    return directory / f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.{suffix}"
+    # os.urandom, not uuid: importing uuid (and the platform module it pulls in) costs every command.
+    return directory / f".{name}.{os.getpid()}.{os.urandom(4).hex()}.{suffix}"
 
 
 def fsync_dir(directory: Path) -> None:

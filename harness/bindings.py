@@ -71,34 +71,36 @@ def _python_fix(reason: str, target: str) -> str:
 
 
 def _check_python_bindings(root: Path, docs: list[ContractDoc], problems: ProblemSink) -> None:
-    # (doc, path to the value, subject, target, packages the falsifier declares it needs)
-    uses: list[tuple[ContractDoc, tuple[Any, ...], str, str, frozenset[str], bool]] = []
+    # (doc, path to the value, target, the falsifier or None for a guard); the subject and the declared
+    # packages are worked out only for a target that does not resolve.
+    uses: list[tuple[ContractDoc, tuple[Any, ...], str, Any]] = []
     for doc in docs:
         for i, inv in dicts(doc.data, "invariants"):
             for j, guard in strs(inv.get("guards")):
                 if _TARGET.fullmatch(guard):
-                    uses.append((doc, ("invariants", i, "guards", j), doc.subject(("invariants", i)), guard, frozenset(), False))
+                    uses.append((doc, ("invariants", i, "guards", j), guard, None))
         for i, fal in dicts(doc.data, "falsifiers"):
             binding = fal.get("binding")
             target = binding.get("python") if isinstance(binding, dict) else None
             if isinstance(target, str) and _TARGET.fullmatch(target):
-                requires = fal.get("requires")
-                packages = requires.get("packages") if isinstance(requires, dict) else None
-                declared = frozenset(_normalize_package(p) for _, p in strs(packages))
-                uses.append((doc, ("falsifiers", i, "binding", "python"), doc.subject(("falsifiers", i)), target, declared, True))
+                uses.append((doc, ("falsifiers", i, "binding", "python"), target, fal))
     if not uses:
         return
-    results = check_python_targets(root, [u[3] for u in uses], zero_arg={u[3] for u in uses if u[5]})
-    for doc, path, subject, target, declared, is_binding in uses:
+    results = check_python_targets(root, [u[2] for u in uses], zero_arg={u[2] for u in uses if u[3] is not None})
+    for doc, path, target, fal in uses:
         reason = results.get(target)
         if reason is None:
             continue
+        is_binding = fal is not None
+        requires = fal.get("requires") if is_binding else None
+        packages = requires.get("packages") if isinstance(requires, dict) else None
+        declared = frozenset(_normalize_package(p) for _, p in strs(packages))
         missing = _MISSING_MODULE.search(reason)
         if missing and missing.group(1).split(".")[0].lower() in declared:
             # The falsifier says it needs this package; the runner reports it not_run where absent.
             continue
         what = "binding python:" if is_binding else "guards:"
-        problems.add(doc.loc(path), subject, f"{what} {target} does not resolve: {reason}; {_python_fix(reason, target)}")
+        problems.add(doc.loc(path), doc.subject(path[:2]), f"{what} {target} does not resolve: {reason}; {_python_fix(reason, target)}")
 
 
 def _outside_root(root: Path, relative: str) -> str | None:

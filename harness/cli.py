@@ -3,7 +3,8 @@
 # Maintainers: one subcommand per module, wired here and nowhere else. Each command module exposes
 # `register(subparsers) -> None`, which adds its parser(s) and sets `func(args) -> int` as the parser
 # default. To add a command, add its module's dotted name to `COMMAND_MODULES` (e.g.
-# "harness.verify_cli"). This module stays light to import: SIGTERM must be handled before the
+# "harness.verify_cli"), and the subcommands it registers to `COMMAND_NAMES`, so that running another
+# command does not import it. This module stays light to import: SIGTERM must be handled before the
 # command modules' heavy imports (pytest, jsonschema) start.
 
 from __future__ import annotations
@@ -17,6 +18,15 @@ from harness.console import EXIT_INTERRUPTED, emit, sigterm_as_interrupt, silenc
 
 # Imported when the parser is built, so a command's heavy imports stay inside its own module.
 COMMAND_MODULES: tuple[str, ...] = ("harness.validate_cli", "harness.verify_cli", "harness.replay_cli", "harness.teeth_cli")
+# The subcommands each module registers, so `harness CMD ...` imports CMD's module alone (validate must
+# not pay for verify's pytest and teeth's imports). A module not listed here is imported for every
+# command, so forgetting it costs time, never a command; `harness --help` still imports them all.
+COMMAND_NAMES: dict[str, tuple[str, ...]] = {
+    "harness.validate_cli": ("validate", "schema"),
+    "harness.verify_cli": ("verify",),
+    "harness.replay_cli": ("replay",),
+    "harness.teeth_cli": ("teeth",),
+}
 
 # 128 + SIGPIPE, as a shell reports a command killed by a closed pipe; only when the output broke
 # somewhere the command itself could not carry on from (verify and validate finish and return their own status).
@@ -64,15 +74,36 @@ def version() -> str:
         return harness.__version__
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _VersionAction(argparse.Action):
+    """`--version`, looked up only when asked for: importlib.metadata costs every other command ~70 ms."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help="show program's version number and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object, option_string: str | None = None) -> None:
+        emit(f"harness {version()}")
+        parser.exit()
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with `command` (a subcommand's name) only the modules that register it, and any
+    module COMMAND_NAMES does not list."""
     parser = argparse.ArgumentParser(
         prog="harness", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--version", action="version", version=f"harness {version()}")
+    parser.add_argument("--version", action=_VersionAction)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
-        importlib.import_module(name).register(subparsers)
+        if command is None or command in COMMAND_NAMES.get(name, (command,)):
+            importlib.import_module(name).register(subparsers)
     return parser
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand `argv` names, when it is the first word and a known one (the parser has no other
+    positional and no option that takes a value before it); None for --help, --version or a typo."""
+    known = {name for names in COMMAND_NAMES.values() for name in names}
+    return argv[0] if argv and argv[0] in known else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -80,7 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # First of all: a SIGTERM during the imports below must end like Ctrl-C does, not silently with 143.
     with sigterm_as_interrupt():
         try:
-            parser = build_parser()
+            argv = sys.argv[1:] if argv is None else list(argv)
+            parser = build_parser(_command_of(argv))
             args = parser.parse_args(argv)
             return int(args.func(args) or 0)
         except KeyboardInterrupt:

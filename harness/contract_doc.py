@@ -22,7 +22,7 @@ class ContractDoc:
     """One loaded contract file, with the repository root its bindings resolve against."""
 
     display: str  # as the caller spelled it
-    path: Path  # absolute
+    path: Path  # absolute and resolved (validate resolves each file once; the checks compare these)
     root: Path
     loaded: LoadedDoc
     root_marked: bool = True  # False: no pyproject.toml or .git above, root is the file's own directory

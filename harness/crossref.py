@@ -18,7 +18,6 @@ from harness.contract_doc import NO_ID, ContractDoc, Problems, dicts, strs
 from harness.count import count_group_problem
 from harness.discover import CONTRACT_SUFFIXES, display_path
 from harness.load import LoadError, load_contract_file
-from harness.model import SourceLocation
 
 # The schema's date form; only a value of that form is worth checking as a calendar date.
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -26,19 +25,19 @@ _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 def check_ids(docs: list[ContractDoc], problems: Problems) -> None:
     """Contract, invariant and falsifier ids are unique across all `docs`; a repeat names the first."""
-    first: dict[str, SourceLocation] = {}
+    first: dict[str, tuple[ContractDoc, tuple[Any, ...]]] = {}  # the line is looked up for a repeat only
 
     def claim(doc: ContractDoc, ident: Any, path: tuple[Any, ...]) -> None:
         if not isinstance(ident, str):
             return
-        loc = doc.loc(path)
         if ident in first:
+            where, first_path = first[ident]
             problems.add(
-                loc, ident,
-                f"duplicate id, already defined at {first[ident]}; ids must be unique across all contracts: rename one",
+                doc.loc(path), ident,
+                f"duplicate id, already defined at {where.loc(first_path)}; ids must be unique across all contracts: rename one",
             )
         else:
-            first[ident] = loc
+            first[ident] = (doc, path)
 
     for doc in docs:
         claim(doc, doc.data.get("id"), ("id",))
@@ -49,7 +48,7 @@ def check_ids(docs: list[ContractDoc], problems: Problems) -> None:
 
 def check_references(docs: list[ContractDoc], problems: Problems, today: date) -> None:
     """attacks, depends_on (and cycles), dates, deferral expiry and per-falsifier fields, across `docs`."""
-    loaded_paths = {doc.path.resolve() for doc in docs}
+    loaded_paths = {doc.path for doc in docs}  # resolved already (ContractDoc.path)
     siblings: dict[Path, tuple[set[str], list[str]]] = {}
 
     def sibling_ids(directory: Path) -> tuple[set[str], list[str]]:
@@ -151,8 +150,10 @@ def check_references(docs: list[ContractDoc], problems: Problems, today: date) -
                     f"no falsifier attacks this invariant; add a falsifier with attacks: [{iid}]",
                 )
         for j, dep in strs(doc.data.get("depends_on")):
-            beside, unreadable = sibling_ids(doc.path.parent)
-            if dep not in contract_ids and dep not in beside:
+            if dep in contract_ids:
+                continue
+            beside, unreadable = sibling_ids(doc.path.parent)  # read only for a dependency not validated here
+            if dep not in beside:
                 close = difflib.get_close_matches(dep, contract_ids | beside, n=1, cutoff=0.8)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 # The dependency may be in a sibling that does not load; say which and why.

@@ -17,7 +17,6 @@ what a falsifier said can still be read, never executed by whatever displays it.
 
 from __future__ import annotations
 
-import html as _html
 import re
 import unicodedata
 from typing import Any
@@ -99,6 +98,8 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~!#])")
 def markdown(text: Any, limit: int | None = None) -> str:
     """One line of literal text for a Markdown paragraph, list item or table cell (pipes escaped):
     no emphasis, links, code, HTML or new rows can come out of it."""
+    import html as _html  # here: its import loads html.entities, which every command would pay for
+
     s = _html.escape(_one_line(text, limit), quote=False)  # <tag>, &entity; -> literal text
     return _MARKDOWN_SPECIAL.sub(r"\\\1", s)
 
@@ -115,6 +116,8 @@ def markdown_code(text: Any, in_table: bool = False) -> str:
 
 def html(text: Any, limit: int | None = None) -> str:
     """One line of literal text inside an HTML element (e.g. <summary>), where Markdown is not parsed."""
+    import html as _html
+
     return _html.escape(_one_line(text, limit), quote=True)
 
 

@@ -180,7 +180,8 @@ def _write_contracts(path: Path, contracts: Sequence[Contract], roots: dict[str,
     by_file: dict[str, list[tuple[Contract, str]]] = {}
     for contract in contracts:
         root = Path(roots[contract.id])
-        by_file.setdefault(str((root / contract.path).resolve()), []).append((contract, str(root)))
+        # Resolved already: validate made `path` relative to the resolved root from the resolved file.
+        by_file.setdefault(str(root / contract.path), []).append((contract, str(root)))
     path.write_bytes(pickle.dumps(by_file, protocol=pickle.HIGHEST_PROTOCOL))
 
 
@@ -369,7 +370,7 @@ def verify(
         raise InvalidInput("harness verify: -j needs pytest-xdist, which is not installed: pip install pytest-xdist")
     validation = validated(paths, "verify")
     contracts = list(validation.contracts)
-    files = [Path(f).resolve() for f in validation.files]
+    files = list(validation.resolved)
 
     selected: dict[Key, tuple[Contract, Falsifier]] = {
         (c.id, f.id): (c, f) for c in contracts for f in c.falsifiers if matches_selection(select, c, f)

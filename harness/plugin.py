@@ -99,11 +99,22 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     if file_path.suffix not in CONTRACT_SUFFIXES:
         return None
     compiled = _compiled(parent.config)
-    if compiled is not None:  # harness verify: exactly the files it validated
-        return ContractFile.from_parent(parent, path=file_path) if _compiled_key(file_path, compiled) in compiled else None
+    if compiled is not None:  # harness verify: exactly the files it validated, those holding a selected falsifier
+        pairs = compiled.get(_compiled_key(file_path, compiled))
+        if not pairs or not _any_selected(parent.config, pairs):
+            return None
+        return ContractFile.from_parent(parent, path=file_path)
     if parent.session.isinitpath(file_path) or looks_like_contract(file_path):
         return ContractFile.from_parent(parent, path=file_path)
     return None
+
+
+def _any_selected(config: pytest.Config, pairs: Sequence[tuple[Contract, Any]]) -> bool:
+    """Whether a file's contracts hold a falsifier --harness-select matches. Under harness verify a file
+    with none gets no node at all: `-k ONE-ID` among 10,000 contracts builds one file's items, not 10,000
+    files' to deselect them (pytest_collection_modifyitems still deselects within the files kept)."""
+    patterns = config.getoption("harness_select", default=[]) or []
+    return not patterns or any(matches_selection(patterns, contract, f) for contract, _ in pairs for f in contract.falsifiers)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -118,7 +129,14 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
         wanted: set[str] = set()
         for name in compiled:
             wanted.add(name)
-            wanted.update(str(p) for p in Path(name).parents)
+            # The directories above it, as strings (10,000 files' parents as Path objects cost seconds);
+            # a directory already there has its own parents there too.
+            parent = os.path.dirname(name)
+            while parent not in wanted:
+                wanted.add(parent)
+                if os.path.dirname(parent) == parent:
+                    break
+                parent = os.path.dirname(parent)
         config.stash[_WANTED] = wanted
     return _compiled_key(collection_path, config.stash[_WANTED]) not in config.stash[_WANTED]
 
@@ -184,8 +202,11 @@ def _contract_group(config: pytest.Config, path: Path) -> tuple[Path, ...]:
     return scanned if path in scanned else tuple(sorted((*scanned, path)))
 
 
-def _validation(config: pytest.Config, group: tuple[Path, ...]) -> tuple[Any, dict[Path, list[tuple[Contract, Path]]]]:
-    """The group's validation, and its contracts by resolved file path; once per group and session."""
+def _validation(
+    config: pytest.Config, group: tuple[Path, ...]
+) -> tuple[Any, dict[Path, list[tuple[Contract, Path]]], dict[Path, list[Problem]]]:
+    """The group's validation, its contracts and its problems by resolved file path; once per group and
+    session (each of the group's files asks for its own: looked up, not searched for)."""
     # Imported here so `pytest` runs that never meet a contract file never import the validator.
     from harness.validate import validate_report
 
@@ -197,8 +218,12 @@ def _validation(config: pytest.Config, group: tuple[Path, ...]) -> tuple[Any, di
         by_file: dict[Path, list[tuple[Contract, Path]]] = {}
         for contract in result.contracts:
             root = Path(result.roots[contract.id])
-            by_file.setdefault((root / contract.path).resolve(), []).append((contract, root))
-        cache[group] = (result, by_file)
+            # Resolved already: validate made `path` relative to the resolved root from the resolved file.
+            by_file.setdefault(root / contract.path, []).append((contract, root))
+        problems_by_file: dict[Path, list[Problem]] = {}
+        for problem in result.problems:
+            problems_by_file.setdefault(Path(problem.location.path).resolve(), []).append(problem)
+        cache[group] = (result, by_file, problems_by_file)
     return cache[group]
 
 
@@ -231,9 +256,9 @@ class ContractFile(pytest.File):
                 yield from self._items(contract, Path(root))
             return
         me = self.path.resolve()
-        result, by_file = _validation(self.config, _contract_group(self.config, me))
+        result, by_file, problems_by_file = _validation(self.config, _contract_group(self.config, me))
         if result.problems:
-            mine = [p for p in result.problems if Path(p.location.path).resolve() == me]
+            mine = problems_by_file.get(me, [])
             others = [p for p in result.problems if p not in mine]
             raise InvalidContract(mine, others)
         for contract, root in by_file.get(me, []):

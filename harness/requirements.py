@@ -21,7 +21,6 @@ naming the known ones.
 
 from __future__ import annotations
 
-import importlib.metadata
 import importlib.util
 import os
 import re
@@ -29,7 +28,10 @@ import shutil
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+if TYPE_CHECKING:  # imported where used: `harness validate` of built-in kinds never needs it (~60 ms)
+    import importlib.metadata
 
 from harness.isolation import child_env, run_isolated
 
@@ -55,6 +57,8 @@ def register(kind: str, probe: Probe) -> None:
 
 @lru_cache(maxsize=1)
 def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
+    import importlib.metadata
+
     found = {}
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         if ep.name not in BUILTIN_KINDS:
@@ -195,6 +199,8 @@ def _cuda_probe(value: Any) -> str | None:
 
 
 def _package_present(name: str) -> bool:
+    import importlib.metadata
+
     try:
         if importlib.util.find_spec(name.replace("-", "_")) is not None:
             return True
@@ -209,6 +215,8 @@ def _package_present(name: str) -> bool:
 
 def unmet_package(spec: str) -> str | None:
     """Why `spec` (a name or a PEP 508 requirement such as `transformers>=4.45`) is unmet here, or None."""
+    import importlib.metadata
+
     from packaging.requirements import InvalidRequirement, Requirement as PackageRequirement
 
     try:

@@ -3,20 +3,34 @@
 The schema is `harness/schemas/contract.schema.json` (closed: an unknown key gets a "did you
 mean"); jsonschema's errors are rewritten into one message each, reported at the line of the
 offending key or value.
+
+Two validators, one schema. jsonschema (Python) is the reference: it decides every document it sees
+and its errors make the messages. jsonschema-rs (Rust, about 60 times faster) goes first and is
+trusted only when it says "valid"; any other answer (invalid, an error, not installed) hands the
+document to jsonschema, so the fast path can make validation faster, never more permissive. The
+two agree on valid documents once the schema's `\\s` and `\\S` mean what Python's `re` means by them
+(`_python_whitespace_patterns`); tests/harness/test_schema_fast_path.py holds them to that.
 """
 
 from __future__ import annotations
 
 import difflib
-from typing import Any, Mapping, Sequence
-
-import jsonschema
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from harness import requirements
 from harness.contract_doc import ContractDoc, Problems
 from harness.schema import load_schema
 
-_validator: jsonschema.Draft202012Validator | None = None
+if TYPE_CHECKING:  # imported on first use: a valid contract set never needs it (the fast path decides)
+    import jsonschema
+
+_validator: "jsonschema.Draft202012Validator | None" = None
+_fast: Callable[[Any], bool] | None = None
+
+# What Python's `re` matches with `\s` in a str pattern: str.isspace(), which Rust's `\s` (Unicode
+# White_Space) differs from (U+001C-U+001F, U+0085, U+FEFF). Written out as literal characters so both
+# engines read the same class; test_schema_fast_path checks it against `re` over every code point.
+PYTHON_WHITESPACE = "\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 
 
 def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
@@ -30,15 +44,94 @@ def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
     return node
 
 
-def _schema_validator() -> jsonschema.Draft202012Validator:
+def _schema_validator() -> "jsonschema.Draft202012Validator":
     global _validator
     if _validator is None:
+        import jsonschema
+
         schema = load_schema("contract")
         # $ref lookups are most of jsonschema's time on 10,000 falsifiers; the published schema
         # keeps its $defs (our refs are acyclic), the validator gets them inlined.
         defs = schema.pop("$defs", {})
         _validator = jsonschema.Draft202012Validator(_inline_refs(schema, defs))
     return _validator
+
+
+def python_whitespace_pattern(pattern: str) -> str:
+    """`pattern` with `\\s` and `\\S` spelled out as PYTHON_WHITESPACE, so a non-Python engine matches what `re`
+    does; ValueError for a form not rewritten here (`\\S` inside a class), which turns the fast path off."""
+    out: list[str] = []
+    in_class = False
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\" and i + 1 < len(pattern):
+            pair = pattern[i : i + 2]
+            if pair == "\\s":
+                out.append(PYTHON_WHITESPACE if in_class else f"[{PYTHON_WHITESPACE}]")
+            elif pair == "\\S":
+                if in_class:
+                    raise ValueError(f"\\S inside a character class: {pattern!r}")
+                out.append(f"[^{PYTHON_WHITESPACE}]")
+            else:
+                out.append(pair)
+            i += 2
+            continue
+        if c == "[" and not in_class:
+            in_class = True
+            out.append(c)
+            if pattern.startswith("^", i + 1):  # `[^` and `[]`/`[^]`: the first `]` is a member, as in `re`
+                out.append("^")
+                i += 1
+            if pattern.startswith("]", i + 1):
+                out.append("\\]")
+                i += 1
+        elif c == "]" and in_class:
+            in_class = False
+            out.append(c)
+        else:
+            out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def _python_whitespace_patterns(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {
+            k: python_whitespace_pattern(v) if k == "pattern" and isinstance(v, str) else _python_whitespace_patterns(v)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_python_whitespace_patterns(v) for v in node]
+    return node
+
+
+def fast_validator() -> Callable[[Any], bool] | None:
+    """jsonschema-rs's `is_valid` for the contract schema (with Python's whitespace), or None when the
+    library is missing or refuses the schema: then jsonschema alone decides, as it always may."""
+    global _fast
+    if _fast is None:
+        try:
+            import jsonschema_rs
+
+            _fast = jsonschema_rs.validator_for(_python_whitespace_patterns(load_schema("contract"))).is_valid
+        except Exception:  # ImportError, or a release that cannot compile this schema: no fast path
+            _fast = _no_fast_path
+    return None if _fast is _no_fast_path else _fast
+
+
+def _no_fast_path(instance: Any) -> bool:
+    return False
+
+
+def _fast_says_valid(data: Any) -> bool:
+    fast = fast_validator()
+    if fast is None:
+        return False
+    try:
+        return bool(fast(data))
+    except Exception:  # a value it cannot convert (NaN, a huge number): jsonschema decides
+        return False
 
 
 _PATTERN_FORMS = {
@@ -87,7 +180,7 @@ _JSON_TYPE_WORDS = {
 
 
 def _schema_messages(
-    error: jsonschema.ValidationError, written: Mapping[tuple[Any, ...], str]
+    error: "jsonschema.ValidationError", written: Mapping[tuple[Any, ...], str]
 ) -> list[tuple[tuple[Any, ...], str]]:
     """(path to report at, message) for one jsonschema error; several for additionalProperties.
 
@@ -187,6 +280,8 @@ def _unknown_kind(kind: str, where: str) -> str:
 
 def check_schema(doc: ContractDoc, problems: Problems) -> None:
     """Report every schema violation in `doc` once, at its line; marks the doc `schema_ok=False`."""
+    if _fast_says_valid(doc.data):
+        return
     reported: set[tuple[tuple[Any, ...], str]] = set()
     for error in _schema_validator().iter_errors(doc.data):
         for path, message in _schema_messages(error, doc.loaded.written):

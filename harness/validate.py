@@ -44,7 +44,9 @@ from typing import Any, Iterable, Mapping
 from harness import bindings, clock, crossref, requirements, schema_check
 from harness.bindings import default_test_paths, k_shorthand
 from harness.contract_doc import NO_ID, ContractDoc, Problems
-from harness.discover import CONTRACT_SUFFIXES, ROOT_MARKERS, discover, display_path, find_repo_root, locate_repo_root
+from harness.discover import (
+    CONTRACT_SUFFIXES, ROOT_MARKERS, discover, discover_resolved, display_path, find_repo_root, locate_repo_root,
+)
 from harness.load import LoadError, load_contract_file
 from harness.model import (
     Binding,
@@ -73,6 +75,7 @@ class Validation:
     problems: tuple[Problem, ...]
     files: tuple[Path, ...]
     roots: Mapping[str, Path] = field(default_factory=dict)  # contract id -> repository root
+    resolved: tuple[Path, ...] = ()  # `files` resolved, in the same order (each resolved once, by discover)
 
     @property
     def ok(self) -> bool:
@@ -109,7 +112,7 @@ def _binding(data: dict[str, Any], root: Path) -> Binding:
 
 def _contract(doc: ContractDoc) -> Contract:
     data = doc.data
-    rel = doc.path.resolve().relative_to(doc.root).as_posix() if doc.path.resolve().is_relative_to(doc.root) else str(doc.path.resolve())
+    rel = doc.path.relative_to(doc.root).as_posix() if doc.path.is_relative_to(doc.root) else str(doc.path)  # resolved
 
     def loc(path: tuple[Any, ...]) -> SourceLocation:
         return SourceLocation(rel, doc.loaded.line_of(path))
@@ -155,20 +158,24 @@ def validate_report(
 ) -> Validation:
     """Run every check over the contract files under `paths`; see the module docstring."""
     today = today or clock.today()
-    files, discovered = discover(paths)
+    listed, discovered = discover_resolved(paths)
+    files = [spelled for spelled, _ in listed]
     problems = Problems()
     for p in discovered:
         problems.add(p.location, p.subject, p.message)
     docs: list[ContractDoc] = []
-    for file in files:
+    roots_of: dict[Path, tuple[Path, bool]] = {}  # by directory: files beside each other share a root
+    for file, resolved in listed:
         display = display_path(file)
         try:
             loaded = load_contract_file(file)
         except LoadError as exc:
             problems.add(SourceLocation(display, exc.line), NO_ID, exc.message)
             continue
-        root, marked = locate_repo_root(file)
-        docs.append(ContractDoc(display=display, path=file.resolve(), root=root, loaded=loaded, root_marked=marked))
+        if resolved.parent not in roots_of:
+            roots_of[resolved.parent] = locate_repo_root(resolved.parent)
+        root, marked = roots_of[resolved.parent]
+        docs.append(ContractDoc(display=display, path=resolved, root=root, loaded=loaded, root_marked=marked))
     for doc in docs:
         schema_check.check_schema(doc, problems)
     crossref.check_ids(docs, problems)
@@ -187,7 +194,9 @@ def validate_report(
     if not found:
         contracts = tuple(_contract(doc) for doc in docs)
         roots = {doc.data["id"]: doc.root for doc in docs}
-    return Validation(contracts=contracts, problems=tuple(found), files=tuple(files), roots=roots)
+    return Validation(
+        contracts=contracts, problems=tuple(found), files=tuple(files), roots=roots, resolved=tuple(r for _, r in listed)
+    )
 
 
 def validate(
