@@ -1,0 +1,213 @@
+"""The warm fork server (harness/fork_server.py): python and pytest falsifiers forked from a process that
+imported the project's [tool.harness] preload list keep every isolation property of a fresh process."""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from harness import fork_server, isolation, project_config
+from harness.execute import fork_preload, run_falsifier
+from harness.model import Binding, BindingKind, Contract, Falsifier, Outcome, Requirement, SourceLocation
+
+pytestmark = pytest.mark.skipif(not fork_server.available(), reason="the fork server needs Linux")
+
+# `fractions` is imported by nothing the harness or these falsifiers run: seeing it in sys.modules proves the
+# child was forked from the server that preloaded it.
+PYPROJECT = '[project]\nname = "fx"\n\n[tool.harness]\npreload = ["json", "textwrap", "fractions"]\n'
+
+FALSIFIERS = textwrap.dedent(
+    '''
+    import json
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+
+    def forked():
+        assert "fractions" in sys.modules, "not forked from the fork server"
+
+
+    def fresh():
+        assert "fractions" not in sys.modules, "forked although the fork server must not be used"
+
+
+    def corrupts():
+        json.loads = None
+        textwrap.dedent = None
+        sys.modules["fractions"].Fraction = None
+
+
+    def intact():
+        forked()
+        assert json.loads is not None and textwrap.dedent is not None
+        assert sys.modules["fractions"].Fraction is not None
+
+
+    def leaves_daemon():
+        pid = os.fork()
+        if pid == 0:
+            os.setsid()
+            daemon = subprocess.Popen(["sleep", "120"], start_new_session=True)
+            with open(os.environ["FX_PID_FILE"], "w") as handle:
+                handle.write(str(daemon.pid))
+            os._exit(0)
+        os.waitpid(pid, 0)
+        while not os.path.exists(os.environ["FX_PID_FILE"]):
+            time.sleep(0.01)
+
+
+    def kills_server():
+        os.kill(os.getppid(), 9)
+        time.sleep(5)
+
+
+    def hangs():
+        time.sleep(600)
+
+
+    def floods():
+        sys.stdout.write("x" * 2_000_000)
+        assert False, "flooded"
+
+
+    def test_forked_pytest():
+        forked()
+    '''
+)
+
+
+@pytest.fixture()
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "pyproject.toml").write_text(PYPROJECT, encoding="utf-8")
+    (tmp_path / "fx.py").write_text(FALSIFIERS, encoding="utf-8")
+    monkeypatch.delenv(fork_server.DISABLE_ENV, raising=False)
+    yield tmp_path
+    fork_server.shutdown()
+
+
+def _falsifier(target: str, kind: BindingKind = BindingKind.PYTHON, timeout_s: float = 60.0, cuda: bool = False) -> Falsifier:
+    return Falsifier(
+        id=f"F-{target}", attacks=(), prediction="p", if_fails="f", binding=Binding(kind, target),
+        location=SourceLocation("c.yaml", 1), requires=Requirement(cuda=cuda), timeout_s=timeout_s,
+    )
+
+
+CONTRACT = Contract("C-FX", "1", "t", "d", "c.yaml", "0" * 64, (), ())
+
+
+def _run(project: Path, target: str, **kwargs: object):
+    return run_falsifier(_falsifier(target, **kwargs), CONTRACT, project)  # type: ignore[arg-type]
+
+
+def test_python_and_pytest_falsifiers_run_forked(project: Path) -> None:
+    assert _run(project, "fx:forked").outcome is Outcome.PASSED
+    result = _run(project, "fx.py::test_forked_pytest", kind=BindingKind.PYTEST)
+    assert (result.outcome, result.reason) == (Outcome.PASSED, "1 passed, 0 skipped")
+
+
+def test_a_corrupted_preloaded_module_does_not_reach_the_next_falsifier(project: Path) -> None:
+    assert _run(project, "fx:corrupts").outcome is Outcome.PASSED
+    result = _run(project, "fx:intact")
+    assert result.outcome is Outcome.PASSED, result.reason
+
+
+def test_a_daemon_of_a_forked_child_is_dead_afterwards(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pid_file = project / "daemon.pid"
+    monkeypatch.setenv("FX_PID_FILE", str(pid_file))
+    assert _run(project, "fx:leaves_daemon").outcome is Outcome.PASSED
+    pid = int(pid_file.read_text())
+    # The server ends every orphan before it reports the child's end; a zombie is reaped by it too.
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_a_child_that_kills_the_server_is_an_error_and_the_next_falsifier_gets_a_fresh_server(project: Path) -> None:
+    result = _run(project, "fx:kills_server")
+    assert result.outcome is Outcome.ERROR
+    assert "the fork server died while the falsifier ran" in result.reason
+    result = _run(project, "fx:forked")
+    assert result.outcome is Outcome.PASSED, result.reason
+
+
+def test_a_forked_child_past_its_timeout_is_an_error_naming_the_timeout(project: Path) -> None:
+    result = _run(project, "fx:hangs", timeout_s=1.0)
+    assert result.outcome is Outcome.ERROR
+    assert result.reason.startswith("timed out after 1s")
+    assert _run(project, "fx:forked").outcome is Outcome.PASSED  # the server survived and serves the next
+
+
+def test_a_forked_childs_output_flood_is_bounded(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(isolation, "OUTPUT_KEEP", 1000)
+    run = fork_server.run(
+        [sys.executable, "-m", "harness.child", "fx:floods", str(project / "none")], project, 60.0,
+        isolation.child_env(project), preload=("json", "textwrap", "fractions"),
+    )
+    assert run is not None and run.returncode == 2  # no channel key: harness.child refuses, after the output
+    assert len(run.output) <= 1000
+
+
+def test_cuda_falsifiers_command_bindings_and_the_off_switch_take_the_fresh_process_path(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert fork_preload(_falsifier("fx:forked"), project) == ("json", "textwrap", "fractions")
+    assert fork_preload(_falsifier("fx:forked", cuda=True), project) is None
+    command = Falsifier(
+        id="F-cmd", attacks=(), prediction="p", if_fails="f", binding=Binding(BindingKind.COMMAND, argv=("true",)),
+        location=SourceLocation("c.yaml", 1),
+    )
+    assert fork_preload(command, project) is None
+    monkeypatch.setenv(fork_server.DISABLE_ENV, "0")
+    assert fork_preload(_falsifier("fx:forked"), project) is None
+    assert _run(project, "fx:fresh").outcome is Outcome.PASSED
+
+
+def test_a_server_that_finds_cuda_initialised_refuses_and_the_falsifier_runs_fresh(
+    project: Path, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    fake = tmp_path_factory.mktemp("fake-torch")
+    (fake / "torch.py").write_text("class cuda:\n    is_initialized = staticmethod(lambda: True)\n", encoding="utf-8")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(fake), os.environ.get("PYTHONPATH", "")]))
+    (project / "pyproject.toml").write_text(PYPROJECT.replace('"fractions"]', '"fractions", "torch"]'), encoding="utf-8")
+    result = _run(project, "fx:fresh")
+    assert result.outcome is Outcome.PASSED, result.reason
+
+
+def test_a_preload_module_that_cannot_be_imported_is_an_error_naming_pyproject_toml(project: Path) -> None:
+    (project / "pyproject.toml").write_text(PYPROJECT.replace('"fractions"]', '"no_such_module_fx"]'), encoding="utf-8")
+    result = _run(project, "fx:forked")
+    assert result.outcome is Outcome.ERROR
+    assert f"{project / 'pyproject.toml'}: [tool.harness] preload: the fork server cannot import 'no_such_module_fx'" in result.reason
+    with pytest.raises(project_config.ProjectConfigError, match=r"pyproject\.toml: \[tool\.harness\] preload: no module named 'no_such_module_fx'"):
+        project_config.check(project)
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('preload = "torch"', r"\[tool\.harness\] preload must be a list of module names"),
+        ('preload = ["../x"]', r"preload: '\.\./x' is not a module name"),
+        ("prelaod = []", r"\[tool\.harness\] has unknown key\(s\) prelaod; known: preload"),
+    ],
+)
+def test_a_malformed_tool_harness_table_is_a_clear_error_naming_the_file_and_key(
+    project: Path, table: str, message: str
+) -> None:
+    (project / "pyproject.toml").write_text(f"[tool.harness]\n{table}\n", encoding="utf-8")
+    with pytest.raises(project_config.ProjectConfigError, match=message) as caught:
+        project_config.load(project)
+    assert str(caught.value).startswith(f"{project / 'pyproject.toml'}: ")
+    result = _run(project, "fx:forked")
+    assert result.outcome is Outcome.ERROR and "pyproject.toml: [tool.harness]" in result.reason
+
+
+def test_no_tool_harness_table_means_no_preload(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n', encoding="utf-8")
+    assert project_config.load(tmp_path) == project_config.ProjectConfig()
+    assert project_config.load(tmp_path / "missing") == project_config.ProjectConfig()
