@@ -60,6 +60,8 @@ _STDLIB = (
     "runpy", "secrets", "select", "shutil", "tempfile", "traceback", "typing",
 )
 _HEADER = struct.Struct(">I")
+# Idle servers kept per process: one per thread that runs falsifiers at once (teeth -j), and a few spare.
+MAX_IDLE = max(4, os.cpu_count() or 1)
 _MAX_FDS = 16
 
 
@@ -349,26 +351,37 @@ class _Server:
 
 
 class _Pool:
-    """Idle servers per (preload, environment); a thread takes one for a run and gives it back."""
+    """Idle servers per (preload, environment); a thread takes one for a run and gives it back. At most
+    MAX_IDLE stay idle (the oldest go first): each may hold a preloaded torch."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.idle: dict[Any, list[_Server]] = {}
+        self.idle: list[tuple[Any, _Server]] = []
         self.failed: dict[Any, str] = {}
         self.owner = os.getpid()
 
+    def _mine(self) -> None:
+        if self.owner != os.getpid():  # a forked copy of the harness must not share its parent's servers
+            self.idle, self.failed, self.owner = [], {}, os.getpid()
+
     def take(self, key: Any, preload: tuple[str, ...], cwd: str) -> _Server:
+        stale: list[_Server] = []
         with self.lock:
-            if self.owner != os.getpid():  # a forked copy of the harness must not share its parent's servers
-                self.idle, self.failed, self.owner = {}, {}, os.getpid()
+            self._mine()
             if key in self.failed:
                 raise PreloadError(self.failed[key])
-            servers = self.idle.setdefault(key, [])
-            while servers:
-                server = servers.pop()
-                if server.alive():
-                    return server
-                server.close()
+            found = None
+            for i in range(len(self.idle) - 1, -1, -1):
+                if self.idle[i][0] == key:
+                    server = self.idle.pop(i)[1]
+                    if server.alive():
+                        found = server
+                        break
+                    stale.append(server)
+        for server in stale:
+            server.close()
+        if found is not None:
+            return found
         try:
             return _Server(preload, cwd)
         except PreloadError as exc:
@@ -377,16 +390,19 @@ class _Pool:
             raise
 
     def give(self, key: Any, server: _Server) -> None:
+        evicted = [server]
         with self.lock:
             if self.owner == os.getpid():
-                self.idle.setdefault(key, []).append(server)
-                return
-        server.close()
+                self.idle.append((key, server))
+                evicted = [s for _, s in self.idle[:-MAX_IDLE]]
+                del self.idle[:-MAX_IDLE]
+        for stale in evicted:
+            stale.close()
 
     def shutdown(self) -> None:
         with self.lock:
-            servers = [s for group in self.idle.values() for s in group] if self.owner == os.getpid() else []
-            self.idle = {}
+            servers = [s for _, s in self.idle] if self.owner == os.getpid() else []
+            self.idle = []
         for server in servers:
             server.close()
 
