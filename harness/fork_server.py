@@ -301,12 +301,22 @@ def enabled(environ: dict[str, str] | os._Environ[str] | None = None) -> bool:
     return available() and value not in ("0", "false", "no", "off")
 
 
+# Variables that change from one falsifier to the next in the same run (pytest sets PYTEST_CURRENT_TEST for
+# each item): not part of a server's environment, so they do not ask for a new server. Each child gets its
+# own environment, these included, from its request.
+_VOLATILE = ("PYTEST_CURRENT_TEST",)
+
+
+def _server_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in _VOLATILE}
+
+
 class _Server:
     def __init__(self, preload: tuple[str, ...], cwd: str) -> None:
         import subprocess
 
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        env = dict(os.environ)
+        env = _server_env()
         env["PYTHONUNBUFFERED"] = "1"  # the children's streams are the server's: unbuffered, as child_env asks
         env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
         for key in ("COVERAGE_PROCESS_START", "COVERAGE_PROCESS_CONFIG"):
@@ -435,7 +445,9 @@ def run(
 
     if not enabled() or len(argv) < 3 or argv[0] != sys.executable or argv[1] != "-m" or any(fd <= 2 for fd in pass_fds):
         return None
-    key = (tuple(preload), tuple(sorted(os.environ.items())))
+    # A server per preload list and environment: what a preloaded module read of the environment at import
+    # must be what a fresh process would read.
+    key = (tuple(preload), tuple(sorted(_server_env().items())))
     try:
         server = _pool.take(key, tuple(preload), str(cwd))
     except OSError:

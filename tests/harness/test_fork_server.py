@@ -32,6 +32,9 @@ FALSIFIERS = textwrap.dedent(
 
     def forked():
         assert "fractions" in sys.modules, "not forked from the fork server"
+        if os.environ.get("FX_SERVER_FILE"):
+            with open(os.environ["FX_SERVER_FILE"], "a") as handle:
+                handle.write(f"{os.getppid()}\\n")
 
 
     def fresh():
@@ -110,6 +113,16 @@ def test_python_and_pytest_falsifiers_run_forked(project: Path) -> None:
     assert _run(project, "fx:forked").outcome is Outcome.PASSED
     result = _run(project, "fx.py::test_forked_pytest", kind=BindingKind.PYTEST)
     assert (result.outcome, result.reason) == (Outcome.PASSED, "1 passed, 0 skipped")
+
+
+def test_one_server_serves_the_falsifiers_of_a_pytest_session(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    servers = project / "servers.txt"
+    monkeypatch.setenv("FX_SERVER_FILE", str(servers))
+    for item in ("contracts/c.yaml::F-1 (call)", "contracts/c.yaml::F-2 (call)"):
+        monkeypatch.setenv("PYTEST_CURRENT_TEST", item)  # pytest changes it for every item
+        assert _run(project, "fx:forked").outcome is Outcome.PASSED
+    first, second = servers.read_text().split()
+    assert first == second, "each falsifier started a server of its own (preloading everything again)"
 
 
 def test_a_corrupted_preloaded_module_does_not_reach_the_next_falsifier(project: Path) -> None:
