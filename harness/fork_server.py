@@ -144,6 +144,27 @@ def _after_fork_fixups(cwd: str, env: dict[str, str]) -> None:
             pass
 
 
+def _held_files() -> list[tuple[str, str]]:
+    """(module, real path of its file) of every module the server holds, once after preloading."""
+    held = []
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if isinstance(file, str):
+            held.append((name, os.path.realpath(file)))
+    return held
+
+
+def _from_repository(root: str, held: list[tuple[str, str]], installed: tuple[str, ...]) -> str | None:
+    """`module (file)` of a module the server holds that was imported from the repository root `root` (not
+    from an installation inside it, such as a .venv): a child would run the server's copy of the
+    repository's code, not the files at `root` (teeth's mutants). None when there is none."""
+    inner = tuple(p for p in installed if p.startswith(root))
+    for name, real in held:
+        if real.startswith(root) and not real.startswith(inner or ("\0",)):
+            return f"{name} ({real})"
+    return None
+
+
 def _child(request: dict[str, Any], fds: list[int], sock: socket.socket, base_path: list[str]) -> None:
     """In the forked child: become what `cd CWD && env ENV python -m MODULE ARGS` would be, run it, _exit."""
     status = 1
@@ -257,11 +278,19 @@ def serve(sock: socket.socket, preload: Sequence[str]) -> None:
             _send(sock, {"ready": False, "error": f"cannot import {name!r}: {type(exc).__name__}: {exc}"[:2000]})
             return
     _send(sock, {"ready": True, "pid": os.getpid()})
+    installed = tuple(os.path.join(os.path.realpath(p), "") for p in base_path if p)
+    held = _held_files()
     while True:
         received = _receive(sock)
         if received is None:
             return
         request, fds = received
+        inside = _from_repository(os.path.join(os.path.realpath(request["cwd"]), ""), held, installed)
+        if inside is not None:
+            for fd in fds:
+                os.close(fd)
+            _send(sock, {"foreign": inside})
+            continue
         if _cuda_initialised():
             for fd in fds:
                 os.close(fd)
@@ -463,6 +492,12 @@ def run(
         if answer is None:
             server.close()  # it died (of the previous child?) before forking: a fresh process is always right
             return None
+        if "foreign" in answer[0]:
+            _pool.give(key, server)
+            raise PreloadError(
+                f"imported {answer[0]['foreign']} from the repository under test; preload only modules installed "
+                "outside it (a falsifier must run the repository's files as they are now)"
+            )
         if "refused" in answer[0]:
             _pool.give(key, server)
             return None

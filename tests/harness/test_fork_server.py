@@ -224,3 +224,15 @@ def test_no_tool_harness_table_means_no_preload(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n', encoding="utf-8")
     assert project_config.load(tmp_path) == project_config.ProjectConfig()
     assert project_config.load(tmp_path / "missing") == project_config.ProjectConfig()
+
+
+def test_a_preload_that_imports_the_repository_under_test_is_an_error(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (project / "fx_own.py").write_text("VALUE = 1\n", encoding="utf-8")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(project), os.environ.get("PYTHONPATH", "")]))
+    (project / "pyproject.toml").write_text(PYPROJECT.replace('"fractions"]', '"fractions", "fx_own"]'), encoding="utf-8")
+    result = _run(project, "fx:forked")
+    assert result.outcome is Outcome.ERROR
+    assert "preload: the fork server imported fx_own (" in result.reason
+    assert "from the repository under test" in result.reason
