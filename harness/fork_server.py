@@ -6,9 +6,9 @@ modules once, instead of as fresh interpreters that import torch (seconds) and t
 
 Two halves in this one file:
 
-- the server, run as `python -P harness/fork_server.py SOCKET_FD PRELOAD_JSON` in a session of its own. It
+- the server, run as this file (`python -c` running it by path) with SOCKET_FD PRELOAD_JSON, in a session of its own. It
   imports only the standard library and the preload list - nothing of the harness or of any repository
-  under test (-P: not even this file's directory is on sys.path), so one server serves every repository
+  under test (not even this file's directory or the current one is on sys.path), so one server serves every repository
   root, teeth's mutated copies included. It makes itself a child subreaper and serves one request at a
   time over a Unix socket pair: the descriptors a child needs arrive with SCM_RIGHTS (the output file and
   the result channel's key pipe, harness.channel; the server never reads the pipe, so no key is ever in
@@ -340,6 +340,11 @@ def _server_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in _VOLATILE}
 
 
+# The server's start: this file as __main__ with nothing of the current directory on sys.path (not `-P`, which
+# the children would inherit as sys.flags.safe_path and pass on to their python subprocesses).
+_BOOT = "import runpy, sys; del sys.path[0]; sys.argv.pop(0); runpy.run_path(sys.argv[0], run_name='__main__')"
+
+
 class _Server:
     def __init__(self, preload: tuple[str, ...], cwd: str) -> None:
         import subprocess
@@ -352,7 +357,7 @@ class _Server:
             env.pop(key, None)  # a tracer started here would run in every child; children start their own
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-P", os.path.abspath(__file__), str(child.fileno()), json.dumps(list(preload))],
+                [sys.executable, "-c", _BOOT, os.path.abspath(__file__), str(child.fileno()), json.dumps(list(preload))],
                 cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 start_new_session=True, pass_fds=(child.fileno(),),
             )

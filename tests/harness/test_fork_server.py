@@ -32,6 +32,11 @@ FALSIFIERS = textwrap.dedent(
 
     def forked():
         assert "fractions" in sys.modules, "not forked from the fork server"
+        # What a fresh `python -m` has: interpreter flags a python subprocess inherits, the repository first.
+        assert not sys.flags.safe_path and not sys.flags.isolated
+        assert sys.path[0] == os.getcwd()
+        main = sys.modules["__main__"].__file__
+        assert main.endswith((os.path.join("harness", "child.py"), os.path.join("pytest", "__main__.py"))), main
         if os.environ.get("FX_SERVER_FILE"):
             with open(os.environ["FX_SERVER_FILE"], "a") as handle:
                 handle.write(f"{os.getppid()}\\n")
