@@ -144,12 +144,19 @@ def _after_fork_fixups(cwd: str, env: dict[str, str]) -> None:
             pass
 
 
+# The server's own files (this one, as __main__ and aliases such as multiprocessing's __mp_main__; supervisor.py,
+# loaded by path): harness code that a child never imports under those names, so they do not count as the
+# repository's even where the harness is the repository.
+_OWN = tuple(os.path.realpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), f)) for f in ("fork_server.py", "supervisor.py"))
+
+
 def _held_files() -> list[tuple[str, str]]:
     """(module, real path of its file) of every module the server holds, once after preloading."""
     held = []
     for name, module in list(sys.modules.items()):
         file = getattr(module, "__file__", None)
-        if isinstance(file, str):
+        # Only an absolute path says where a module came from (torch.ops claims a bare "_ops.py").
+        if isinstance(file, str) and os.path.isabs(file) and os.path.realpath(file) not in _OWN:
             held.append((name, os.path.realpath(file)))
     return held
 

@@ -241,3 +241,18 @@ def test_a_preload_that_imports_the_repository_under_test_is_an_error(
     assert result.outcome is Outcome.ERROR
     assert "preload: the fork server imported fx_own (" in result.reason
     assert "from the repository under test" in result.reason
+
+
+def repository_falsifier() -> None:
+    """Bound by the next test: a falsifier of this repository, which holds the harness itself."""
+    assert "harness.fork_server" not in sys.modules or sys.modules["harness.fork_server"].__name__
+
+
+def test_the_servers_own_files_do_not_count_as_the_repository_where_the_harness_is_the_repository() -> None:
+    # This repository holds the harness: its server runs harness/fork_server.py from inside the root.
+    repo = Path(__file__).resolve().parents[2]
+    result = run_falsifier(_falsifier("tests.harness.test_fork_server:repository_falsifier"), CONTRACT, repo)
+    fork_server.shutdown()
+    assert (result.outcome, result.reason) == (Outcome.PASSED, "returned without an AssertionError")
+    assert fork_server._from_repository("/r/", [("pkg", "/r/pkg/__init__.py")], ()) == "pkg (/r/pkg/__init__.py)"
+    assert fork_server._from_repository("/r/", [("torch", "/r/.venv/lib/torch/__init__.py")], ("/r/.venv/lib/",)) is None
