@@ -229,6 +229,10 @@ def _child(request: dict[str, Any], fds: list[int], sock: socket.socket, base_pa
 
             traceback.print_exc()
             status = 1
+    except BaseException:  # noqa: BLE001 - the child could not be set up (a cwd that is gone): say so, exit 1
+        import traceback
+
+        traceback.print_exc()
     finally:
         for stream in (sys.stdout, sys.stderr):
             try:
