@@ -256,3 +256,25 @@ def test_the_servers_own_files_do_not_count_as_the_repository_where_the_harness_
     assert (result.outcome, result.reason) == (Outcome.PASSED, "returned without an AssertionError")
     assert fork_server._from_repository("/r/", [("pkg", "/r/pkg/__init__.py")], ()) == "pkg (/r/pkg/__init__.py)"
     assert fork_server._from_repository("/r/", [("torch", "/r/.venv/lib/torch/__init__.py")], ("/r/.venv/lib/",)) is None
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('preload = ["no_such_module_fx"]', "preload: no module named 'no_such_module_fx' is installed"),
+        ("prelaod = []", "has unknown key(s) prelaod"),
+    ],
+)
+def test_verify_with_a_bad_tool_harness_table_exits_2_naming_pyproject_toml_and_runs_nothing(
+    tmp_path: Path, table: str, message: str
+) -> None:
+    from tests.harness.verify_support import contract_text, falsifier, make_project, run_verify
+
+    contracts = make_project(tmp_path, {"fx.yaml": contract_text("fx-v1", [falsifier("FALSIFY-FX-001", "{python: 'fx_falsifiers:holds'}")])})
+    with (tmp_path / "pyproject.toml").open("a") as handle:
+        handle.write(f"\n[tool.harness]\n{table}\n")
+    proc = run_verify(tmp_path, str(contracts), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"harness verify: {tmp_path / 'pyproject.toml'}: [tool.harness] {message}" in proc.stderr
+    assert "; nothing was run" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
