@@ -17,10 +17,11 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from harness import clock, guard_coverage, replay_record, requirements
+from harness import clock, fork_server, guard_coverage, project_config, replay_record, requirements
 # HARNESS_PARENT stays importable from here for verify_cli.
 from harness.channel import InvalidRecord, open_channel
 from harness.isolation import HARNESS_PARENT, ProcessRun, child_env, describe_exit, exit_of, run_isolated
+from harness.project_config import ProjectConfigError
 from harness.junit_count import JunitError, count_junit
 from harness.model import Binding, BindingKind, Contract, Falsifier, FalsifierResult, Outcome, Requirement
 
@@ -78,14 +79,38 @@ def _guard_data(data: dict[str, Any]) -> dict[str, Any] | None:
     return {"guard_lines": lines, "guards_unresolved": {str(k): str(v) for k, v in unresolved.items()}}
 
 
-def _run_python(binding: Binding, repo_root: Path, timeout_s: float, guards: tuple[str, ...] = ()) -> _Verdict:
+def fork_preload(falsifier: Falsifier, repo_root: Path) -> tuple[str, ...] | None:
+    """The preload list of the fork server the falsifier's child is forked from (harness.fork_server), or None
+    for a fresh process: command bindings, falsifiers that require CUDA (a fork must never inherit a CUDA
+    context, and their server would have to import torch without touching the device), a platform without
+    fork, or HARNESS_FORK_SERVER=0. Raises ProjectConfigError for a malformed [tool.harness]."""
+    if falsifier.binding.kind is BindingKind.COMMAND or falsifier.requires.cuda or not fork_server.enabled():
+        return None
+    return project_config.load(repo_root).preload
+
+
+def _start(
+    argv: list[str], repo_root: Path, timeout_s: float, env: dict[str, str], *, pass_fds: tuple[int, ...],
+    on_started: Any, fork: tuple[str, ...] | None,
+) -> ProcessRun:
+    """The child through the fork server when `fork` names its preload list and the server takes it, else fresh."""
+    if fork is not None:
+        run = fork_server.run(argv, repo_root, timeout_s, env, pass_fds=pass_fds, on_started=on_started, preload=fork)
+        if run is not None:
+            return run
+    return run_isolated(argv, repo_root, timeout_s, env, pass_fds=pass_fds, on_started=on_started)
+
+
+def _run_python(
+    binding: Binding, repo_root: Path, timeout_s: float, guards: tuple[str, ...] = (), fork: tuple[str, ...] | None = None
+) -> _Verdict:
     with tempfile.TemporaryDirectory(prefix="harness-child-") as scratch, open_channel(scratch) as results:
         env = guard_coverage.with_guards(child_env(repo_root), guards) | results.env()
-        run = run_isolated(
+        run = _start(
             [sys.executable, "-m", "harness.child", str(binding.target), str(results.path)],
-            repo_root, timeout_s, env, pass_fds=results.pass_fds, on_started=results.close,
+            repo_root, timeout_s, env, pass_fds=results.pass_fds, on_started=results.close, fork=fork,
         )
-        if run.timed_out:
+        if run.timed_out or run.lost is not None:
             return _Verdict(Outcome.ERROR, _with_output(describe_exit(run, timeout_s), run.output))
         if not results.path.exists():
             # os._exit, a signal, an interpreter that never started: the exit says what happened.
@@ -118,14 +143,17 @@ def _skips(counts: dict[str, Any]) -> str:
     return f" ({shown})" if shown else ""
 
 
-def _run_pytest(binding: Binding, repo_root: Path, timeout_s: float, guards: tuple[str, ...] = ()) -> _Verdict:
+def _run_pytest(
+    binding: Binding, repo_root: Path, timeout_s: float, guards: tuple[str, ...] = (), fork: tuple[str, ...] | None = None
+) -> _Verdict:
     with tempfile.TemporaryDirectory(prefix="harness-pytest-") as scratch, open_channel(scratch) as results:
         env = guard_coverage.with_guards(child_env(repo_root), guards) | results.env()
         env["HARNESS_COUNT_FILE"] = str(results.path)
-        run = run_isolated(
-            _pytest_argv(binding), repo_root, timeout_s, env, pass_fds=results.pass_fds, on_started=results.close
+        run = _start(
+            _pytest_argv(binding), repo_root, timeout_s, env, pass_fds=results.pass_fds, on_started=results.close,
+            fork=fork,
         )
-        if run.timed_out or not results.path.exists():
+        if run.timed_out or run.lost is not None or not results.path.exists():
             return _Verdict(Outcome.ERROR, _with_output(describe_exit(run, timeout_s, "pytest exited"), run.output))
         try:
             counts = results.receive(run.returncode)
@@ -276,8 +304,10 @@ def _junit_verdict(binding: Binding, run: ProcessRun, path: Path) -> _Verdict:
     )
 
 
-def _run_command(binding: Binding, repo_root: Path, timeout_s: float, guards: tuple[str, ...] = ()) -> _Verdict:
-    # `guards` is not measured here: the command may be any program (shown as n/a).
+def _run_command(
+    binding: Binding, repo_root: Path, timeout_s: float, guards: tuple[str, ...] = (), fork: tuple[str, ...] | None = None
+) -> _Verdict:
+    # `guards` is not measured here: the command may be any program (shown as n/a); `fork` never applies.
     argv = list(binding.argv)
     if binding.junit is not None and binding.count_pattern is not None:
         return _Verdict(Outcome.ERROR, "junit and count_pattern both count the tests; keep one")
@@ -399,6 +429,16 @@ def _decide(falsifier: Falsifier, repo_root: Path, today: date, guards: tuple[st
     if unmet is not None:
         return _Verdict(Outcome.NOT_RUN, unmet)
     try:
-        return _RUNNERS[falsifier.binding.kind](falsifier.binding, repo_root, falsifier.timeout_s, guards)
+        fork = fork_preload(falsifier, repo_root)
+    except ProjectConfigError as exc:
+        return _Verdict(Outcome.ERROR, f"{exc}; fix it, or run with {fork_server.DISABLE_ENV}=0 to bypass the fork server")
+    try:
+        return _RUNNERS[falsifier.binding.kind](falsifier.binding, repo_root, falsifier.timeout_s, guards, fork)
+    except fork_server.PreloadError as exc:
+        return _Verdict(
+            Outcome.ERROR,
+            f"{repo_root / project_config.FILE}: [tool.harness] preload: the fork server {exc}; fix preload, or run "
+            f"with {fork_server.DISABLE_ENV}=0 to start every falsifier in a fresh process",
+        )
     except OSError as exc:
         return _Verdict(Outcome.ERROR, f"could not start the falsifier: {exc}")

@@ -33,7 +33,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal, Sequence
+from typing import IO, Callable, Literal, Sequence
 
 HARNESS_PARENT = str(Path(__file__).resolve().parents[1])
 # Bytes of a child's output kept: enough for count_pattern lines and failure tails, bounded for a flood.
@@ -50,9 +50,11 @@ def supervised() -> bool:
 
 @dataclass(frozen=True)
 class ProcessRun:
-    returncode: int | None  # None when we killed it at the timeout
+    returncode: int | None  # None when we killed it at the timeout, or when its end is unknown (`lost`)
     output: str
     timed_out: bool
+    # Why the child's end is unknown (harness.fork_server: the server it was forked from died), else None.
+    lost: str | None = None
 
 
 @dataclass(frozen=True)
@@ -170,16 +172,23 @@ def run_isolated(
                 os.close(error_r)
         if supervised_run and failed is not None:
             raise failed
-        sink.seek(0, os.SEEK_END)
-        size = sink.tell()
-        # Only the tail is ever reported; a child that prints gigabytes must not exhaust memory here.
-        sink.seek(max(0, size - OUTPUT_KEEP))
-        output = sink.read().decode(errors="replace")
+        output = read_tail(sink)
     return ProcessRun(None if timed_out else proc.returncode, output, timed_out)
+
+
+def read_tail(sink: IO[bytes]) -> str:
+    """The last OUTPUT_KEEP bytes of a child's output file, decoded."""
+    sink.seek(0, os.SEEK_END)
+    size = sink.tell()
+    # Only the tail is ever reported; a child that prints gigabytes must not exhaust memory here.
+    sink.seek(max(0, size - OUTPUT_KEEP))
+    return sink.read().decode(errors="replace")
 
 
 def describe_exit(run: ProcessRun, timeout_s: float, what: str = "exited") -> str:
     """The reason for a child that ended without reporting: timeout, signal, or exit status."""
+    if run.lost is not None:
+        return run.lost
     end = exit_of(run)
     if end.how == "timeout":
         return f"timed out after {timeout_s:g}s"

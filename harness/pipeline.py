@@ -337,6 +337,13 @@ def validated(paths: Sequence[str | os.PathLike[str]], command: str) -> "Validat
             f"again, bindings included), then run harness {command} again.",
             [str(p) for p in validation.problems],
         )
+    from harness.project_config import ProjectConfigError, check as check_project
+
+    for root in dict.fromkeys(validation.roots.values()):
+        try:
+            check_project(root)  # [tool.harness] in pyproject.toml: its keys, and the preload modules installed
+        except ProjectConfigError as exc:
+            raise InvalidInput(f"harness {command}: {exc}; nothing was run") from None
     return validation
 
 
