@@ -1,0 +1,181 @@
+"""Which files of the repository a falsifier's child imported, for `harness verify --changed-since`.
+
+Child side (harness.child, harness.pytest_counter): `watch()` before the falsifier is imported, and
+`Watch.finish(extra)` where the result record is assembled: the files of every `sys.modules` entry inside
+the repository root (our cwd), plus `extra` (the falsifier's own module; for pytest the collected test
+modules and conftest.py files), as repository-relative POSIX paths in the signed record
+(`imported_files`), or None with the reason (`imports_unmeasured`) when the list cannot be complete.
+
+It cannot be complete once the falsifier started a process that may run the repository's code (a Python
+interpreter, a script, a shell, a program inside the repository, a fork; see `Watch`): whatever that process
+imports is invisible from here. A Python audit hook notes every process started; that result's `modules`
+is then None and `--changed-since` always runs it again.
+
+Parent side (harness.execute): `hash_files(repo_root, paths)` -> {path: "sha256:<hex>"}. The parent hashes,
+not the child: the child is the code under test, and hashing the listed paths here means a falsifier can
+at most leave a file out (never vouch for content it did not have), and the child spends none of its
+timeout on hashing. `current_hash` is the same hash for the selection in harness.incremental.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+# The audit events of starting another process (https://docs.python.org/3/library/audit_events.html),
+# and where in each event's arguments the program is.
+_PROGRAM_ARG = {"subprocess.Popen": 0, "os.exec": 0, "os.posix_spawn": 0, "os.spawn": 1}
+_ALWAYS_UNSEEN = frozenset({"os.system", "os.fork", "os.forkpty", "pty.spawn"})  # a shell, or this very process forked
+# Programs that run another program they are given (a shell runs anything): never known to be harmless.
+_LAUNCHERS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "fish", "env", "xargs", "nohup", "timeout", "nice", "setsid",
+                        "sudo", "time", "stdbuf", "strace", "taskset", "numactl", "srun", "mpirun", "uv", "conda"})
+_MAX_SPAWNS = 64
+_PYTHON_NAME = re.compile(r"(python|pypy)[0-9.]*[a-z]?$")
+
+
+class Watch:
+    """One child's record of what it imported; `finish` gives the result fields.
+
+    Starting another process makes the list incomplete when that process can import or run this
+    repository's code: a Python interpreter (a console script such as torchrun or pytest included, by its
+    shebang), a program or script inside the repository, a shell or launcher (it may run either), or a fork
+    of this process. Others (git, nvidia-smi, ldconfig that a library runs to probe the machine) cannot, and
+    keep the measurement. The hook only notes the program; it is judged in `finish`, outside the hook."""
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.realpath(root)
+        self.spawns: list[tuple[str, str, str | None]] = []  # (event, program, PATH it was looked up in)
+
+    def _hook(self, event: str, args: tuple[Any, ...]) -> None:
+        # Audit hooks cannot be removed and run on every audited call: a set lookup for anything else, and
+        # nothing here may raise into the falsifier's call (a malformed event reads as unseeable).
+        if event in _ALWAYS_UNSEEN:
+            self._note(event, "", None)
+        elif event in _PROGRAM_ARG:
+            try:
+                program = args[_PROGRAM_ARG[event]]
+                argv = args[_PROGRAM_ARG[event] + 1]
+                if program is None:  # subprocess without executable=: the program is argv[0]
+                    program = argv if isinstance(argv, (str, bytes)) else argv[0]
+                env = args[-1] if isinstance(args[-1], dict) else None
+                path = (env or {}).get("PATH") if env is not None else None
+                self._note(event, os.fsdecode(program), os.fsdecode(path) if path is not None else None)
+            except Exception:  # noqa: BLE001
+                self._note(event, "", None)
+
+    def _note(self, event: str, program: str, path: str | None) -> None:
+        if len(self.spawns) < _MAX_SPAWNS:
+            self.spawns.append((event, program, path))
+        elif not self.spawns or self.spawns[-1][1] != "":
+            self.spawns[-1] = (event, "", None)  # too many to keep: the last one reads as unseeable
+
+    def _unseeable(self, event: str, program: str, path: str | None) -> str | None:
+        """Why a process started by `event` running `program` may have imported what we cannot see, or None."""
+        if not program:
+            return event
+        found = program if os.sep in program else shutil.which(program, path=path)
+        if found is None:
+            return None  # nothing was started
+        real = os.path.realpath(found)
+        name = os.path.basename(real)
+        if real.startswith(self.root + os.sep):
+            return f"{event}: {program}, inside the repository"
+        if _PYTHON_NAME.fullmatch(name) or real == os.path.realpath(sys.executable):
+            return f"{event}: {program}, a Python interpreter"
+        if name in _LAUNCHERS or os.path.basename(program) in _LAUNCHERS:
+            return f"{event}: {program}, which runs other programs"
+        try:
+            with open(real, "rb") as handle:
+                first = handle.readline(256)
+        except OSError:
+            return None
+        if first.startswith(b"#!") and (b"python" in first or b"sh" in first):
+            return f"{event}: {program}, a script"
+        return None
+
+    def _relative(self, file: str | None) -> str | None:
+        if not file:
+            return None
+        real = os.path.realpath(file)
+        if not real.startswith(self.root + os.sep) or not os.path.isfile(real):
+            return None
+        return Path(os.path.relpath(real, self.root)).as_posix()
+
+    def finish(self, extra: Iterable[str | None] = ()) -> dict[str, Any]:
+        """{"imported_files": sorted paths} or {"imported_files": None, "imports_unmeasured": why}."""
+        for spawn in list(self.spawns):
+            why = self._unseeable(*spawn)
+            if why is not None:
+                return {
+                    "imported_files": None,
+                    "imports_unmeasured": f"the falsifier started another process ({why}), whose imports cannot be seen",
+                }
+        found: set[str] = set()
+        for module in list(sys.modules.values()):
+            relative = self._relative(getattr(module, "__file__", None))
+            if relative is not None:
+                found.add(relative)
+        for file in extra:
+            relative = self._relative(file)
+            if relative is not None:
+                found.add(relative)
+        return {"imported_files": sorted(found)}
+
+
+def watch(root: str | None = None) -> Watch:
+    """Start watching this process (the child: its cwd is the repository root)."""
+    recorder = Watch(root or os.getcwd())
+    sys.addaudithook(recorder._hook)
+    return recorder
+
+
+def module_file(module_name: str) -> str | None:
+    """The file of an imported module (the falsifier's own), or None."""
+    module = sys.modules.get(module_name)
+    return getattr(module, "__file__", None) if module is not None else None
+
+
+# ---------------------------------------------------------------------------------------- parent side
+
+
+def file_hash(path: Path) -> str | None:
+    """`sha256:<hex>` of a file's bytes, or None when it cannot be read (gone, a directory, no permission)."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return "sha256:" + digest.hexdigest()
+
+
+def hash_files(repo_root: Path, reported: Any) -> dict[str, str] | None:
+    """The child's reported paths with their content hashes; None when it reported none (not measured),
+    reported something malformed, or a path that leads outside the repository or cannot be read (a
+    listing that cannot be trusted whole is no listing: the falsifier then always runs again)."""
+    if not isinstance(reported, list) or not all(isinstance(p, str) for p in reported):
+        return None
+    root = Path(repo_root).resolve()
+    hashes: dict[str, str] = {}
+    for relative in reported:
+        path = (root / relative).resolve()
+        if Path(relative).is_absolute() or not path.is_relative_to(root):
+            return None
+        digest = file_hash(path)
+        if digest is None:
+            return None
+        hashes[relative] = digest
+    return dict(sorted(hashes.items()))
+
+
+def changed(repo_root: Path, recorded: Mapping[str, str]) -> list[str]:
+    """The recorded paths whose current content differs from the recorded hash, or that are gone."""
+    root = Path(repo_root)
+    return [path for path, digest in recorded.items() if file_hash(root / path) != digest]
