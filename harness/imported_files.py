@@ -175,7 +175,16 @@ def hash_files(repo_root: Path, reported: Any) -> dict[str, str] | None:
     return dict(sorted(hashes.items()))
 
 
-def changed(repo_root: Path, recorded: Mapping[str, str]) -> list[str]:
-    """The recorded paths whose current content differs from the recorded hash, or that are gone."""
+def changed(repo_root: Path, recorded: Mapping[str, str], cache: dict[Path, str | None] | None = None) -> list[str]:
+    """The recorded paths whose current content differs from the recorded hash, or that are gone; `cache`
+    (path -> hash) lets one plan hash each file once, however many falsifiers imported it."""
     root = Path(repo_root)
-    return [path for path, digest in recorded.items() if file_hash(root / path) != digest]
+    cache = {} if cache is None else cache
+    found = []
+    for path, digest in recorded.items():
+        file = root / path
+        if file not in cache:
+            cache[file] = file_hash(file)
+        if cache[file] != digest:
+            found.append(path)
+    return found

@@ -138,7 +138,8 @@ def _shown(paths: Sequence[str], limit: int = 3) -> str:
 
 
 def why_run(
-    contract: Contract, falsifier: Falsifier, before: FalsifierResult | None, reference: Evidence, repo_root: Path
+    contract: Contract, falsifier: Falsifier, before: FalsifierResult | None, reference: Evidence, repo_root: Path,
+    hashes: dict[Path, str | None] | None = None,
 ) -> str | None:
     """Why `falsifier` must run again against REF's `reference` evidence, or None when its result carries over."""
     ref = (reference.commit or "")[:12]
@@ -155,7 +156,7 @@ def why_run(
         return f"it was {before.outcome.value} at {ref}"
     if before.modules is None:
         return f"what it imports was not measured at {ref}"
-    changed = imported_files.changed(repo_root, before.modules)
+    changed = imported_files.changed(repo_root, before.modules, hashes)
     if changed:
         return f"changed: {_shown(changed)}"
     new = _new_test_files(falsifier, repo_root, before.modules)
@@ -174,9 +175,10 @@ def plan(
     before = {(r.contract_id, r.id): r for r in reference.results}
     run: dict[Key, str] = {}
     carried: dict[Key, FalsifierResult] = {}
+    hashes: dict[Path, str | None] = {}  # each file hashed once per plan
     for key, (contract, falsifier) in selected.items():
         previous = before.get(key)
-        why = why_run(contract, falsifier, previous, reference, Path(roots[contract.id]))
+        why = why_run(contract, falsifier, previous, reference, Path(roots[contract.id]), hashes)
         if why is not None or previous is None:
             run[key] = why or "new"
         else:

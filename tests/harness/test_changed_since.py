@@ -259,3 +259,45 @@ def test_incomplete_ref_evidence_is_exit_2(project: tuple[Path, Path, str]) -> N
     done = run_verify(root, "contracts", "--out", str(out), "--changed-since", sha)
     assert done.returncode == 2
     assert "is incomplete (that run was interrupted); write it again with `git checkout" in done.stderr
+
+
+# ---------------------------------------------------------------------------------------- the recording, unit
+
+
+def test_a_process_that_cannot_run_repository_code_keeps_the_measurement(tmp_path: Path) -> None:
+    from harness.imported_files import Watch
+
+    (tmp_path / "tool.py").write_text("")
+    git_spawn = ("subprocess.Popen", (None, ["git", "--version"], None, None))  # e.g. pytest-benchmark probing git
+    cases = {
+        "git": [git_spawn],
+        "python": [git_spawn, ("subprocess.Popen", (None, ["python3", "-c", "pass"], None, None))],
+        "inside": [("os.posix_spawn", (str(tmp_path / "tool.py"), ["tool.py"], {}))],
+        "shell": [("os.system", ("echo hi",))],
+        "fork": [("os.fork", ())],
+        "env": [("subprocess.Popen", ("/usr/bin/env", ["env", "python3"], None, None))],
+    }
+    found = {}
+    for name, events in cases.items():
+        watch = Watch(str(tmp_path))
+        for event, args in events:
+            watch._hook(event, args)
+        found[name] = watch.finish()
+    assert isinstance(found["git"]["imported_files"], list)
+    for name in ("python", "inside", "shell", "fork", "env"):
+        assert found[name]["imported_files"] is None, name
+        assert found[name]["imports_unmeasured"].startswith("the falsifier started another process ("), name
+    assert "a Python interpreter" in found["python"]["imports_unmeasured"]
+    assert "inside the repository" in found["inside"]["imports_unmeasured"]
+
+
+def test_the_parent_refuses_a_listing_it_cannot_hash_whole(tmp_path: Path) -> None:
+    from harness.imported_files import hash_files
+
+    (tmp_path / "a.py").write_text("x = 1\n")
+    assert hash_files(tmp_path, ["a.py"]) == {"a.py": "sha256:" + __import__("hashlib").sha256(b"x = 1\n").hexdigest()}
+    # A path outside the repository, a file that is gone, or no list at all: not measured (always runs again).
+    assert hash_files(tmp_path, ["a.py", "../outside.py"]) is None
+    assert hash_files(tmp_path, ["a.py", "gone.py"]) is None
+    assert hash_files(tmp_path, None) is None
+    assert hash_files(tmp_path, [1]) is None
