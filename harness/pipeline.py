@@ -427,20 +427,21 @@ def verify(
                     f"harness verify: --out {out}: cannot write {exc.filename or directory}: {exc.strerror or exc}; "
                     "nothing was run; choose another --out DIR, one you can write to"
                 ) from exc
+        # --changed-since: the carried results are journaled like any other (a killed run reads them
+        # back), and only the falsifiers to run again are compiled and run.
+        to_run, run_contracts, run_files = selected, contracts, files
+        if plan is not None:
+            to_run, run_contracts, run_files = _narrowed(plan, selected, contracts, roots, recorder)
         try:
-            if plan is None:
-                results, interrupted = _run(
-                    files, contracts, roots, repo_root, selected, select, jobs, observer, rerun,
-                    recorder.record if recorder else None,
-                )
-            else:
-                results, interrupted = _run_incremental(
-                    plan, contracts, roots, repo_root, selected, select, jobs, observer, rerun,
-                    recorder.record if recorder else None,
-                )
+            results, interrupted = _run(
+                run_files, run_contracts, roots, repo_root, to_run, select, jobs, observer, rerun,
+                recorder.record if recorder else None,
+            )
         finally:
             if recorder is not None:
                 recorder.close()
+        if plan is not None:
+            results = {**plan.carried, **results}
         evidence = make_evidence(
             contracts,
             results,
@@ -474,6 +475,9 @@ def _run(
     """Run the selected falsifiers; (results by key, interrupted). An uninterrupted run has a result
     for every selected falsifier; `record` gets each one as it arrives."""
     observer.started(len(selected))
+    if not selected:  # --changed-since with everything carried over: nothing to collect (pytest would collect cwd)
+        observer.finished()
+        return {}, False
     collector = ResultCollector(selected, observer, record)
     interrupted = False
     pytest_output = ""
@@ -522,36 +526,24 @@ def _plan(
     return incremental.plan(selected, roots, reference)
 
 
-def _run_incremental(
+def _narrowed(
     plan: "Plan",
+    selected: dict[Key, tuple[Contract, Falsifier]],
     contracts: list[Contract],
     roots: dict[str, Path],
-    repo_root: Path,
-    selected: dict[Key, tuple[Contract, Falsifier]],
-    select: Sequence[str],
-    jobs: int,
-    observer: Observer,
-    rerun: int = 0,
-    record: Callable[[FalsifierResult], None] | None = None,
-) -> tuple[dict[Key, FalsifierResult], bool]:
-    """Record the carried-over results, then run the rest exactly as a full run runs its falsifiers."""
-    # Journaled like any result (a killed run reads them back); the observer heard of them in incremental().
-    if record is not None:
+    recorder: "_Recorder | None",
+) -> tuple[dict[Key, tuple[Contract, Falsifier]], list[Contract], list[Path]]:
+    """(the falsifiers to run, their contracts holding only them, those contracts' files); the carried results recorded."""
+    if recorder is not None:
         for result in plan.carried.values():
-            record(result)
+            recorder.record(result)
     to_run = {key: pair for key, pair in selected.items() if key in plan.run}
-    if not to_run:
-        observer.started(0)
-        observer.finished()
-        return dict(plan.carried), False
     # Only the falsifiers to run are compiled into items; their contracts keep every invariant (guards).
     subset = [
         dataclasses.replace(c, falsifiers=tuple(f for f in c.falsifiers if (c.id, f.id) in to_run))
         for c in contracts if any((c.id, f.id) in to_run for f in c.falsifiers)
     ]
-    files = sorted({(Path(roots[c.id]) / c.path).resolve() for c in subset})
-    results, interrupted = _run(files, subset, roots, repo_root, to_run, select, jobs, observer, rerun, record)
-    return {**plan.carried, **results}, interrupted
+    return to_run, subset, sorted({(Path(roots[c.id]) / c.path).resolve() for c in subset})
 
 
 def _publish(evidence: Evidence, directory: Path, command: Sequence[str]) -> None:

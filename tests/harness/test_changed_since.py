@@ -301,3 +301,17 @@ def test_the_parent_refuses_a_listing_it_cannot_hash_whole(tmp_path: Path) -> No
     assert hash_files(tmp_path, ["a.py", "gone.py"]) is None
     assert hash_files(tmp_path, None) is None
     assert hash_files(tmp_path, [1]) is None
+
+
+def test_with_k_and_nothing_changed_everything_is_carried_and_nothing_runs(project: tuple[Path, Path, str]) -> None:
+    root, out, sha = project
+    write(root, {"README": "unrelated\n"})
+    head = commit(root, "unrelated")
+    done = run_verify(root, "contracts", "--out", str(out), "-k", "FALSIFY-B-001", "-k", "FALSIFY-T-001", "--changed-since", sha)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"--changed-since {sha[:12]}: 0 to run, 2 carried over" in done.stdout
+    [path] = (out / head / "partial").glob("*/evidence.json")
+    evidence = read_evidence(path)
+    assert evidence["selection"] == {"k": ["FALSIFY-B-001", "FALSIFY-T-001"], "changed_since": sha}
+    assert {fid: r["carried_from"] for fid, r in entries(evidence).items()} == {"FALSIFY-B-001": sha, "FALSIFY-T-001": sha}
+    assert evidence["complete"] is True and evidence["totals"]["passed"] == 2
