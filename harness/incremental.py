@@ -155,7 +155,9 @@ def why_run(
     if before.outcome is not Outcome.PASSED:
         return f"it was {before.outcome.value} at {ref}"
     if before.modules is None:
-        return f"what it imports was not measured at {ref}"
+        if before.binding.kind is BindingKind.COMMAND:
+            return "a command binding: what it runs is never measured"
+        return f"what it imports was not measured at {ref} (it started a process that may run the repository's code)"
     changed = imported_files.changed(repo_root, before.modules, hashes)
     if changed:
         return f"changed: {_shown(changed)}"

@@ -146,6 +146,8 @@ def test_only_the_falsifier_importing_the_changed_module_runs_again(project: tup
     assert all(r["outcome"] == "passed" for r in results.values())
     # Said on the terminal, and in summary.md and junit.xml.
     assert "RUN FALSIFY-A-001: changed: pkg_a.py" in done.stdout
+    assert "RUN FALSIFY-CMD-001: a command binding: what it runs is never measured" in done.stdout
+    assert f"RUN FALSIFY-SPAWNS-001: what it imports was not measured at {sha[:12]} (it started a process" in done.stdout
     assert f"CARRIED FALSIFY-B-001 (passed at {sha[:12]})" in done.stdout
     assert f"2 carried over from {sha[:12]}" in done.stdout
     assert f"(carried from {sha[:12]})" in (path.parent / "summary.md").read_text()
