@@ -1,10 +1,12 @@
-"""Which files of the repository a falsifier's child imported, for `harness verify --changed-since`.
+"""Which files of the repository a falsifier's child imported or read, for `harness verify --changed-since`.
 
 Child side (harness.child, harness.pytest_counter): `watch()` before the falsifier is imported, and
 `Watch.finish(extra)` where the result record is assembled: the files of every `sys.modules` entry inside
-the repository root (our cwd), plus `extra` (the falsifier's own module; for pytest the collected test
-modules and conftest.py files), as repository-relative POSIX paths in the signed record
-(`imported_files`), or None with the reason (`imports_unmeasured`) when the list cannot be complete.
+the repository root (our cwd), every file there the process opened for reading (an audit hook on `open`:
+data files, fixtures, configuration such as pyproject.toml), plus `extra` (the falsifier's own module; for
+pytest the collected test modules and conftest.py files), as repository-relative POSIX paths in the signed
+record (`imported_files`), or None with the reason (`imports_unmeasured`) when the list cannot be complete.
+Bytecode caches and hidden directories (.git, .hypothesis) are left out: the run rewrites them itself.
 
 It cannot be complete once the falsifier started a process that may run the repository's code (a Python
 interpreter, a script, a shell, a program inside the repository, a fork; see `Watch`): whatever that process
@@ -36,6 +38,8 @@ _ALWAYS_UNSEEN = frozenset({"os.system", "os.fork", "os.forkpty", "pty.spawn"}) 
 _LAUNCHERS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "fish", "env", "xargs", "nohup", "timeout", "nice", "setsid",
                         "sudo", "time", "stdbuf", "strace", "taskset", "numactl", "srun", "mpirun", "uv", "conda"})
 _MAX_SPAWNS = 64
+_MAX_OPENED = 100_000  # more files read than this: not measured (the listing would be the evidence's bulk)
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 _PYTHON_NAME = re.compile(r"(python|pypy)[0-9.]*[a-z]?$")
 
 
@@ -51,11 +55,15 @@ class Watch:
     def __init__(self, root: str) -> None:
         self.root = os.path.realpath(root)
         self.spawns: list[tuple[str, str, str | None]] = []  # (event, program, PATH it was looked up in)
+        self.opened: set[str] = set()  # absolute paths opened for reading (data files, fixtures, configs)
+        self.overflow = False
 
     def _hook(self, event: str, args: tuple[Any, ...]) -> None:
         # Audit hooks cannot be removed and run on every audited call: a set lookup for anything else, and
         # nothing here may raise into the falsifier's call (a malformed event reads as unseeable).
-        if event in _ALWAYS_UNSEEN:
+        if event == "open":
+            self._opened(args)
+        elif event in _ALWAYS_UNSEEN:
             self._note(event, "", None)
         elif event in _PROGRAM_ARG:
             try:
@@ -68,6 +76,23 @@ class Watch:
                 self._note(event, os.fsdecode(program), os.fsdecode(path) if path is not None else None)
             except Exception:  # noqa: BLE001
                 self._note(event, "", None)
+
+    def _opened(self, args: tuple[Any, ...]) -> None:
+        """A file opened for reading (open(), os.open, the import system's own reads): its content is an input."""
+        try:
+            target, mode, flags = args[0], args[1], args[2]
+            if isinstance(target, int):
+                return  # an fd already open: its opening was seen
+            if isinstance(mode, str) and any(c in mode for c in "wax+"):
+                return
+            if mode is None and isinstance(flags, int) and flags & _WRITE_FLAGS:
+                return
+            if len(self.opened) >= _MAX_OPENED:
+                self.overflow = True
+                return
+            self.opened.add(os.path.join(os.getcwd(), os.fsdecode(os.fspath(target))))
+        except Exception:  # noqa: BLE001 - a read we cannot name: the listing is incomplete
+            self.overflow = True
 
     def _note(self, event: str, program: str, path: str | None) -> None:
         if len(self.spawns) < _MAX_SPAWNS:
@@ -105,7 +130,12 @@ class Watch:
         real = os.path.realpath(file)
         if not real.startswith(self.root + os.sep) or not os.path.isfile(real):
             return None
-        return Path(os.path.relpath(real, self.root)).as_posix()
+        relative = Path(os.path.relpath(real, self.root))
+        # Caches and tool state rewritten by the run itself (bytecode, .git, .hypothesis, .pytest_cache)
+        # are no input of its verdict.
+        if relative.suffix == ".pyc" or any(part == "__pycache__" or part.startswith(".") for part in relative.parts):
+            return None
+        return relative.as_posix()
 
     def finish(self, extra: Iterable[str | None] = ()) -> dict[str, Any]:
         """{"imported_files": sorted paths} or {"imported_files": None, "imports_unmeasured": why}."""
@@ -116,12 +146,14 @@ class Watch:
                     "imported_files": None,
                     "imports_unmeasured": f"the falsifier started another process ({why}), whose imports cannot be seen",
                 }
+        if self.overflow:
+            return {"imported_files": None, "imports_unmeasured": "the falsifier opened files that could not all be recorded"}
         found: set[str] = set()
         for module in list(sys.modules.values()):
             relative = self._relative(getattr(module, "__file__", None))
             if relative is not None:
                 found.add(relative)
-        for file in extra:
+        for file in [*extra, *self.opened]:
             relative = self._relative(file)
             if relative is not None:
                 found.add(relative)

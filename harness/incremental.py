@@ -9,15 +9,14 @@ when anything its result depended on may have changed, judged by content, never 
 - its binding differs from the one REF ran;
 - its REF outcome was not `passed` (failures, errors, not_run, deferred, vacuous and flaky always run);
 - its REF result has no `modules` (not measured: command bindings, a child that started a process);
-- a file in its recorded `modules` changed or vanished (the files its child imported, which include the
-  defining files of its guards: the child imports them to measure them);
+- a file in its recorded `modules` changed or vanished (the files its child imported or read, which
+  include the defining files of its guards: the child imports them to measure them);
 - pytest bindings: a test file or conftest.py now lies under its paths that its REF run did not import
   (a new test may match its -k);
 - REF's evidence was written by another harness version (how a result is judged may have changed).
 
 Everything else is carried over: REF's result, with `carried_from` naming the commit it ran at. Nothing
-outside the repository is tracked (installed packages, data files a falsifier reads without importing):
-a dependency upgrade needs a full run, which is what a release gate (`Policy(release=True)`) demands anyway.
+outside the repository is tracked (installed packages, the machine): a dependency upgrade needs a full run, which is what a release gate (`Policy(release=True)`) demands anyway.
 """
 
 from __future__ import annotations

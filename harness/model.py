@@ -174,7 +174,7 @@ class FalsifierResult:
     # and per guard the covered body lines of its defining file. None: not measured (command bindings, no guards).
     guards_executed: tuple[str, ...] | None = None
     guard_lines: dict[str, tuple[int, ...]] | None = None
-    # python/pytest bindings: the repository files the child imported (repo-relative POSIX path ->
+    # python/pytest bindings: the repository files the child imported or read (repo-relative POSIX path ->
     # "sha256:<hex>", harness.imported_files); None when not measured (command bindings, a child that
     # started another process, or that reported nothing): `--changed-since` then always runs it again.
     modules: dict[str, str] | None = None

@@ -69,8 +69,10 @@ def _skip_reason(report: pytest.TestReport) -> str:
 
 
 def _test_files(config: pytest.Config) -> list[str]:
-    """The collected test modules and every conftest.py loaded (whatever pytest's import mode)."""
+    """The collected test modules, every conftest.py loaded (whatever pytest's import mode), and the
+    configuration file pytest read (read before this plugin could watch it)."""
     files = [str(item.path) for item in (_session[0].items if _session else ())]
+    files += [str(config.inipath)] if config.inipath else []
     return files + [str(getattr(p, "__file__", "")) for p in config.pluginmanager.get_plugins() if getattr(p, "__file__", None)]
 
 

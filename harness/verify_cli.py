@@ -10,7 +10,7 @@ all says so loudly (stderr and summary.md); --strict makes it fail. A closed std
 not change any of this: printing stops, the evidence is written in full, the status is the run's.
 With -k the run is partial: its evidence goes to DIR/<commit>/partial/<slug>/ (printed), never replacing
 the commit's full evidence. With --changed-since REF only the falsifiers whose contract, binding or
-imported repository files changed since REF's evidence (DIR/<REF sha>/, from a full run) run; the others
+imported or read repository files changed since REF's evidence (DIR/<REF sha>/, from a full run) run; the others
 are carried over from it, marked with REF's commit, and the evidence goes to DIR/<commit>/partial/<slug>/.
 --release fails (exit 1) any carried-over result or restricted run: a release needs the commit's full evidence.
 """

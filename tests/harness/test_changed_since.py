@@ -317,3 +317,26 @@ def test_with_k_and_nothing_changed_everything_is_carried_and_nothing_runs(proje
     assert evidence["selection"] == {"k": ["FALSIFY-B-001", "FALSIFY-T-001"], "changed_since": sha}
     assert {fid: r["carried_from"] for fid, r in entries(evidence).items()} == {"FALSIFY-B-001": sha, "FALSIFY-T-001": sha}
     assert evidence["complete"] is True and evidence["totals"]["passed"] == 2
+
+
+def test_a_data_file_the_falsifier_reads_is_recorded_and_runs_it_again(project: tuple[Path, Path, str], tmp_path: Path) -> None:
+    root, out, _ = project
+    write(
+        root,
+        {
+            "data/expected.txt": "2\n",
+            "fx_b.py": "from pathlib import Path\n\nfrom pkg_b import value\n\n\ndef holds():\n"
+            "    assert value() == int(Path('data/expected.txt').read_text())\n",
+        },
+    )
+    sha = commit(root, "read a data file")
+    assert run_verify(root, "contracts", "--out", str(out)).returncode == 0
+    modules = entries(read_evidence(out / sha / "evidence.json"))["FALSIFY-B-001"]["modules"]
+    assert "data/expected.txt" in modules
+    write(root, {"data/expected.txt": "3\n"})
+    head = commit(root, "change the data")
+    done = run_verify(root, "contracts", "--out", str(out), "--changed-since", sha)
+    assert done.returncode == 1, done.stdout + done.stderr
+    results = entries(incremental_evidence(out, head)[1])
+    assert results["FALSIFY-B-001"]["outcome"] == "falsified" and results["FALSIFY-B-001"]["carried_from"] is None
+    assert "RUN FALSIFY-B-001: changed: data/expected.txt" in done.stdout
