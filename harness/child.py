@@ -19,7 +19,7 @@ import sys
 import traceback
 from typing import Any
 
-from harness import channel, guard_coverage, replay_child
+from harness import channel, guard_coverage, imported_files, replay_child
 
 MAX_TEXT = 8000
 
@@ -107,6 +107,7 @@ def main(argv: list[str]) -> int:
     # The falsifier is resolved against the repository root (our cwd), like `python -m pytest` does.
     sys.path.insert(0, os.getcwd())
     replay_child.prepare()  # hypothesis prints its reproduction blob (harness.replay_record keeps it)
+    imports = imported_files.watch()  # --changed-since: the repository files this run imported
     # Vacuity: which guards ran, folded into the result before it is sent (harness.guard_coverage).
     guards = guard_coverage.from_env()
     if guards is not None:
@@ -114,6 +115,7 @@ def main(argv: list[str]) -> int:
     result = classify(target)
     if guards is not None:
         result.update(guards.finish())
+    result.update(imports.finish([imported_files.module_file(target.partition(":")[0])]))
     send(result_file, key, result, 0)
     return 0  # not reached: send ends the process
 

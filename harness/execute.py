@@ -17,7 +17,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from harness import clock, fork_server, guard_coverage, project_config, replay_record, requirements
+from harness import clock, fork_server, guard_coverage, imported_files, project_config, replay_record, requirements
 # HARNESS_PARENT stays importable from here for verify_cli.
 from harness.channel import InvalidRecord, open_channel
 from harness.isolation import HARNESS_PARENT, ProcessRun, child_env, describe_exit, exit_of, run_isolated
@@ -67,6 +67,8 @@ class _Verdict:
     tests_failed: int | None = None
     # What the child measured of the guards (harness.guard_coverage); absent when it measured nothing.
     guards: dict[str, Any] | None = None
+    # The repository files the child reported it imported (harness.imported_files); None: not measured.
+    imported: list[str] | None = None
 
 
 def _guard_data(data: dict[str, Any]) -> dict[str, Any] | None:
@@ -119,7 +121,10 @@ def _run_python(
             data = results.receive(run.returncode)
         except InvalidRecord as exc:
             return _Verdict(Outcome.ERROR, _with_output(f"{exc}; {_ended(run)}", run.output))
-    return _Verdict(Outcome(data["outcome"]), data["reason"], data.get("counterexample"), guards=_guard_data(data))
+    return _Verdict(
+        Outcome(data["outcome"]), data["reason"], data.get("counterexample"), guards=_guard_data(data),
+        imported=data.get("imported_files"),
+    )
 
 
 def _pytest_argv(binding: Binding) -> list[str]:
@@ -163,7 +168,7 @@ def _run_pytest(
     passed, failed, skipped = int(counts["passed"]), int(counts["failed"]), int(counts["skipped"])
     executed = passed + failed
     base = {"tests_matched": matched, "tests_executed": executed, "tests_skipped": skipped, "tests_failed": failed,
-            "guards": _guard_data(counts)}
+            "guards": _guard_data(counts), "imported": counts.get("imported_files")}
     never_ran = matched - passed - failed - skipped - int(counts["errors"])
     if counts["collect_errors"]:
         return _Verdict(Outcome.ERROR, "collection failed: " + _tail("\n".join(counts["collect_errors"]), 1500), **base)
@@ -388,6 +393,7 @@ def run_falsifier(
         tests_failed=verdict.tests_failed,
         guards_executed=guards_executed,
         guard_lines=guard_lines,
+        modules=imported_files.hash_files(Path(repo_root), verdict.imported),
     )
 
 

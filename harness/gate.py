@@ -23,6 +23,9 @@ class Policy:
     """What fails the gate besides `falsified`, `error` and `flaky` (which always do)."""
 
     strict: bool = False  # also fail on not_run and deferred
+    # A release accepts only the commit's own fresh full evidence: no result carried over from another
+    # commit (`--changed-since`), no partial run. A pull-request gate may accept carried results.
+    release: bool = False
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,21 @@ def _first_line(text: str) -> str:
     return text.splitlines()[0] if text else ""
 
 
+def release_reasons(evidence: Evidence) -> tuple[str, ...]:
+    """Why `evidence` cannot back a release: each carried-over result (naming its source commit), and a
+    run that was restricted in any way (-k, --changed-since, a shard)."""
+    reasons = tuple(
+        f"{r.id}: carried over from {r.carried_from[:12]} (--changed-since), not run at this commit; "
+        "a release needs every falsifier run fresh"
+        for r in evidence.results if r.carried_from is not None
+    )
+    selection = evidence.selection
+    if selection:
+        what = ", ".join(f"{k}={v if isinstance(v, str) else ' '.join(map(str, v))}" for k, v in selection.items())
+        reasons += (f"the run was restricted ({what}): a release needs the commit's full evidence",)
+    return reasons
+
+
 def verdict(evidence: Evidence, policy: Policy = Policy()) -> Verdict:
     """The gate for `evidence` under `policy`; `harness verify` exits with its `exit_code`."""
     if not evidence.complete:
@@ -49,6 +67,8 @@ def verdict(evidence: Evidence, policy: Policy = Policy()) -> Verdict:
     reasons = tuple(
         f"{r.id}: {r.outcome.value}: {_first_line(r.reason)}" for r in evidence.results if r.outcome in failing
     )
+    if policy.release:
+        reasons += release_reasons(evidence)
     if reasons:
         return Verdict(False, EXIT_FAILED, reasons)
     counts = {o: sum(1 for r in evidence.results if r.outcome is o) for o in Outcome}

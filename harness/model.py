@@ -174,6 +174,13 @@ class FalsifierResult:
     # and per guard the covered body lines of its defining file. None: not measured (command bindings, no guards).
     guards_executed: tuple[str, ...] | None = None
     guard_lines: dict[str, tuple[int, ...]] | None = None
+    # python/pytest bindings: the repository files the child imported or read (repo-relative POSIX path ->
+    # "sha256:<hex>", harness.imported_files); None when not measured (command bindings, a child that
+    # started another process, or that reported nothing): `--changed-since` then always runs it again.
+    modules: dict[str, str] | None = None
+    # `--changed-since`: the commit whose evidence this result was copied from (it did not run now); None
+    # for a result run in this run. A release gate (Policy(release=True)) never accepts one.
+    carried_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -206,7 +213,9 @@ class Evidence:
     totals: dict[str, int]  # count per Outcome value
     contracts: tuple[ContractResult, ...]
     # What the run was restricted to: None for a full run, else e.g. {"k": ["PATTERN", ...]} (and later
-    # {"shard": "K/N"}). A selected run is published apart from the commit's full evidence.
+    # {"shard": "K/N"}), or {"changed_since": "<sha>"} for an incremental run (harness.incremental: every
+    # falsifier accounted for, the unchanged ones carried over). A selected run is published apart from
+    # the commit's full evidence.
     selection: dict[str, Any] | None = None
 
     @property

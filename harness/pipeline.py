@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import importlib.util
 import io
 import json
@@ -49,6 +50,7 @@ from harness.record import (
 from harness.report import evidence_files
 
 if TYPE_CHECKING:
+    from harness.incremental import Plan
     from harness.validate import Validation
 
 Key = tuple[str, str]
@@ -89,6 +91,9 @@ class Observer:
 
     def message(self, line: str) -> None:
         """A line for stderr: pytest's own report when its session itself broke."""
+
+    def incremental(self, plan: "Plan") -> None:
+        """--changed-since: before anything runs, which falsifiers run again (and why) and which carry over."""
 
 
 def _unwritable(directory: Path) -> str | None:
@@ -356,11 +361,15 @@ def verify(
     rerun: int = 0,
     command: Sequence[str] = (),
     observer: Observer | None = None,
+    changed_since: str | None = None,
 ) -> Evidence:
     """Validate the contracts under `paths`, run their falsifiers (those matching `select`, `jobs` at a
     time; a falsified or error one up to `rerun` more times, `flaky` when the attempts disagree) and
     return the Evidence, published under `out`/<commit>/ (not written anywhere when `out` is None).
-    `command` is the argv the evidence records (default `harness verify PATH...`).
+    `command` is the argv the evidence records (default `harness verify PATH...`). With `changed_since`
+    (a git revision) only the falsifiers whose inputs changed since that commit's evidence under `out`
+    run; the others are carried over from it (harness.incremental), and the evidence says so
+    (`selection["changed_since"]`, each carried result's `carried_from`).
 
     Raises InvalidInput before anything runs, EvidenceNotWritten when the evidence could not be
     published; Ctrl-C (or SIGTERM) during the run returns the evidence so far with `complete` False,
@@ -391,7 +400,12 @@ def verify(
     repo_root = roots[contracts[0].id] if contracts else files[0].parent
     commit, dirty = git_state(repo_root)
     # A -k run is recorded as what it is and published apart, so it never replaces the commit's full evidence.
-    selection = {"k": list(select)} if select else None
+    selection: dict[str, Any] | None = {"k": list(select)} if select else None
+    plan = None
+    if changed_since is not None:
+        plan = _plan(changed_since, out, paths, selected, roots, repo_root)
+        selection = dict(selection or {}, changed_since=plan.ref)
+        observer.incremental(plan)
     directory = evidence_dir(out, commit, selection) if out is not None else None
     if directory is not None:
         # Checked before anything runs: finding out after a long run that the evidence has nowhere to go wastes it.
@@ -421,14 +435,21 @@ def verify(
                     f"harness verify: --out {out}: cannot write {exc.filename or directory}: {exc.strerror or exc}; "
                     "nothing was run; choose another --out DIR, one you can write to"
                 ) from exc
+        # --changed-since: the carried results are journaled like any other (a killed run reads them
+        # back), and only the falsifiers to run again are compiled and run.
+        to_run, run_contracts, run_files = selected, contracts, files
+        if plan is not None:
+            to_run, run_contracts, run_files = _narrowed(plan, selected, contracts, roots, recorder)
         try:
             results, interrupted = _run(
-                files, contracts, roots, repo_root, selected, select, jobs, observer, rerun,
+                run_files, run_contracts, roots, repo_root, to_run, select, jobs, observer, rerun,
                 recorder.record if recorder else None,
             )
         finally:
             if recorder is not None:
                 recorder.close()
+        if plan is not None:
+            results = {**plan.carried, **results}
         evidence = make_evidence(
             contracts,
             results,
@@ -462,6 +483,9 @@ def _run(
     """Run the selected falsifiers; (results by key, interrupted). An uninterrupted run has a result
     for every selected falsifier; `record` gets each one as it arrives."""
     observer.started(len(selected))
+    if not selected:  # --changed-since with everything carried over: nothing to collect (pytest would collect cwd)
+        observer.finished()
+        return {}, False
     collector = ResultCollector(selected, observer, record)
     interrupted = False
     pytest_output = ""
@@ -487,6 +511,47 @@ def _run(
         for line in pytest_output.splitlines():
             observer.message(line)
     return results, interrupted
+
+
+def _plan(
+    changed_since: str,
+    out: str | os.PathLike[str] | None,
+    paths: Sequence[str | os.PathLike[str]],
+    selected: dict[Key, tuple[Contract, Falsifier]],
+    roots: dict[str, Path],
+    repo_root: Path,
+) -> "Plan":
+    """--changed-since REF's plan; InvalidInput (exit 2) when REF or its evidence cannot be used."""
+    from harness import incremental
+
+    if out is None:
+        raise InvalidInput("harness verify: --changed-since needs --out DIR: REF's evidence is read from DIR/<sha>/")
+    try:
+        sha = incremental.resolve_ref(repo_root, changed_since)
+        reference = incremental.reference_evidence(out, sha, [*default_command(paths), "--out", str(out)])
+    except incremental.IncrementalError as exc:
+        raise InvalidInput(str(exc)) from None
+    return incremental.plan(selected, roots, reference)
+
+
+def _narrowed(
+    plan: "Plan",
+    selected: dict[Key, tuple[Contract, Falsifier]],
+    contracts: list[Contract],
+    roots: dict[str, Path],
+    recorder: "_Recorder | None",
+) -> tuple[dict[Key, tuple[Contract, Falsifier]], list[Contract], list[Path]]:
+    """(the falsifiers to run, their contracts holding only them, those contracts' files); the carried results recorded."""
+    if recorder is not None:
+        for result in plan.carried.values():
+            recorder.record(result)
+    to_run = {key: pair for key, pair in selected.items() if key in plan.run}
+    # Only the falsifiers to run are compiled into items; their contracts keep every invariant (guards).
+    subset = [
+        dataclasses.replace(c, falsifiers=tuple(f for f in c.falsifiers if (c.id, f.id) in to_run))
+        for c in contracts if any((c.id, f.id) in to_run for f in c.falsifiers)
+    ]
+    return to_run, subset, sorted({(Path(roots[c.id]) / c.path).resolve() for c in subset})
 
 
 def _publish(evidence: Evidence, directory: Path, command: Sequence[str]) -> None:

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import pytest
 
-from harness import channel, guard_coverage
+from harness import channel, guard_coverage, imported_files
 
 MAX_FAILURE_TEXT = 4000
 MAX_REASON_TEXT = 300
@@ -40,6 +40,8 @@ def _signer() -> Callable[[str, dict[str, Any], int], None] | None:
 
 
 _write = _signer()
+# --changed-since: what the session imports, watched from before any conftest.py or test module is imported.
+_imports = imported_files.watch() if _write is not None else None
 _counts: dict[str, Any] = {
     "collected": 0,
     "passed": 0,
@@ -64,6 +66,14 @@ def _skip_reason(report: pytest.TestReport) -> str:
     if hasattr(report, "wasxfail"):
         text = f"xfail: {report.wasxfail or text}"
     return text[:MAX_REASON_TEXT]
+
+
+def _test_files(config: pytest.Config) -> list[str]:
+    """The collected test modules, every conftest.py loaded (whatever pytest's import mode), and the
+    configuration file pytest read (read before this plugin could watch it)."""
+    files = [str(item.path) for item in (_session[0].items if _session else ())]
+    files += [str(config.inipath)] if config.inipath else []
+    return files + [str(getattr(p, "__file__", "")) for p in config.pluginmanager.get_plugins() if getattr(p, "__file__", None)]
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -126,4 +136,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     status = int(_session[0].exitstatus)
     _counts["exitstatus"] = status
     _counts.update(guard_coverage.finish_current())
+    if _imports is not None:
+        _counts.update(_imports.finish(_test_files(config)))
     _write(target, _counts, status)

@@ -124,6 +124,8 @@ def result_from_dict(data: dict[str, Any]) -> FalsifierResult:
         guards_executed=None if data.get("guards_executed") is None else tuple(data["guards_executed"]),
         guard_lines=None if data.get("guard_lines") is None
         else {guard: tuple(lines) for guard, lines in data["guard_lines"].items()},
+        modules=None if data.get("modules") is None else dict(data["modules"]),
+        carried_from=data.get("carried_from"),
     )
 
 
@@ -334,9 +336,13 @@ def selection_slug(selection: dict[str, Any]) -> str:
         normal["k"] = sorted({p.lower() for p in selection["k"]})
     if selection.get("shard"):
         normal["shard"] = selection["shard"]
+    if selection.get("changed_since"):
+        normal["changed_since"] = selection["changed_since"]
     words = [f"k-{'-'.join(normal['k'])}"] if "k" in normal else []
     if "shard" in normal:
         words.append("shard-" + normal["shard"].replace("/", "-of-"))
+    if "changed_since" in normal:
+        words.append("changed-since-" + normal["changed_since"][:12])
     readable = re.sub(r"[^a-z0-9]+", "-", "-".join(words)).strip("-")[:48].strip("-") or "selection"
     digest = hashlib.sha256(json.dumps(normal, sort_keys=True).encode("utf-8")).hexdigest()[:10]
     return f"{readable}-{digest}"
@@ -349,6 +355,8 @@ def describe_selection(selection: dict[str, Any] | None) -> str:
     flags = [f"-k {p}" for p in selection.get("k", ())]
     if selection.get("shard"):
         flags.append(f"--shard {selection['shard']}")
+    if selection.get("changed_since"):
+        flags.append(f"--changed-since {selection['changed_since'][:12]}")
     return f"partial run ({' '.join(flags)})"
 
 

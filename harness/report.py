@@ -67,6 +67,8 @@ def render_junit(evidence: dict[str, Any]) -> str:
             props = _xml_element(case, "properties")
             _xml_element(props, "property", name="invariant", value=" ".join(f["invariant"]))
             _xml_element(props, "property", name="binding", value=f["binding"]["kind"])
+            if f.get("carried_from"):  # --changed-since: not run now, copied from that commit's evidence
+                _xml_element(props, "property", name="carried_from", value=f["carried_from"])
             if f["outcome"] == "falsified":
                 _xml_element(case, "failure", f["counterexample"] or "", message=f["reason"])
             elif f["outcome"] == "vacuous":
@@ -89,6 +91,12 @@ def _attempt_lines(entry: dict[str, Any]) -> list[str]:
     ]
 
 
+def _carried_note(entry: dict[str, Any]) -> str:
+    """` (carried from abc123def456)` for a result --changed-since copied from another commit, else ``."""
+    source = entry.get("carried_from")
+    return f" (carried from {_cell(source[:12])})" if source else ""
+
+
 def _cell(text: Any, limit: int = 160) -> str:
     return escape.markdown(text, limit)
 
@@ -106,6 +114,15 @@ def render_summary(evidence: dict[str, Any]) -> str:
         lines += [
             f"> **Partial run:** only the falsifiers selected by {escape.markdown(describe_selection(selection).removeprefix('partial run '))} "
             "ran; this is not the commit's full evidence.",
+            "",
+        ]
+    carried = [f for f in _falsifiers(evidence) if f.get("carried_from")]
+    if carried:
+        sources = ", ".join(f"`{s[:12]}`" for s in sorted({f["carried_from"] for f in carried}))
+        lines += [
+            f"> **Carried over:** {len(carried)} result(s) were not run at this commit but copied from the evidence of "
+            f"{sources} (--changed-since: their contract, binding and imported files are unchanged); a release gate "
+            "never accepts them.",
             "",
         ]
     if not evidence["complete"]:
@@ -127,7 +144,8 @@ def render_summary(evidence: dict[str, Any]) -> str:
         for f in contract["falsifiers"]:
             tests = "" if f["tests_matched"] is None else f"{f['tests_executed']}/{f['tests_matched']}"
             lines.append(
-                f"| {escape.markdown_code(f['id'], in_table=True)} | {_cell(', '.join(f['invariant']))} | {ICON[f['outcome']]} {f['outcome']} "
+                f"| {escape.markdown_code(f['id'], in_table=True)} | {_cell(', '.join(f['invariant']))} | {ICON[f['outcome']]} {f['outcome']}"
+                f"{_carried_note(f)} "
                 f"| {f['duration_s']:.2f}s | {tests} | {guard_summary(f.get('guards_executed'), f.get('guard_lines'))} "
                 f"| {_cell(f['reason'])} |"
             )

@@ -1,4 +1,4 @@
-"""`harness verify PATH... [--out DIR] [-k ID-PATTERN] [-j N] [--rerun N] [--strict]`
+"""`harness verify PATH... [--out DIR] [-k ID-PATTERN] [-j N] [--rerun N] [--strict] [--changed-since REF] [--release]`
 
 validate -> compile (pytest plugin) -> run (isolated children) -> record (evidence.json) -> report
 (junit.xml, summary.md). Exit status: 0 nothing falsified, vacuous, in error or flaky; 1 something
@@ -9,20 +9,24 @@ SIGTERM), with the evidence so far written and marked incomplete. A run in which
 all says so loudly (stderr and summary.md); --strict makes it fail. A closed stdout (`| head -1`) does
 not change any of this: printing stops, the evidence is written in full, the status is the run's.
 With -k the run is partial: its evidence goes to DIR/<commit>/partial/<slug>/ (printed), never replacing
-the commit's full evidence.
+the commit's full evidence. With --changed-since REF only the falsifiers whose contract, binding or
+imported or read repository files changed since REF's evidence (DIR/<REF sha>/, from a full run) run; the others
+are carried over from it, marked with REF's commit, and the evidence goes to DIR/<commit>/partial/<slug>/.
+--release fails (exit 1) any carried-over result or restricted run: a release needs the commit's full evidence.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
 from harness.console import EXIT_INTERRUPTED, emit
 from harness.escape import terminal
-from harness.gate import EXIT_FAILED, EXIT_OK, Policy, verdict
+from harness.gate import EXIT_FAILED, EXIT_OK, Policy, release_reasons, verdict
 from harness.model import FalsifierResult, Outcome
 from harness.pipeline import EvidenceNotWritten, InvalidInput, Observer, default_command
 from harness.pipeline import verify as run_verification
@@ -54,6 +58,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run a falsified or error falsifier up to N more times; outcomes that differ are recorded as flaky (exit 1)",
     )
     parser.add_argument("--strict", action="store_true", help="also fail (exit 1) on not_run and deferred falsifiers")
+    parser.add_argument(
+        "--changed-since",
+        dest="changed_since",
+        default=None,
+        metavar="REF",
+        help="run only the falsifiers whose contract, binding or imported files changed since the git commit REF; "
+        "carry the others over from REF's evidence in DIR/<sha>/",
+    )
+    parser.add_argument(
+        "--release",
+        action="store_true",
+        help="release gate: also fail (exit 1) on results carried over from another commit and on restricted runs",
+    )
 
 
 def register(subparsers: Any) -> None:
@@ -79,6 +96,10 @@ def command_line(args: argparse.Namespace) -> list[str]:
         argv += ["--rerun", str(args.rerun)]
     if args.strict:
         argv.append("--strict")
+    if args.changed_since is not None:
+        argv += ["--changed-since", args.changed_since]
+    if args.release:
+        argv.append("--release")
     return argv
 
 
@@ -86,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
     """The `func` of the `verify` subparser."""
     command = command_line(args)
     return verify(
-        args.paths, out=args.out, select=args.select, jobs=args.jobs, rerun=args.rerun, strict=args.strict, command=command
+        args.paths, out=args.out, select=args.select, jobs=args.jobs, rerun=args.rerun, strict=args.strict, command=command,
+        changed_since=args.changed_since, release=args.release,
     )
 
 
@@ -176,6 +198,14 @@ class _Printer(Observer):
     def message(self, line: str) -> None:
         emit(line, sys.stderr)
 
+    def incremental(self, plan: Any) -> None:
+        ref = plan.ref[:12]
+        emit(f"harness: --changed-since {ref}: {len(plan.run)} to run, {len(plan.carried)} carried over", self.stream)
+        for (_, fid), why in plan.run.items():
+            emit(f"RUN {terminal(fid)}: {terminal(why)}", self.stream)
+        for (_, fid), result in plan.carried.items():
+            emit(f"CARRIED {terminal(fid)} ({result.outcome.value} at {str(result.carried_from)[:12]})", self.stream)
+
 
 # ---------------------------------------------------------------------------------------- verify
 
@@ -190,13 +220,23 @@ def verify(
     strict: bool = False,
     command: Sequence[str] = (),
     stream: TextIO | None = None,
+    changed_since: str | None = None,
+    release: bool = False,
 ) -> int:
     """`harness verify`: run the pipeline, print, and map its verdict to the exit status (0, 1, 2, 3 or 130)."""
     stream = stream or sys.stdout
     command = list(command) or default_command(paths)
+    if release and changed_since is not None:
+        emit(
+            "harness verify: --release refuses results carried over by --changed-since; nothing was run. For a "
+            f"release run every falsifier: {shlex.join(arg for arg in _without_changed_since(command))}",
+            sys.stderr,
+        )
+        return EXIT_INVALID
     try:
         evidence = run_verification(
-            paths, out=out, select=select, jobs=jobs, rerun=rerun, command=command, observer=_Printer(stream)
+            paths, out=out, select=select, jobs=jobs, rerun=rerun, command=command, observer=_Printer(stream),
+            changed_since=changed_since,
         )
     except InvalidInput as exc:
         _print_problems(exc.problems, str(exc), sys.stdout)
@@ -205,15 +245,35 @@ def verify(
         _print_problems([str(exc)])
         return EXIT_UNRECORDED
 
-    gate = verdict(evidence, Policy(strict=strict))
+    gate = verdict(evidence, Policy(strict=strict, release=release))
     interrupted = not evidence.complete
     # A -k run says so on its closing line: its green covers the selection, not the commit.
     partial = "" if evidence.selection is None else f" ({terminal(describe_selection(evidence.selection))})"
+    carried = [r for r in evidence.results if r.carried_from is not None]
+    if carried:
+        sources = ", ".join(sorted({str(r.carried_from)[:12] for r in carried}))
+        partial += f" ({len(carried)} carried over from {sources})"
     emit(f"harness: {totals_line(evidence.totals)}{partial}{' (INTERRUPTED: incomplete)' if interrupted else ''}", stream)
     emit(f"evidence: {evidence_dir(out, evidence.commit, evidence.selection) / 'evidence.json'}", stream)
     for warning in gate.warnings:
         emit(f"harness: warning: {warning}", sys.stderr)
+    if release:
+        for reason in release_reasons(evidence):
+            emit(f"harness: release: {terminal(reason)}", sys.stderr)
     return gate.exit_code
+
+
+def _without_changed_since(command: Sequence[str]) -> list[str]:
+    """`command` with its `--changed-since REF` dropped: the full run a release needs."""
+    argv, skip = [], False
+    for arg in command:
+        if skip:
+            skip = False
+        elif arg == "--changed-since":
+            skip = True
+        elif not arg.startswith("--changed-since="):
+            argv.append(arg)
+    return argv
 
 
 def main(argv: Sequence[str] | None = None) -> int:
