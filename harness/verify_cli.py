@@ -1,4 +1,4 @@
-"""`harness verify PATH... [--out DIR] [-k ID-PATTERN] [-j N] [--rerun N] [--strict]`
+"""`harness verify PATH... [--out DIR] [-k ID-PATTERN] [-j N] [--rerun N] [--strict] [--executor {local,ray}] [--address ADDR]`
 
 validate -> compile (pytest plugin) -> run (isolated children) -> record (evidence.json) -> report
 (junit.xml, summary.md). Exit status: 0 nothing falsified, vacuous, in error or flaky; 1 something
@@ -24,7 +24,7 @@ from harness.console import EXIT_INTERRUPTED, emit
 from harness.escape import terminal
 from harness.gate import EXIT_FAILED, EXIT_OK, Policy, verdict
 from harness.model import FalsifierResult, Outcome
-from harness.pipeline import EvidenceNotWritten, InvalidInput, Observer, default_command
+from harness.pipeline import EXECUTORS, EvidenceNotWritten, InvalidInput, Observer, default_command
 from harness.pipeline import verify as run_verification
 from harness.record import describe_selection, evidence_dir
 from harness.report import totals_line
@@ -54,6 +54,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run a falsified or error falsifier up to N more times; outcomes that differ are recorded as flaky (exit 1)",
     )
     parser.add_argument("--strict", action="store_true", help="also fail (exit 1) on not_run and deferred falsifiers")
+    parser.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="where the falsifiers run: local (default; -j N for parallel) or ray (tasks on a Ray cluster; "
+        "Ray decides the parallelism, so -j is refused; docs/executors.md)",
+    )
+    parser.add_argument(
+        "--address",
+        default=None,
+        metavar="ADDR",
+        help="with --executor ray: the cluster (HOST:PORT of its head, or auto on a node of it); "
+        "default: RAY_ADDRESS, else a local Ray instance",
+    )
 
 
 def register(subparsers: Any) -> None:
@@ -79,6 +93,10 @@ def command_line(args: argparse.Namespace) -> list[str]:
         argv += ["--rerun", str(args.rerun)]
     if args.strict:
         argv.append("--strict")
+    if args.executor != "local":
+        argv += ["--executor", args.executor]
+    if args.address is not None:
+        argv += ["--address", args.address]
     return argv
 
 
@@ -86,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     """The `func` of the `verify` subparser."""
     command = command_line(args)
     return verify(
-        args.paths, out=args.out, select=args.select, jobs=args.jobs, rerun=args.rerun, strict=args.strict, command=command
+        args.paths, out=args.out, select=args.select, jobs=args.jobs, rerun=args.rerun, strict=args.strict, command=command,
+        executor=args.executor, address=args.address,
     )
 
 
@@ -190,13 +209,16 @@ def verify(
     strict: bool = False,
     command: Sequence[str] = (),
     stream: TextIO | None = None,
+    executor: str = "local",
+    address: str | None = None,
 ) -> int:
     """`harness verify`: run the pipeline, print, and map its verdict to the exit status (0, 1, 2, 3 or 130)."""
     stream = stream or sys.stdout
     command = list(command) or default_command(paths)
     try:
         evidence = run_verification(
-            paths, out=out, select=select, jobs=jobs, rerun=rerun, command=command, observer=_Printer(stream)
+            paths, out=out, select=select, jobs=jobs, rerun=rerun, command=command, observer=_Printer(stream),
+            executor=executor, address=address,
         )
     except InvalidInput as exc:
         _print_problems(exc.problems, str(exc), sys.stdout)
