@@ -24,6 +24,7 @@ does not carry; run the controller on a node of the cluster (`--address auto`). 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.util
@@ -42,6 +43,7 @@ import pytest
 import harness
 from harness.model import Contract, Falsifier, FalsifierResult, Outcome
 from harness.record import result_from_dict, result_to_dict
+from harness.replay_record import REPLAY_ENV
 
 if TYPE_CHECKING:
     from harness.plugin import FalsifierItem
@@ -54,6 +56,11 @@ MARGIN_S = 60.0
 # How long the controller tries to reach an explicit HOST:PORT before saying no cluster answers there
 # (ray.init itself retries for minutes).
 CONNECT_TIMEOUT_S = 10.0
+
+# The controller's variables that change a falsifier's run, set (or unset) on the worker for its task,
+# so a Ray run behaves as the local one would: the hash seed, the hypothesis profile, and CI (pytest
+# prints full assertion diffs under CI). Not CUDA_VISIBLE_DEVICES: Ray assigns each task its GPUs there.
+FORWARDED_ENV = (*(n for n in REPLAY_ENV if n != "CUDA_VISIBLE_DEVICES"), "CI")
 
 Key = tuple[str, str]
 
@@ -124,9 +131,32 @@ def _where() -> str:
     return f"node {socket.gethostname()} (pid {os.getpid()})"
 
 
-def run_task(falsifier: Falsifier, contract: Contract, repo_root: str, expected: dict[str, Any], run_id: str) -> dict[str, Any]:
+@contextlib.contextmanager
+def _environment(values: dict[str, str | None]) -> Iterator[None]:
+    """os.environ with `values` set (None: unset) for one task; the worker process serves others after it."""
+    saved = {name: os.environ.get(name) for name in values}
+    try:
+        for name, value in values.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def run_task(
+    falsifier: Falsifier, contract: Contract, repo_root: str, expected: dict[str, Any], run_id: str,
+    env: dict[str, str | None] | None = None,
+) -> dict[str, Any]:
     """The worker's side of one task, as a plain function: check that this node holds the controller's
-    checkout at `repo_root`, then `run_falsifier` there. Returns record's dict of the FalsifierResult."""
+    checkout at `repo_root`, then `run_falsifier` there with the controller's `env` (FORWARDED_ENV).
+    Returns record's dict of the FalsifierResult."""
     from harness.execute import run_falsifier
 
     root = Path(repo_root)
@@ -150,14 +180,18 @@ def run_task(falsifier: Falsifier, contract: Contract, repo_root: str, expected:
             "check out the controller's commit there, or run from a shared checkout (docs/executors.md)"
         )
         return result_to_dict(_error(falsifier, contract, reason))
-    return result_to_dict(run_falsifier(falsifier, contract, root))
+    with _environment(env or {}):
+        return result_to_dict(run_falsifier(falsifier, contract, root))
 
 
-def _task(falsifier: Falsifier, contract: Contract, repo_root: str, expected: dict[str, Any], run_id: str) -> Iterator[Any]:
+def _task(
+    falsifier: Falsifier, contract: Contract, repo_root: str, expected: dict[str, Any], run_id: str,
+    env: dict[str, str | None],
+) -> Iterator[Any]:
     """The Ray task (a generator): first where it started, so the controller knows it left the queue,
     then the result."""
     yield _where()
-    yield run_task(falsifier, contract, repo_root, expected, run_id)
+    yield run_task(falsifier, contract, repo_root, expected, run_id, env)
 
 
 # ---------------------------------------------------------------------------------------- the controller
@@ -220,9 +254,9 @@ class RayExecutor:
 
     name = NAME
 
-    def __init__(self, address: str | None = None, *, margin_s: float = MARGIN_S) -> None:
+    def __init__(self, address: str | None = None, *, margin_s: float | None = None) -> None:
         self.address = address
-        self.margin_s = margin_s
+        self.margin_s = MARGIN_S if margin_s is None else margin_s
         self.run_id = uuid.uuid4().hex
         self._ray: Any = None
         self._connected_here = False
@@ -303,7 +337,8 @@ class RayExecutor:
         task = ray.remote(_task).options(
             max_retries=0, retry_exceptions=False, name=f"harness:{falsifier.id}", **_request(falsifier, self._nodes)
         )
-        return task.remote(falsifier, contract, str(repo_root), self._expected, self.run_id)
+        env = {name: os.environ.get(name) for name in FORWARDED_ENV}
+        return task.remote(falsifier, contract, str(repo_root), self._expected, self.run_id, env)
 
     def _cancel(self, ref: Any) -> None:
         try:
