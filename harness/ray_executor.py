@@ -127,6 +127,11 @@ def _error(falsifier: Falsifier, contract: Contract, reason: str, duration_s: fl
     )
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
 def _where() -> str:
     return f"node {socket.gethostname()} (pid {os.getpid()})"
 
@@ -259,6 +264,7 @@ class RayExecutor:
         self.margin_s = MARGIN_S if margin_s is None else margin_s
         self.run_id = uuid.uuid4().hex
         self._ray: Any = None
+        self._task: Any = None
         self._connected_here = False
         self._nodes: list[dict[str, Any]] = []
         self._expected: dict[str, Any] = {}
@@ -282,11 +288,12 @@ class RayExecutor:
             try:
                 ray.init(address=self.address, log_to_driver=False, logging_level=logging.ERROR, include_dashboard=False)
             except (ConnectionError, RuntimeError, ValueError) as exc:
-                where = self.address or "a local instance"
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise ExecutorUnavailable(f"harness verify: --address {where}: cannot connect to Ray: {first}") from exc
+                what = f"--address {self.address}: cannot connect to Ray" if self.address else "--executor ray: cannot start a local Ray instance"
+                raise ExecutorUnavailable(f"harness verify: {what}: {_first_line(exc)}") from exc
             self._connected_here = True
         self._ray = ray
+        # Once per run: each ray.remote() would export the function to the cluster again.
+        self._task = ray.remote(_task)
         self._nodes = [n for n in ray.nodes() if n.get("Alive")]
         self._expected = checkout_fingerprint(repo_root)
 
@@ -333,8 +340,7 @@ class RayExecutor:
     # -- tasks
 
     def _submit(self, falsifier: Falsifier, contract: Contract, repo_root: Path) -> Any:
-        ray = self._ray
-        task = ray.remote(_task).options(
+        task = self._task.options(
             max_retries=0, retry_exceptions=False, name=f"harness:{falsifier.id}", **_request(falsifier, self._nodes)
         )
         env = {name: os.environ.get(name) for name in FORWARDED_ENV}
@@ -356,12 +362,13 @@ class RayExecutor:
             ref = self._submit(falsifier, contract, repo_root)
         ray = self._ray
         try:
-            ready, _ = ray.wait([ref], timeout=max(self._budget_s, falsifier.timeout_s + self.margin_s))
+            queued = max(self._budget_s, falsifier.timeout_s + self.margin_s)
+            ready, _ = ray.wait([ref], timeout=queued)
             if not ready:
                 self._cancel(ref)
                 return _error(falsifier, contract, (
-                    f"executor ray: the task never started within {self._budget_s:g}s (the session's serial budget: "
-                    "every falsifier's timeout_s plus the margin); the cluster had no free worker for it"
+                    f"executor ray: the task never started within {queued:g}s (the session's serial budget: every "
+                    f"falsifier's timeout_s plus {self.margin_s:g}s); the cluster had no free worker for it"
                 ), time.monotonic() - start)
             where = ray.get(next(ref))
             deadline = falsifier.timeout_s + self.margin_s
@@ -373,10 +380,21 @@ class RayExecutor:
                     f"plus {self.margin_s:g}s); its worker hung outside the falsifier's child and was cancelled"
                 ), time.monotonic() - start)
             return result_from_dict(ray.get(next(ref)))
+        except ray.exceptions.RayTaskError as exc:
+            # An exception in the task itself, outside run_falsifier (which never raises): e.g. a node whose
+            # Python cannot import the harness.
+            cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
+            return _error(falsifier, contract, (
+                f"executor ray: the task failed on the worker ({_first_line(cause)}); every node needs the harness "
+                "installed and the repository at the controller's path (docs/executors.md)"
+            ), time.monotonic() - start)
         except (ray.exceptions.RayError, StopIteration) as exc:
             self._cancel(ref)
-            what = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             return _error(falsifier, contract, (
-                f"executor ray: the task was lost ({type(exc).__name__}: {what}); the worker process died or its node "
-                "was lost, so the falsifier has no result"
+                f"executor ray: the task was lost ({_first_line(exc)}); the worker process died or its node was lost, "
+                "so the falsifier has no result"
             ), time.monotonic() - start)
+        except BaseException:
+            # Ctrl-C (or SIGTERM) while waiting: the task must not run on after the run ended.
+            self._cancel(ref)
+            raise
