@@ -36,7 +36,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
@@ -44,9 +44,6 @@ import harness
 from harness.model import Contract, Falsifier, FalsifierResult, Outcome
 from harness.record import result_from_dict, result_to_dict
 from harness.replay_record import REPLAY_ENV
-
-if TYPE_CHECKING:
-    from harness.plugin import FalsifierItem
 
 NAME = "ray"
 INSTALL = "pip install 'contract-harness[ray]'"

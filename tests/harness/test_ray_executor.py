@@ -6,6 +6,7 @@ store) and shuts down; the option checks need no cluster."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import shutil
@@ -25,12 +26,10 @@ from harness.cli import main as harness_main
 from harness.model import Outcome, Requirement
 from harness.validate import validate_report
 
-from tests.harness.verify_support import REPO, contract_text, falsifier, harness_env, make_project, read_evidence, run_verify
+from tests.harness.verify_support import contract_text, falsifier, harness_env, make_project, read_evidence, run_verify
 
 REQUIRES_RAY = "requires ray: pip install 'contract-harness[ray]'"
-needs_ray = pytest.mark.skipif(
-    __import__("importlib.util").util.find_spec("ray") is None, reason=REQUIRES_RAY
-)
+needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason=REQUIRES_RAY)
 
 # Falsifiers that attack the Ray worker running them: the child's parent is the isolation supervisor,
 # whose parent is the worker process.
