@@ -122,6 +122,7 @@ def _normalised(document: dict[str, Any]) -> dict[str, Any]:
 
 
 @needs_ray
+@pytest.mark.slow
 def test_ray_run_gives_the_evidence_of_a_serial_run(tmp_path: Path, cluster: str) -> None:
     make_project(tmp_path, {"ray.yaml": contract_text("ray-v1", SAME_AS_LOCAL)})
     local = run_verify(tmp_path, "contracts", "--out", "local", "--rerun", "1", **RUN_ENV)
@@ -148,6 +149,7 @@ def test_ray_run_gives_the_evidence_of_a_serial_run(tmp_path: Path, cluster: str
 
 
 @needs_ray
+@pytest.mark.slow
 def test_a_falsifier_that_kills_its_ray_worker_is_error(tmp_path: Path, cluster: str) -> None:
     make_project(tmp_path, {"ray.yaml": contract_text("ray-v1", [falsifier("FALSIFY-RAYKILL-001", '{python: "fx_attacks:kills_worker"}')])})
     (tmp_path / "fx_attacks.py").write_text(WORKER_ATTACKS)
@@ -160,6 +162,7 @@ def test_a_falsifier_that_kills_its_ray_worker_is_error(tmp_path: Path, cluster:
 
 
 @needs_ray
+@pytest.mark.slow
 def test_a_frozen_ray_worker_is_error_at_the_deadline(tmp_path: Path, cluster: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker that stops answering (SIGSTOP: Ray still sees it alive) must not hang the run: at the
     falsifier's timeout plus the margin the task is cancelled and the falsifier is `error`."""
