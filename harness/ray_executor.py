@@ -30,6 +30,7 @@ import hashlib
 import importlib.util
 import logging
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -152,6 +153,22 @@ def _environment(values: dict[str, str | None]) -> Iterator[None]:
                 os.environ[name] = value
 
 
+@contextlib.contextmanager
+def _signals_unblocked() -> Iterator[None]:
+    """No signal blocked in this thread while the falsifier's child is started: a Ray worker runs tasks with
+    SIGINT blocked, and a blocked mask survives fork and exec, so every process of the falsifier would
+    never see a Ctrl-C (a falsifier that interrupts its own training run hung under Ray). A local run's
+    children start with nothing blocked; so do these. The worker's mask is put back afterwards."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    saved = signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, saved)
+
+
 def run_task(
     falsifier: Falsifier, contract: Contract, repo_root: str, expected: dict[str, Any], run_id: str,
     env: dict[str, str | None] | None = None,
@@ -182,7 +199,7 @@ def run_task(
             "check out the controller's commit there, or run from a shared checkout (docs/executors.md)"
         )
         return result_to_dict(_error(falsifier, contract, reason))
-    with _environment(env or {}):
+    with _environment(env or {}), _signals_unblocked():
         return result_to_dict(run_falsifier(falsifier, contract, root))
 
 

@@ -51,6 +51,12 @@ WORKER_ATTACKS = textwrap.dedent(
 
     def freezes_worker():
         os.kill(_worker_pid(), signal.SIGSTOP)
+
+
+    def signals_arrive():
+        # A Ray worker blocks SIGINT; a child that inherited that mask would never see a Ctrl-C.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        assert not blocked, f"signals blocked in the falsifier: {sorted(s.name for s in blocked)}"
     '''
 )
 
@@ -67,6 +73,7 @@ SAME_AS_LOCAL = [
     falsifier("FALSIFY-RAY-009", '{python: "fx_falsifiers:holds"}', "requires: {cuda: true}"),
     falsifier("FALSIFY-RAY-010", '{python: "fx_falsifiers:holds"}', "deferred: {reason: later, until: 2999-01-31}"),
     falsifier("FALSIFY-RAY-011", "{command: [python, -c, 'print(\"3 passed\")'], count_pattern: '(\\d+) passed'}"),
+    falsifier("FALSIFY-RAY-012", '{python: "fx_attacks:signals_arrive"}'),
 ]
 # The environment both runs share: no GPU, CI, a fixed hash seed, and Ray's token auth off (it would
 # write a token under ~/.ray).
@@ -125,6 +132,7 @@ def _normalised(document: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.slow
 def test_ray_run_gives_the_evidence_of_a_serial_run(tmp_path: Path, cluster: str) -> None:
     make_project(tmp_path, {"ray.yaml": contract_text("ray-v1", SAME_AS_LOCAL)})
+    (tmp_path / "fx_attacks.py").write_text(WORKER_ATTACKS)
     local = run_verify(tmp_path, "contracts", "--out", "local", "--rerun", "1", **RUN_ENV)
     remote = run_verify(
         tmp_path, "contracts", "--out", "ray", "--rerun", "1", "--executor", "ray", "--address", cluster,
@@ -136,6 +144,7 @@ def test_ray_run_gives_the_evidence_of_a_serial_run(tmp_path: Path, cluster: str
     assert json.dumps(_normalised(on_ray), indent=1).splitlines() == json.dumps(_normalised(serial), indent=1).splitlines()
     outcomes = {f["id"]: f["outcome"] for c in on_ray["contracts"] for f in c["falsifiers"]}
     assert outcomes["FALSIFY-RAY-001"] == "passed" and outcomes["FALSIFY-RAY-007"] == "error"
+    assert outcomes["FALSIFY-RAY-012"] == "passed"  # the falsifier's child can be interrupted, as locally
     # The hanging falsifier was ended by its own timeout on the worker, as locally.
     hang = next(f for c in on_ray["contracts"] for f in c["falsifiers"] if f["id"] == "FALSIFY-RAY-007")
     assert hang["reason"].startswith("timed out after 3s")
