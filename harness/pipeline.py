@@ -51,9 +51,13 @@ from harness.report import evidence_files
 
 if TYPE_CHECKING:
     from harness.incremental import Plan
+    from harness.ray_executor import RayExecutor
     from harness.validate import Validation
 
 Key = tuple[str, str]
+# Where the falsifiers run: "local" (this machine: in-process pytest, xdist workers for -j N) or "ray"
+# (tasks on a Ray cluster, harness.ray_executor; imported only when chosen).
+EXECUTORS = ("local", "ray")
 
 
 class InvalidInput(Exception):
@@ -212,6 +216,7 @@ def run_pytest(
     jobs: int,
     collector: ResultCollector,
     rerun: int = 0,
+    plugins: Sequence[object] = (),
 ) -> tuple[int, str]:
     """Run the contracts' items in-process; (pytest exit status, pytest's own output)."""
     with tempfile.TemporaryDirectory(prefix="harness-verify-") as scratch:
@@ -240,7 +245,7 @@ def run_pytest(
         buffer = io.StringIO()
         try:
             with contextlib.redirect_stdout(buffer):
-                status = int(pytest.main(args, plugins=[collector]))
+                status = int(pytest.main(args, plugins=[collector, *plugins]))
         finally:
             for key, value in saved.items():
                 if value is None:
@@ -362,6 +367,8 @@ def verify(
     command: Sequence[str] = (),
     observer: Observer | None = None,
     changed_since: str | None = None,
+    executor: str = "local",
+    address: str | None = None,
 ) -> Evidence:
     """Validate the contracts under `paths`, run their falsifiers (those matching `select`, `jobs` at a
     time; a falsified or error one up to `rerun` more times, `flaky` when the attempts disagree) and
@@ -369,7 +376,9 @@ def verify(
     `command` is the argv the evidence records (default `harness verify PATH...`). With `changed_since`
     (a git revision) only the falsifiers whose inputs changed since that commit's evidence under `out`
     run; the others are carried over from it (harness.incremental), and the evidence says so
-    (`selection["changed_since"]`, each carried result's `carried_from`).
+    (`selection["changed_since"]`, each carried result's `carried_from`). `executor` "ray" runs the
+    falsifiers as tasks on the Ray cluster at `address` (None: Ray's default, a local instance unless
+    RAY_ADDRESS names one; "auto": the cluster this node belongs to); see docs/executors.md.
 
     Raises InvalidInput before anything runs, EvidenceNotWritten when the evidence could not be
     published; Ctrl-C (or SIGTERM) during the run returns the evidence so far with `complete` False,
@@ -382,6 +391,7 @@ def verify(
         raise InvalidInput(
             f"harness verify: --rerun {rerun}: must be at least 0 (--rerun 2 runs a failing falsifier up to 2 more times)"
         )
+    _check_executor(executor, address, jobs)
     if jobs > 1 and importlib.util.find_spec("xdist") is None:
         raise InvalidInput("harness verify: -j needs pytest-xdist, which is not installed: pip install pytest-xdist")
     validation = validated(paths, "verify")
@@ -412,18 +422,20 @@ def verify(
         unwritable = _unwritable(directory)
         if unwritable:
             raise InvalidInput(f"harness verify: --out {out}: {unwritable}; choose another --out DIR, one you can write to")
+    remote = _connect(executor, address, repo_root)
+    executor_facts = remote.facts() if remote is not None else {"name": "local"}
     started_at, t0 = now_iso(), time.monotonic()
     planned = [c for c in contracts if any((c.id, f.id) in selected for f in c.falsifiers)]
 
     def skeleton(environment: dict[str, Any]) -> Evidence:
         return make_evidence(
             planned, {}, commit=commit, dirty=dirty, complete=False, started_at=started_at, finished_at=now_iso(),
-            duration_s=time.monotonic() - t0, command=command, environment=environment, selection=selection,
-            keep_empty=True,
+            duration_s=time.monotonic() - t0, command=command, environment=environment | {"executor": executor_facts},
+            selection=selection, keep_empty=True,
         )
 
     # Importing torch for the environment facts takes seconds; do it while the falsifiers run.
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool, _closing(remote):
         environment = pool.submit(collect_environment)
         recorder = None
         if directory is not None:
@@ -443,7 +455,7 @@ def verify(
         try:
             results, interrupted = _run(
                 run_files, run_contracts, roots, repo_root, to_run, select, jobs, observer, rerun,
-                recorder.record if recorder else None,
+                recorder.record if recorder else None, [remote] if remote is not None else [],
             )
         finally:
             if recorder is not None:
@@ -460,12 +472,49 @@ def verify(
             finished_at=now_iso(),
             duration_s=time.monotonic() - t0,
             command=command,
-            environment=environment.result(),
+            environment=environment.result() | {"executor": executor_facts},
             selection=selection,
         )
     if directory is not None:
         _publish(evidence, directory, command)
     return evidence
+
+
+def _check_executor(executor: str, address: str | None, jobs: int) -> None:
+    """The executor options, refused before anything is validated or run."""
+    if executor not in EXECUTORS:
+        raise InvalidInput(f"harness verify: --executor {executor}: unknown executor; choose one of {', '.join(EXECUTORS)}")
+    if address is not None and executor != "ray":
+        raise InvalidInput(f"harness verify: --address {address}: only --executor ray takes an address (add --executor ray)")
+    if executor == "ray" and jobs != 1:
+        raise InvalidInput(
+            f"harness verify: -j {jobs} with --executor ray: Ray schedules the falsifiers across the cluster; drop -j"
+        )
+
+
+def _connect(executor: str, address: str | None, repo_root: Path) -> "RayExecutor | None":
+    """The connected remote executor, or None for a local run; InvalidInput (nothing run) when it cannot be had."""
+    if executor != "ray":
+        return None
+    from harness.ray_executor import ExecutorUnavailable, RayExecutor
+
+    remote = RayExecutor(address)
+    try:
+        remote.connect(repo_root)
+    except ExecutorUnavailable as exc:
+        remote.close()
+        raise InvalidInput(str(exc)) from exc
+    return remote
+
+
+@contextlib.contextmanager
+def _closing(remote: "RayExecutor | None") -> Any:
+    """Whatever happens in the run, the remote executor's outstanding tasks are cancelled and it disconnects."""
+    try:
+        yield
+    finally:
+        if remote is not None:
+            remote.close()
 
 
 def _run(
@@ -479,6 +528,7 @@ def _run(
     observer: Observer,
     rerun: int = 0,
     record: Callable[[FalsifierResult], None] | None = None,
+    plugins: Sequence[object] = (),
 ) -> tuple[dict[Key, FalsifierResult], bool]:
     """Run the selected falsifiers; (results by key, interrupted). An uninterrupted run has a result
     for every selected falsifier; `record` gets each one as it arrives."""
@@ -491,7 +541,7 @@ def _run(
     pytest_output = ""
     try:
         with sigterm_as_interrupt():
-            status, pytest_output = run_pytest(files, contracts, roots, repo_root, select, jobs, collector, rerun)
+            status, pytest_output = run_pytest(files, contracts, roots, repo_root, select, jobs, collector, rerun, plugins)
         interrupted = status == int(pytest.ExitCode.INTERRUPTED)
     except KeyboardInterrupt:
         interrupted = True

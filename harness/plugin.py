@@ -35,6 +35,9 @@ RESULT_PROPERTY = "harness_result"
 CONTRACTS_OPTION = "--harness-contracts"
 RERUN_OPTION = "--harness-rerun"
 IDS_PROPERTY = "harness_ids"
+# The executor's runner for this session (`harness verify --executor ray` sets it, harness.ray_executor);
+# items call run_falsifier themselves where none is set.
+RUNNER = pytest.StashKey[rerun.Runner]()
 CONTRACT_SUFFIXES = (".yaml", ".yml")
 _TOP_LEVEL_ID = re.compile(r"^id\s*:", re.MULTILINE)
 _TOP_LEVEL_FALSIFIERS = re.compile(r"^falsifiers\s*:", re.MULTILINE)
@@ -298,7 +301,8 @@ class FalsifierItem(pytest.Item):
 
     def runtest(self) -> None:
         times = int(self.config.getoption("harness_rerun", default=0) or 0)
-        result = rerun.run_with_reruns(self.falsifier, self.contract, self.repo_root, times, run_falsifier)
+        run = self.config.stash.get(RUNNER, run_falsifier)
+        result = rerun.run_with_reruns(self.falsifier, self.contract, self.repo_root, times, run)
         self.user_properties.append((RESULT_PROPERTY, json.dumps(result_to_dict(result))))
         if result.outcome is Outcome.PASSED:
             return

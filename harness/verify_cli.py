@@ -1,4 +1,5 @@
-"""`harness verify PATH... [--out DIR] [-k ID-PATTERN] [-j N] [--rerun N] [--strict] [--changed-since REF] [--release]`
+"""`harness verify PATH... [--out DIR] [-k ID-PATTERN] [-j N] [--rerun N] [--strict] [--changed-since REF] [--release]
+    [--executor {local,ray}] [--address ADDR]`
 
 validate -> compile (pytest plugin) -> run (isolated children) -> record (evidence.json) -> report
 (junit.xml, summary.md). Exit status: 0 nothing falsified, vacuous, in error or flaky; 1 something
@@ -28,7 +29,7 @@ from harness.console import EXIT_INTERRUPTED, emit
 from harness.escape import terminal
 from harness.gate import EXIT_FAILED, EXIT_OK, Policy, release_reasons, verdict
 from harness.model import FalsifierResult, Outcome
-from harness.pipeline import EvidenceNotWritten, InvalidInput, Observer, default_command
+from harness.pipeline import EXECUTORS, EvidenceNotWritten, InvalidInput, Observer, default_command
 from harness.pipeline import verify as run_verification
 from harness.record import describe_selection, evidence_dir
 from harness.report import totals_line
@@ -71,6 +72,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="release gate: also fail (exit 1) on results carried over from another commit and on restricted runs",
     )
+    parser.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="where the falsifiers run: local (default; -j N for parallel) or ray (tasks on a Ray cluster; "
+        "Ray decides the parallelism, so -j is refused; docs/executors.md)",
+    )
+    parser.add_argument(
+        "--address",
+        default=None,
+        metavar="ADDR",
+        help="with --executor ray: the cluster (HOST:PORT of its head, or auto on a node of it); "
+        "default: RAY_ADDRESS, else a local Ray instance",
+    )
 
 
 def register(subparsers: Any) -> None:
@@ -100,6 +115,10 @@ def command_line(args: argparse.Namespace) -> list[str]:
         argv += ["--changed-since", args.changed_since]
     if args.release:
         argv.append("--release")
+    if args.executor != "local":
+        argv += ["--executor", args.executor]
+    if args.address is not None:
+        argv += ["--address", args.address]
     return argv
 
 
@@ -109,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
     return verify(
         args.paths, out=args.out, select=args.select, jobs=args.jobs, rerun=args.rerun, strict=args.strict, command=command,
         changed_since=args.changed_since, release=args.release,
+        executor=args.executor, address=args.address,
     )
 
 
@@ -222,6 +242,8 @@ def verify(
     stream: TextIO | None = None,
     changed_since: str | None = None,
     release: bool = False,
+    executor: str = "local",
+    address: str | None = None,
 ) -> int:
     """`harness verify`: run the pipeline, print, and map its verdict to the exit status (0, 1, 2, 3 or 130)."""
     stream = stream or sys.stdout
@@ -237,6 +259,7 @@ def verify(
         evidence = run_verification(
             paths, out=out, select=select, jobs=jobs, rerun=rerun, command=command, observer=_Printer(stream),
             changed_since=changed_since,
+            executor=executor, address=address,
         )
     except InvalidInput as exc:
         _print_problems(exc.problems, str(exc), sys.stdout)
