@@ -182,11 +182,14 @@ def error_result(key: Key, pair: tuple[Contract, Falsifier], reason: str) -> Fal
     )
 
 
-def _write_contracts(path: Path, contracts: Sequence[Contract], roots: dict[str, Path]) -> None:
+def _write_contracts(
+    path: Path, contracts: Sequence[Contract], roots: dict[str, Path], files: Sequence[Path] = ()
+) -> None:
     """The validated contracts, by resolved file path, for the plugin (here and in every xdist worker)
     to compile instead of reading and validating the files again. Pickle, because these are the exact
-    frozen values (dates, enums, tuples) and the file lives in this run's private scratch directory."""
-    by_file: dict[str, list[tuple[Contract, str]]] = {}
+    frozen values (dates, enums, tuples) and the file lives in this run's private scratch directory.
+    `files` without a contract here (none of theirs selected) are listed with none: collected, no items."""
+    by_file: dict[str, list[tuple[Contract, str]]] = {str(f): [] for f in files}
     for contract in contracts:
         root = Path(roots[contract.id])
         # Resolved already: validate made `path` relative to the resolved root from the resolved file.
@@ -225,12 +228,13 @@ def run_pytest(
         ini = Path(scratch) / "pytest.ini"
         ini.write_text("[pytest]\n")
         compiled = Path(scratch) / "contracts.pickle"
-        _write_contracts(compiled, contracts, roots)
+        _write_contracts(compiled, contracts, roots, files)
         # Only the plugins the harness needs, loaded explicitly: whatever else is installed (benchmark,
         # randomly, timeout...) has no business around falsifier items, which run in children anyway.
         # Explicit `-p harness.plugin` also cannot collide with the installed entry point, which
         # autoload-off leaves unloaded.
-        args = ["-p", "harness.plugin", "-c", str(ini), f"--rootdir={repo_root}", "-p", "no:cacheprovider", "-s", "-q"]
+        # doctest: never a contract file's collector, and it looks at every file (10,000 contract files).
+        args = ["-p", "harness.plugin", "-c", str(ini), f"--rootdir={repo_root}", "-p", "no:cacheprovider", "-p", "no:doctest", "-s", "-q"]
         args += [f"{CONTRACTS_OPTION}={compiled}"]
         args += [f"--harness-select={p}" for p in select]
         if rerun:
@@ -453,9 +457,12 @@ def verify(
         if plan is not None:
             to_run, run_contracts, run_files = _narrowed(plan, selected, contracts, roots, recorder)
         try:
+            # Only the contracts with a selected falsifier are handed to pytest: -k ONE-ID among 10,000
+            # contracts pickles (and unpickles, in every worker) one.
             results, interrupted = _run(
-                run_files, run_contracts, roots, repo_root, to_run, select, jobs, observer, rerun,
-                recorder.record if recorder else None, [remote] if remote is not None else [],
+                run_files, [c for c in run_contracts if any((c.id, f.id) in to_run for f in c.falsifiers)], roots,
+                repo_root, to_run, select, jobs, observer, rerun, recorder.record if recorder else None,
+                [remote] if remote is not None else [],
             )
         finally:
             if recorder is not None:
