@@ -132,17 +132,18 @@ def test_load_peak_memory_vs_the_weights(benchmark: Any, tmp_path: Path) -> None
     cfg = TINY if benchmark.disabled else MEDIUM
     directory = hf_directory(cfg, tmp_path / "hf")
     ours = child_load(OURS, directory)
-    theirs = child_load(THEIRS, directory)
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
-    benchmark.extra_info.update(
-        weights_bytes=ours["weights"], ours_peak_bytes=ours["peak_above_before"],
-        transformers_peak_bytes=theirs["peak_above_before"],
-        ratio_peak_over_weights=ours["peak_above_before"] / ours["weights"],
-        transformers_ratio_peak_over_weights=theirs["peak_above_before"] / theirs["weights"],
-    )
-    print(f"\npeak above the weights: ours {ours['peak_above_before'] / ours['weights']:.2f}x, transformers "
-          f"{theirs['peak_above_before'] / theirs['weights']:.2f}x of {ours['weights'] / 1e6:.1f} MB")
-    assert ours["weights"] == theirs["weights"] > 0
+    benchmark.extra_info.update(weights_bytes=ours["weights"], ours_peak_bytes=ours["peak_above_before"],
+                                ratio_peak_over_weights=ours["peak_above_before"] / ours["weights"])
+    print(f"\npeak above the RSS before the load: {ours['peak_above_before'] / ours['weights']:.2f}x "
+          f"the weights' {ours['weights'] / 1e6:.1f} MB")
+    if not benchmark.disabled:  # on the tiny model the peer's figure is only its import noise; skipped there
+        theirs = child_load(THEIRS, directory)
+        benchmark.extra_info.update(transformers_peak_bytes=theirs["peak_above_before"],
+                                    transformers_ratio_peak_over_weights=theirs["peak_above_before"] / theirs["weights"])
+        print(f"transformers: {theirs['peak_above_before'] / theirs['weights']:.2f}x")
+        assert theirs["weights"] == ours["weights"]
+    assert ours["weights"] > 0
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["inspect", "{file}"]], ids=["help", "inspect"])
