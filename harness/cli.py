@@ -16,7 +16,9 @@ from typing import Sequence
 from harness.console import EXIT_INTERRUPTED, emit, sigterm_as_interrupt, silence
 
 # Imported when the parser is built, so a command's heavy imports stay inside its own module.
-COMMAND_MODULES: tuple[str, ...] = ("harness.validate_cli", "harness.verify_cli", "harness.replay_cli", "harness.teeth_cli")
+COMMAND_MODULES: tuple[str, ...] = (
+    "harness.validate_cli", "harness.verify_cli", "harness.replay_cli", "harness.teeth_cli", "harness.merge_cli",
+)
 
 # 128 + SIGPIPE, as a shell reports a command killed by a closed pipe; only when the output broke
 # somewhere the command itself could not carry on from (verify and validate finish and return their own status).
@@ -33,6 +35,8 @@ examples:
   harness verify contracts/ -k 'FALSIFY-CKPT-*'
                                        only the falsifiers whose id (or contract or invariant id) matches
   harness teeth contracts/ -j 2        run the falsifiers against mutants of every guard; none may survive
+  harness verify contracts/ --shard 1/2 --out shard1   (and 2/2 on another runner, then:)
+  harness merge shard1 shard2          the shards' evidence as the commit's, under reports/<commit>/
   harness replay FALSIFY-INIT-ARCH-MATCH-001
                                        run a recorded failure again with its counterexample
   harness schema evidence              print the evidence.json JSON Schema
@@ -44,6 +48,7 @@ exit codes:
   1    verify: a falsifier was falsified, vacuous, in error or flaky (--strict: or not_run/deferred); replay: it reproduced
   2    bad input (invalid contract, missing path, bad option); nothing was run
   1    teeth: a mutant survived, or a falsifier failed on the unmutated code
+  2    merge: refused (an overlap, a gap, mixed commits/contracts/totals, an incomplete shard); nothing written
   3    verify: the falsifiers ran, but the evidence could not be written (the previous set is kept)
   130  interrupted (Ctrl-C or SIGTERM)
 

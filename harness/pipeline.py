@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -206,8 +207,10 @@ def run_pytest(
     jobs: int,
     collector: ResultCollector,
     rerun: int = 0,
+    durations: dict[Key, float] | None = None,
 ) -> tuple[int, str]:
-    """Run the contracts' items in-process; (pytest exit status, pytest's own output)."""
+    """Run the contracts' items in-process; (pytest exit status, pytest's own output). With jobs > 1
+    the items go to xdist workers longest first by `durations` (harness.xdist_schedule)."""
     with tempfile.TemporaryDirectory(prefix="harness-verify-") as scratch:
         # An empty ini: the project's own pytest settings (addopts, timeouts, filterwarnings=error...)
         # are for its tests, not for the harness's items.
@@ -225,7 +228,9 @@ def run_pytest(
         if rerun:
             args.append(f"{RERUN_OPTION}={rerun}")
         if jobs > 1:
-            args += ["-p", "xdist.plugin", "-n", str(jobs)]
+            schedule = Path(scratch) / "schedule.json"
+            schedule.write_text(json.dumps({"durations": [[*k, v] for k, v in sorted((durations or {}).items())]}))
+            args += ["-p", "xdist.plugin", "-n", str(jobs), "-p", "harness.xdist_schedule", f"--harness-schedule={schedule}"]
         args += [str(d) for d in _top_directories(files)]
         saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "PYTEST_DISABLE_PLUGIN_AUTOLOAD")}
         # xdist workers are fresh interpreters: they must import the same harness as this process.
@@ -348,11 +353,14 @@ def verify(
     rerun: int = 0,
     command: Sequence[str] = (),
     observer: Observer | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> Evidence:
     """Validate the contracts under `paths`, run their falsifiers (those matching `select`, `jobs` at a
-    time; a falsified or error one up to `rerun` more times, `flaky` when the attempts disagree) and
-    return the Evidence, published under `out`/<commit>/ (not written anywhere when `out` is None).
-    `command` is the argv the evidence records (default `harness verify PATH...`).
+    time, longest first by the durations in the newest evidence under `out`; a falsified or error one up
+    to `rerun` more times, `flaky` when the attempts disagree) and return the Evidence, published under
+    `out`/<commit>/ (not written anywhere when `out` is None). `command` is the argv the evidence
+    records (default `harness verify PATH...`). `shard=(K, N)` runs the K-th of N shards of the
+    selection (harness.sharding), a partial run that `harness merge` combines with the others.
 
     Raises InvalidInput before anything runs, EvidenceNotWritten when the evidence could not be
     published; Ctrl-C (or SIGTERM) during the run returns the evidence so far with `complete` False,
@@ -365,6 +373,13 @@ def verify(
         raise InvalidInput(
             f"harness verify: --rerun {rerun}: must be at least 0 (--rerun 2 runs a failing falsifier up to 2 more times)"
         )
+    if shard is not None:
+        from harness.sharding import ShardSpecError, parse_shard
+
+        try:
+            parse_shard(f"{shard[0]}/{shard[1]}")
+        except ShardSpecError as exc:
+            raise InvalidInput(f"harness verify: {exc}") from None
     if jobs > 1 and importlib.util.find_spec("xdist") is None:
         raise InvalidInput("harness verify: -j needs pytest-xdist, which is not installed: pip install pytest-xdist")
     validation = validated(paths, "verify")
@@ -383,7 +398,16 @@ def verify(
     repo_root = roots[contracts[0].id] if contracts else files[0].parent
     commit, dirty = git_state(repo_root)
     # A -k run is recorded as what it is and published apart, so it never replaces the commit's full evidence.
-    selection = {"k": list(select)} if select else None
+    selection: dict[str, Any] | None = {"k": list(select)} if select else None
+    shard_info = None
+    if shard is not None:
+        from harness.scheduling import recorded_durations
+        from harness.sharding import shard as plan_shard
+
+        plan = plan_shard(list(selected.values()), shard[0], shard[1], recorded_durations(out, full_only=True), contracts)
+        selected = {k: selected[k] for k in plan.owns}
+        selection = {**(selection or {}), "shard": f"{shard[0]}/{shard[1]}"}
+        shard_info = plan.info
     directory = evidence_dir(out, commit, selection) if out is not None else None
     if directory is not None:
         # Checked before anything runs: finding out after a long run that the evidence has nowhere to go wastes it.
@@ -397,7 +421,7 @@ def verify(
         return make_evidence(
             planned, {}, commit=commit, dirty=dirty, complete=False, started_at=started_at, finished_at=now_iso(),
             duration_s=time.monotonic() - t0, command=command, environment=environment, selection=selection,
-            keep_empty=True,
+            keep_empty=True, shard=shard_info,
         )
 
     # Importing torch for the environment facts takes seconds; do it while the falsifiers run.
@@ -415,8 +439,9 @@ def verify(
                 ) from exc
         try:
             results, interrupted = _run(
-                files, contracts, roots, repo_root, selected, select, jobs, observer, rerun,
-                recorder.record if recorder else None,
+                files, _owned(contracts, selected) if shard is not None else contracts, roots, repo_root,
+                selected, select, jobs, observer, rerun, recorder.record if recorder else None,
+                durations=recorded_durations_for(out, jobs),
             )
         finally:
             if recorder is not None:
@@ -433,6 +458,7 @@ def verify(
             command=command,
             environment=environment.result(),
             selection=selection,
+            shard=shard_info,
         )
     if directory is not None:
         _publish(evidence, directory, command)
@@ -450,16 +476,22 @@ def _run(
     observer: Observer,
     rerun: int = 0,
     record: Callable[[FalsifierResult], None] | None = None,
+    durations: dict[Key, float] | None = None,
 ) -> tuple[dict[Key, FalsifierResult], bool]:
     """Run the selected falsifiers; (results by key, interrupted). An uninterrupted run has a result
     for every selected falsifier; `record` gets each one as it arrives."""
     observer.started(len(selected))
+    if not selected:  # a shard that owns nothing (more shards than falsifiers): its evidence says so
+        observer.finished()
+        return {}, False
     collector = ResultCollector(selected, observer, record)
     interrupted = False
     pytest_output = ""
     try:
         with sigterm_as_interrupt():
-            status, pytest_output = run_pytest(files, contracts, roots, repo_root, select, jobs, collector, rerun)
+            status, pytest_output = run_pytest(
+                files, contracts, roots, repo_root, select, jobs, collector, rerun, durations
+            )
         interrupted = status == int(pytest.ExitCode.INTERRUPTED)
     except KeyboardInterrupt:
         interrupted = True
@@ -479,6 +511,25 @@ def _run(
         for line in pytest_output.splitlines():
             observer.message(line)
     return results, interrupted
+
+
+def _owned(contracts: Sequence[Contract], selected: dict[Key, tuple[Contract, Falsifier]]) -> list[Contract]:
+    """The contracts with only the selected falsifiers: what a shard compiles to items, so the others
+    never run there (not even deselected: -k patterns are globs, not exact ids)."""
+    return [
+        replace(c, falsifiers=tuple(f for f in c.falsifiers if (c.id, f.id) in selected))
+        for c in contracts
+        if any((c.id, f.id) in selected for f in c.falsifiers)
+    ]
+
+
+def recorded_durations_for(out: str | os.PathLike[str] | None, jobs: int) -> dict[Key, float] | None:
+    """The durations a -j run orders its falsifiers by (the newest complete evidence under `out`); None serially."""
+    if jobs <= 1:
+        return None
+    from harness.scheduling import recorded_durations
+
+    return recorded_durations(out)
 
 
 def _publish(evidence: Evidence, directory: Path, command: Sequence[str]) -> None:
