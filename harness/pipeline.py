@@ -414,6 +414,8 @@ def verify(
         unwritable = _unwritable(directory)
         if unwritable:
             raise InvalidInput(f"harness verify: --out {out}: {unwritable}; choose another --out DIR, one you can write to")
+    # Read before this run's starting set replaces the commit's last evidence, which holds them.
+    durations = recorded_durations_for(out, jobs)
     started_at, t0 = now_iso(), time.monotonic()
     planned = [c for c in contracts if any((c.id, f.id) in selected for f in c.falsifiers)]
 
@@ -441,7 +443,7 @@ def verify(
             results, interrupted = _run(
                 files, _owned(contracts, selected) if shard is not None else contracts, roots, repo_root,
                 selected, select, jobs, observer, rerun, recorder.record if recorder else None,
-                durations=recorded_durations_for(out, jobs),
+                durations=durations,
             )
         finally:
             if recorder is not None:
