@@ -97,3 +97,58 @@ def test_exclusive_and_gpus_are_validated_with_file_and_line(tmp_path: Path) -> 
         "write an integer here (see docs/contract-format.md)",
     ]
     assert not (tmp_path / "out").exists()
+
+
+LENGTHS = textwrap.dedent(
+    '''
+    import time
+    from pathlib import Path
+
+
+    def _timed(name, seconds):
+        times = Path(__file__).resolve().parent / "times"
+        times.mkdir(exist_ok=True)
+        (times / name).write_text(str(time.time()))
+        time.sleep(seconds)
+
+
+    def short_a():
+        _timed("short_a", 0.1)
+
+
+    def short_b():
+        _timed("short_b", 0.1)
+
+
+    def short_c():
+        _timed("short_c", 0.1)
+
+
+    def long_d():
+        _timed("long_d", 3.0)
+    '''
+)
+
+
+def test_j2_starts_the_longest_falsifiers_of_the_last_evidence_first(tmp_path: Path) -> None:
+    cases = [
+        falsifier("FALSIFY-LPT-001", '{python: "fx_lengths:short_a"}'),
+        falsifier("FALSIFY-LPT-002", '{python: "fx_lengths:short_b"}'),
+        falsifier("FALSIFY-LPT-003", '{python: "fx_lengths:short_c"}'),
+        falsifier("FALSIFY-LPT-004", '{python: "fx_lengths:long_d"}'),
+    ]
+    make_project(tmp_path, {"lpt.yaml": contract_text("lpt-v1", cases)})
+    (tmp_path / "fx_lengths.py").write_text(LENGTHS)
+
+    def first_two_started() -> list[str]:
+        proc = run_verify(tmp_path, "contracts", "-j", "2", "--out", "out", timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        starts = {p.name: float(p.read_text()) for p in (tmp_path / "times").iterdir()}
+        for p in (tmp_path / "times").iterdir():
+            p.unlink()
+        return sorted(starts, key=starts.__getitem__)[:2]
+
+    # No evidence yet: file order, so the long one is the last to start.
+    assert "long_d" not in first_two_started()
+    # Now the evidence under --out says it is the longest: it starts first (with one other beside it).
+    assert "long_d" in first_two_started()
