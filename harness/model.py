@@ -208,8 +208,8 @@ class Evidence:
     environment: dict[str, Any]  # free-form machine facts (python, os, cpu, torch, cuda, gpu, ...)
     totals: dict[str, int]  # count per Outcome value
     contracts: tuple[ContractResult, ...]
-    # What the run was restricted to: None for a full run, else e.g. {"k": ["PATTERN", ...]} (and later
-    # {"shard": "K/N"}). A selected run is published apart from the commit's full evidence.
+    # What the run was restricted to: None for a full run, else e.g. {"k": ["PATTERN", ...]} and/or
+    # {"shard": "K/N"}. A selected run is published apart from the commit's full evidence.
     selection: dict[str, Any] | None = None
     # A `--shard K/N` run: {"index": K, "total": N, "owns": [[contract id, falsifier id], ...], "selected":
     # [every falsifier of the sharded run, in file order], "contracts": [{id, version, path, sha256}, ...],
