@@ -17,7 +17,9 @@ from typing import Sequence
 from harness.console import EXIT_INTERRUPTED, emit, sigterm_as_interrupt, silence
 
 # Imported when the parser is built, so a command's heavy imports stay inside its own module.
-COMMAND_MODULES: tuple[str, ...] = ("harness.validate_cli", "harness.verify_cli", "harness.replay_cli", "harness.teeth_cli")
+COMMAND_MODULES: tuple[str, ...] = (
+    "harness.validate_cli", "harness.verify_cli", "harness.replay_cli", "harness.teeth_cli", "harness.merge_cli",
+)
 # The subcommands each module registers, so `harness CMD ...` imports CMD's module alone (validate must
 # not pay for verify's pytest and teeth's imports). A module not listed here is imported for every
 # command, so forgetting it costs time, never a command; `harness --help` still imports them all.
@@ -26,6 +28,7 @@ COMMAND_NAMES: dict[str, tuple[str, ...]] = {
     "harness.verify_cli": ("verify",),
     "harness.replay_cli": ("replay",),
     "harness.teeth_cli": ("teeth",),
+    "harness.merge_cli": ("merge",),
 }
 
 # 128 + SIGPIPE, as a shell reports a command killed by a closed pipe; only when the output broke
@@ -43,6 +46,8 @@ examples:
   harness verify contracts/ -k 'FALSIFY-CKPT-*'
                                        only the falsifiers whose id (or contract or invariant id) matches
   harness teeth contracts/ -j 2        run the falsifiers against mutants of every guard; none may survive
+  harness verify contracts/ --shard 1/2 --out shard1   (and 2/2 on another runner, then:)
+  harness merge shard1 shard2          the shards' evidence as the commit's, under reports/<commit>/
   harness replay FALSIFY-INIT-ARCH-MATCH-001
                                        run a recorded failure again with its counterexample
   harness schema evidence              print the evidence.json JSON Schema
@@ -54,6 +59,7 @@ exit codes:
   1    verify: a falsifier was falsified, vacuous, in error or flaky (--strict: or not_run/deferred); replay: it reproduced
   2    bad input (invalid contract, missing path, bad option); nothing was run
   1    teeth: a mutant survived, or a falsifier failed on the unmutated code
+  2    merge: refused (an overlap, a gap, mixed commits/contracts/totals, an incomplete shard); nothing written
   3    verify: the falsifiers ran, but the evidence could not be written (the previous set is kept)
   130  interrupted (Ctrl-C or SIGTERM)
 

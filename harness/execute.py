@@ -432,6 +432,8 @@ def _decide(falsifier: Falsifier, repo_root: Path, today: date, guards: tuple[st
         unmet = unmet_requirement(falsifier.requires)
     except requirements.ProbeError as exc:
         return _Verdict(Outcome.ERROR, f"{exc}; fix the probe or the falsifier's requires:")
+    if unmet is None:
+        unmet = requirements.unmet_gpus(falsifier.gpus)
     if unmet is not None:
         return _Verdict(Outcome.NOT_RUN, unmet)
     try:

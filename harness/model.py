@@ -103,6 +103,9 @@ class Falsifier:
     requires: Requirement = field(default_factory=Requirement)
     timeout_s: float = 300.0
     deferred: Deferred | None = None
+    # Scheduling (harness.scheduling): run alone, and how many of the machine's GPUs it occupies.
+    exclusive: bool = False
+    gpus: int = 0
 
 
 @dataclass(frozen=True)
@@ -212,11 +215,18 @@ class Evidence:
     environment: dict[str, Any]  # free-form machine facts (python, os, cpu, torch, cuda, gpu, ...)
     totals: dict[str, int]  # count per Outcome value
     contracts: tuple[ContractResult, ...]
-    # What the run was restricted to: None for a full run, else e.g. {"k": ["PATTERN", ...]} (and later
-    # {"shard": "K/N"}), or {"changed_since": "<sha>"} for an incremental run (harness.incremental: every
+    # What the run was restricted to: None for a full run, else e.g. {"k": ["PATTERN", ...]} and/or
+    # {"shard": "K/N"}, or {"changed_since": "<sha>"} for an incremental run (harness.incremental: every
     # falsifier accounted for, the unchanged ones carried over). A selected run is published apart from
     # the commit's full evidence.
     selection: dict[str, Any] | None = None
+    # A `--shard K/N` run: {"index": K, "total": N, "owns": [[contract id, falsifier id], ...], "selected":
+    # [every falsifier of the sharded run, in file order], "contracts": [{id, version, path, sha256}, ...],
+    # "split": "durations" | "hash", "basis": digest of the durations split from}; None when unsharded.
+    shard: dict[str, Any] | None = None
+    # `harness merge`'s output: one entry per shard merged ({index, total, command, started_at, finished_at,
+    # duration_s, environment}); None for evidence a single run wrote.
+    merged_from: list[dict[str, Any]] | None = None
 
     @property
     def results(self) -> tuple[FalsifierResult, ...]:

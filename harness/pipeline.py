@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -220,8 +221,10 @@ def run_pytest(
     collector: ResultCollector,
     rerun: int = 0,
     plugins: Sequence[object] = (),
+    durations: dict[Key, float] | None = None,
 ) -> tuple[int, str]:
-    """Run the contracts' items in-process; (pytest exit status, pytest's own output)."""
+    """Run the contracts' items in-process; (pytest exit status, pytest's own output). With jobs > 1
+    the items go to xdist workers longest first by `durations` (harness.xdist_schedule)."""
     with tempfile.TemporaryDirectory(prefix="harness-verify-") as scratch:
         # An empty ini: the project's own pytest settings (addopts, timeouts, filterwarnings=error...)
         # are for its tests, not for the harness's items.
@@ -240,7 +243,9 @@ def run_pytest(
         if rerun:
             args.append(f"{RERUN_OPTION}={rerun}")
         if jobs > 1:
-            args += ["-p", "xdist.plugin", "-n", str(jobs)]
+            schedule = Path(scratch) / "schedule.json"
+            schedule.write_text(json.dumps({"durations": [[*k, v] for k, v in sorted((durations or {}).items())]}))
+            args += ["-p", "xdist.plugin", "-n", str(jobs), "-p", "harness.xdist_schedule", f"--harness-schedule={schedule}"]
         args += [str(d) for d in _top_directories(files)]
         saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "PYTEST_DISABLE_PLUGIN_AUTOLOAD")}
         # xdist workers are fresh interpreters: they must import the same harness as this process.
@@ -373,14 +378,17 @@ def verify(
     changed_since: str | None = None,
     executor: str = "local",
     address: str | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> Evidence:
     """Validate the contracts under `paths`, run their falsifiers (those matching `select`, `jobs` at a
-    time; a falsified or error one up to `rerun` more times, `flaky` when the attempts disagree) and
-    return the Evidence, published under `out`/<commit>/ (not written anywhere when `out` is None).
-    `command` is the argv the evidence records (default `harness verify PATH...`). With `changed_since`
-    (a git revision) only the falsifiers whose inputs changed since that commit's evidence under `out`
-    run; the others are carried over from it (harness.incremental), and the evidence says so
-    (`selection["changed_since"]`, each carried result's `carried_from`). `executor` "ray" runs the
+    time, longest first by the durations in the newest evidence under `out`; a falsified or error one up
+    to `rerun` more times, `flaky` when the attempts disagree) and return the Evidence, published under
+    `out`/<commit>/ (not written anywhere when `out` is None). `command` is the argv the evidence
+    records (default `harness verify PATH...`). `shard=(K, N)` runs the K-th of N shards of the
+    selection (harness.sharding), a partial run that `harness merge` combines with the others. With
+    `changed_since` (a git revision) only the falsifiers whose inputs changed since that commit's
+    evidence under `out` run; the others are carried over from it (harness.incremental), and the
+    evidence says so (`selection["changed_since"]`, each carried result's `carried_from`). `executor` "ray" runs the
     falsifiers as tasks on the Ray cluster at `address` (None: Ray's default, a local instance unless
     RAY_ADDRESS names one; "auto": the cluster this node belongs to); see docs/executors.md.
 
@@ -396,6 +404,13 @@ def verify(
             f"harness verify: --rerun {rerun}: must be at least 0 (--rerun 2 runs a failing falsifier up to 2 more times)"
         )
     _check_executor(executor, address, jobs)
+    if shard is not None:
+        from harness.sharding import ShardSpecError, parse_shard
+
+        try:
+            parse_shard(f"{shard[0]}/{shard[1]}")
+        except ShardSpecError as exc:
+            raise InvalidInput(f"harness verify: {exc}") from None
     if jobs > 1 and importlib.util.find_spec("xdist") is None:
         raise InvalidInput("harness verify: -j needs pytest-xdist, which is not installed: pip install pytest-xdist")
     validation = validated(paths, "verify")
@@ -415,6 +430,15 @@ def verify(
     commit, dirty = git_state(repo_root)
     # A -k run is recorded as what it is and published apart, so it never replaces the commit's full evidence.
     selection: dict[str, Any] | None = {"k": list(select)} if select else None
+    shard_info = None
+    if shard is not None:
+        from harness.scheduling import recorded_durations
+        from harness.sharding import shard as plan_shard
+
+        shard_plan = plan_shard(list(selected.values()), shard[0], shard[1], recorded_durations(out, full_only=True), contracts)
+        selected = {k: selected[k] for k in shard_plan.owns}
+        selection = {**(selection or {}), "shard": f"{shard[0]}/{shard[1]}"}
+        shard_info = shard_plan.info
     plan = None
     if changed_since is not None:
         plan = _plan(changed_since, out, paths, selected, roots, repo_root)
@@ -428,6 +452,8 @@ def verify(
             raise InvalidInput(f"harness verify: --out {out}: {unwritable}; choose another --out DIR, one you can write to")
     remote = _connect(executor, address, repo_root)
     executor_facts = remote.facts() if remote is not None else {"name": "local"}
+    # Read before this run's starting set replaces the commit's last evidence, which holds them.
+    durations = recorded_durations_for(out, jobs)
     started_at, t0 = now_iso(), time.monotonic()
     planned = [c for c in contracts if any((c.id, f.id) in selected for f in c.falsifiers)]
 
@@ -435,7 +461,7 @@ def verify(
         return make_evidence(
             planned, {}, commit=commit, dirty=dirty, complete=False, started_at=started_at, finished_at=now_iso(),
             duration_s=time.monotonic() - t0, command=command, environment=environment | {"executor": executor_facts},
-            selection=selection, keep_empty=True,
+            selection=selection, keep_empty=True, shard=shard_info,
         )
 
     # Importing torch for the environment facts takes seconds; do it while the falsifiers run.
@@ -460,9 +486,8 @@ def verify(
             # Only the contracts with a selected falsifier are handed to pytest: -k ONE-ID among 10,000
             # contracts pickles (and unpickles, in every worker) one.
             results, interrupted = _run(
-                run_files, [c for c in run_contracts if any((c.id, f.id) in to_run for f in c.falsifiers)], roots,
-                repo_root, to_run, select, jobs, observer, rerun, recorder.record if recorder else None,
-                [remote] if remote is not None else [],
+                run_files, _owned(run_contracts, to_run), roots, repo_root, to_run, select, jobs, observer, rerun,
+                recorder.record if recorder else None, [remote] if remote is not None else [], durations=durations,
             )
         finally:
             if recorder is not None:
@@ -481,6 +506,7 @@ def verify(
             command=command,
             environment=environment.result() | {"executor": executor_facts},
             selection=selection,
+            shard=shard_info,
         )
     if directory is not None:
         _publish(evidence, directory, command)
@@ -536,11 +562,12 @@ def _run(
     rerun: int = 0,
     record: Callable[[FalsifierResult], None] | None = None,
     plugins: Sequence[object] = (),
+    durations: dict[Key, float] | None = None,
 ) -> tuple[dict[Key, FalsifierResult], bool]:
     """Run the selected falsifiers; (results by key, interrupted). An uninterrupted run has a result
     for every selected falsifier; `record` gets each one as it arrives."""
     observer.started(len(selected))
-    if not selected:  # --changed-since with everything carried over: nothing to collect (pytest would collect cwd)
+    if not selected:  # everything carried over (--changed-since), or a shard that owns nothing
         observer.finished()
         return {}, False
     collector = ResultCollector(selected, observer, record)
@@ -548,7 +575,9 @@ def _run(
     pytest_output = ""
     try:
         with sigterm_as_interrupt():
-            status, pytest_output = run_pytest(files, contracts, roots, repo_root, select, jobs, collector, rerun, plugins)
+            status, pytest_output = run_pytest(
+                files, contracts, roots, repo_root, select, jobs, collector, rerun, plugins, durations
+            )
         interrupted = status == int(pytest.ExitCode.INTERRUPTED)
     except KeyboardInterrupt:
         interrupted = True
@@ -609,6 +638,25 @@ def _narrowed(
         for c in contracts if any((c.id, f.id) in to_run for f in c.falsifiers)
     ]
     return to_run, subset, sorted({(Path(roots[c.id]) / c.path).resolve() for c in subset})
+
+
+def _owned(contracts: Sequence[Contract], selected: dict[Key, tuple[Contract, Falsifier]]) -> list[Contract]:
+    """The contracts with only the selected falsifiers: what a shard compiles to items, so the others
+    never run there (not even deselected: -k patterns are globs, not exact ids)."""
+    return [
+        replace(c, falsifiers=tuple(f for f in c.falsifiers if (c.id, f.id) in selected))
+        for c in contracts
+        if any((c.id, f.id) in selected for f in c.falsifiers)
+    ]
+
+
+def recorded_durations_for(out: str | os.PathLike[str] | None, jobs: int) -> dict[Key, float] | None:
+    """The durations a -j run orders its falsifiers by (the newest complete evidence under `out`); None serially."""
+    if jobs <= 1:
+        return None
+    from harness.scheduling import recorded_durations
+
+    return recorded_durations(out)
 
 
 def _publish(evidence: Evidence, directory: Path, command: Sequence[str]) -> None:

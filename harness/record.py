@@ -154,6 +154,8 @@ def make_evidence(
     environment: dict[str, Any],
     selection: dict[str, Any] | None = None,
     keep_empty: bool = False,
+    shard: dict[str, Any] | None = None,
+    merged_from: list[dict[str, Any]] | None = None,
 ) -> Evidence:
     """The run's Evidence. `results` is keyed by (contract id, falsifier id); falsifiers without a
     result (not selected, or not reached before Ctrl-C) are left out, in contract-file order, and so
@@ -177,6 +179,8 @@ def make_evidence(
         totals=totals(r for c in entries for r in c.falsifiers),
         contracts=tuple(entries),
         selection=selection,
+        shard=shard,
+        merged_from=merged_from,
     )
 
 
@@ -230,6 +234,8 @@ def evidence_from_dict(data: Any, source: str = "evidence") -> Evidence:
         totals={name: int(count) for name, count in data["totals"].items()},
         contracts=tuple(_contract_result_from_dict(c) for c in data["contracts"]),
         selection=data["selection"],
+        shard=data.get("shard"),
+        merged_from=data.get("merged_from"),
     )
 
 

@@ -191,6 +191,30 @@ def machine_cuda() -> CudaFacts:
     return cuda_facts()
 
 
+def gpu_count(facts: CudaFacts | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """How many GPUs falsifiers here may use (a falsifier's `gpus:`): the machine's, or fewer when
+    CUDA_VISIBLE_DEVICES names fewer (CUDA renumbers the visible ones from 0)."""
+    facts = machine_cuda() if facts is None else facts
+    if not facts.present:
+        return 0
+    environ = os.environ if environ is None else environ
+    visible = environ.get("CUDA_VISIBLE_DEVICES")
+    count = len(facts.gpus)
+    if visible is not None:
+        count = min(count, len([d for d in visible.split(",") if d.strip()]))
+    return count
+
+
+def unmet_gpus(gpus: int, available: int | None = None) -> str | None:
+    """Why a falsifier needing `gpus` GPUs cannot run here, or None."""
+    if gpus <= 0:
+        return None
+    available = gpu_count() if available is None else available
+    if gpus <= available:
+        return None
+    return f"requires {gpus} GPU{'s' if gpus != 1 else ''} (gpus: {gpus}); this machine has {available}"
+
+
 def _cuda_probe(value: Any) -> str | None:
     return "requires CUDA" if value and not machine_cuda().present else None
 

@@ -140,6 +140,8 @@ def _contract(doc: ContractDoc) -> Contract:
                 ),
                 timeout_s=float(fal.get("timeout_s", 300.0)),
                 deferred=Deferred(reason=deferred["reason"], until=date.fromisoformat(deferred["until"])) if deferred else None,
+                exclusive=bool(fal.get("exclusive", False)),
+                gpus=int(fal.get("gpus", 0)),
             )
         )
     return Contract(

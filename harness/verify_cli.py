@@ -1,4 +1,4 @@
-"""`harness verify PATH... [--out DIR] [-k ID-PATTERN] [-j N] [--rerun N] [--strict] [--changed-since REF] [--release]
+"""`harness verify PATH... [--out DIR] [-k ID-PATTERN] [-j N] [--rerun N] [--strict] [--shard K/N] [--changed-since REF] [--release]
     [--executor {local,ray}] [--address ADDR]`
 
 validate -> compile (pytest plugin) -> run (isolated children) -> record (evidence.json) -> report
@@ -9,8 +9,9 @@ incomplete); 130 interrupted (Ctrl-C or
 SIGTERM), with the evidence so far written and marked incomplete. A run in which no falsifier ran at
 all says so loudly (stderr and summary.md); --strict makes it fail. A closed stdout (`| head -1`) does
 not change any of this: printing stops, the evidence is written in full, the status is the run's.
-With -k the run is partial: its evidence goes to DIR/<commit>/partial/<slug>/ (printed), never replacing
-the commit's full evidence. With --changed-since REF only the falsifiers whose contract, binding or
+With -k or --shard K/N the run is partial: its evidence goes to DIR/<commit>/partial/<slug>/ (printed),
+never replacing the commit's full evidence; `harness merge` combines the N shards' evidence into it.
+With --changed-since REF only the falsifiers whose contract, binding or
 imported or read repository files changed since REF's evidence (DIR/<REF sha>/, from a full run) run; the others
 are carried over from it, marked with REF's commit, and the evidence goes to DIR/<commit>/partial/<slug>/.
 --release fails (exit 1) any carried-over result or restricted run: a release needs the commit's full evidence.
@@ -59,6 +60,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run a falsified or error falsifier up to N more times; outcomes that differ are recorded as flaky (exit 1)",
     )
     parser.add_argument("--strict", action="store_true", help="also fail (exit 1) on not_run and deferred falsifiers")
+    parser.add_argument(
+        "--shard",
+        default=None,
+        metavar="K/N",
+        help="run only the K-th of N deterministic shards of the selected falsifiers (a partial run; "
+        "`harness merge` combines the N shards' evidence into the commit's)",
+    )
     parser.add_argument(
         "--changed-since",
         dest="changed_since",
@@ -111,6 +119,8 @@ def command_line(args: argparse.Namespace) -> list[str]:
         argv += ["--rerun", str(args.rerun)]
     if args.strict:
         argv.append("--strict")
+    if args.shard is not None:
+        argv += ["--shard", args.shard]
     if args.changed_since is not None:
         argv += ["--changed-since", args.changed_since]
     if args.release:
@@ -125,10 +135,20 @@ def command_line(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     """The `func` of the `verify` subparser."""
     command = command_line(args)
+    shard = None
+    if args.shard is not None:
+        from harness.sharding import ShardSpecError, parse_shard
+
+        try:
+            shard = parse_shard(args.shard)
+        except ShardSpecError as exc:
+            emit(f"harness verify: {exc}", sys.stderr)
+            return EXIT_INVALID
     return verify(
         args.paths, out=args.out, select=args.select, jobs=args.jobs, rerun=args.rerun, strict=args.strict, command=command,
         changed_since=args.changed_since, release=args.release,
         executor=args.executor, address=args.address,
+        shard=shard,
     )
 
 
@@ -244,6 +264,7 @@ def verify(
     release: bool = False,
     executor: str = "local",
     address: str | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> int:
     """`harness verify`: run the pipeline, print, and map its verdict to the exit status (0, 1, 2, 3 or 130)."""
     stream = stream or sys.stdout
@@ -259,7 +280,7 @@ def verify(
         evidence = run_verification(
             paths, out=out, select=select, jobs=jobs, rerun=rerun, command=command, observer=_Printer(stream),
             changed_since=changed_since,
-            executor=executor, address=address,
+            executor=executor, address=address, shard=shard,
         )
     except InvalidInput as exc:
         _print_problems(exc.problems, str(exc), sys.stdout)
