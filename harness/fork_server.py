@@ -181,6 +181,9 @@ def _child(request: dict[str, Any], fds: list[int], sock: socket.socket, base_pa
         for sig in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        # Nothing blocked, whatever the process that started the server had blocked (a Ray worker blocks
+        # SIGINT): a blocked mask survives fork and exec, and a falsifier's Ctrl-C would never arrive.
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
         targets = [int(fd) for fd in request["pass_fds"]]
         import fcntl
 

@@ -87,6 +87,9 @@ def main() -> None:
     if pid == 0:
         try:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            # The child starts with no signal blocked, whatever our parent had blocked (a Ray worker
+            # blocks SIGINT; the mask survives exec and a falsifier's Ctrl-C would never arrive).
+            signal.pthread_sigmask(signal.SIG_SETMASK, set())
             os.set_inheritable(error_fd, False)
             os.execvp(argv[0], argv)
         except OSError as exc:

@@ -80,6 +80,13 @@ FALSIFIERS = textwrap.dedent(
         time.sleep(600)
 
 
+    def nothing_blocked():
+        import signal
+
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        assert not blocked, f"the falsifier started with {sorted(blocked)} blocked"
+
+
     def floods():
         sys.stdout.write("x" * 2_000_000)
         assert False, "flooded"
@@ -159,6 +166,25 @@ def test_a_forked_child_past_its_timeout_is_an_error_naming_the_timeout(project:
     assert result.outcome is Outcome.ERROR
     assert result.reason.startswith("timed out after 1s")
     assert _run(project, "fx:forked").outcome is Outcome.PASSED  # the server survived and serves the next
+
+
+@pytest.mark.parametrize("server", ["forked", "fresh"])
+def test_a_falsifier_starts_with_no_signal_blocked_whatever_its_parent_blocked(
+    project: Path, monkeypatch: pytest.MonkeyPatch, server: str
+) -> None:
+    # A Ray worker runs tasks with SIGINT blocked; the mask survives fork and exec, so a falsifier that
+    # interrupts its own run (the Ctrl-C tests of pretrain train) would hang. Both start paths clear it.
+    import signal
+
+    if server == "fresh":
+        monkeypatch.setenv(fork_server.DISABLE_ENV, "0")
+    fork_server.shutdown()  # the server, too, starts under the blocked mask
+    saved = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGUSR1})
+    try:
+        result = _run(project, "fx:nothing_blocked")
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, saved)
+    assert result.outcome is Outcome.PASSED, result.reason
 
 
 def test_a_forked_childs_output_flood_is_bounded(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
