@@ -34,6 +34,11 @@ What a fork shares with the server and a fresh process would not: modules alread
 module named like a preloaded library's top-level module loses to it), and the string hash seed. What is
 redone in each child: os.environ, cwd, sys.path, numpy's global seed (`random` reseeds itself at fork),
 hypothesis's default database directory (it records the cwd at import), coverage's process startup.
+
+Limits, as for harness.channel: a falsifier runs as the same user as the server, so deliberate sabotage
+from inside it (ptrace of the server, writing /proc/SERVER/mem) could change what later children are
+forked from; killing the server cannot (the next falsifier gets a fresh one). Set HARNESS_FORK_SERVER=0
+to give every falsifier a fresh interpreter when that matters more than time.
 """
 
 from __future__ import annotations
