@@ -5,7 +5,7 @@ and no mutant may survive.
 A surviving mutant is a falsifier that stays green while the code that upholds its invariant is broken:
 its green in the evidence would prove nothing. This replaces the hand-written sabotage this file held
 before (eight monkeypatched bugs); `harness teeth` generates a few hundred from the guards' AST instead.
-Slow (tens of minutes on 2 cores): `pytest -m slow tests/test_falsifiers_have_teeth.py`.
+Slow (about 6 minutes on 2 cores, with the fork server): `pytest -m slow tests/test_falsifiers_have_teeth.py`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import harness
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(minutes=6)
 
 
 def test_no_mutant_of_any_guard_survives(tmp_path: Path) -> None:

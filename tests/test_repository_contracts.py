@@ -20,8 +20,13 @@ from tests.cli_env import cli_env
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# The end-to-end runs of this repository's contracts: minutes each, scheduled first (conftest.py).
+pytestmark = pytest.mark.slow(minutes=5)
+
+
 @pytest.fixture(scope="module")
-def evidence(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def repository_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """(the --out directory, the evidence) of `harness verify contracts/ -j 2`, once for this file."""
     out = tmp_path_factory.mktemp("reports")
     env = cli_env()
     proc = subprocess.run(
@@ -37,7 +42,12 @@ def evidence(tmp_path_factory: pytest.TempPathFactory) -> dict:
     assert len(files) == 1, f"expected one evidence.json under {out}, found {files}"
     for sibling in ("junit.xml", "summary.md"):
         assert (files[0].parent / sibling).is_file(), f"{sibling} missing beside {files[0]}"
-    return json.loads(files[0].read_text())
+    return out, json.loads(files[0].read_text())
+
+
+@pytest.fixture(scope="module")
+def evidence(repository_run: tuple[Path, dict]) -> dict:
+    return repository_run[1]
 
 
 def test_evidence_validates_against_the_published_schema(evidence: dict) -> None:
@@ -80,3 +90,15 @@ def test_every_passed_python_and_pytest_falsifier_executed_a_guard(evidence: dic
 def test_the_init_arch_match_falsifier_really_ran(evidence: dict) -> None:
     by_id = {f["id"]: f for c in evidence["contracts"] for f in c["falsifiers"]}
     assert by_id["FALSIFY-INIT-ARCH-MATCH-001"]["outcome"] == "passed"
+
+
+def test_serial_parallel_and_sharded_runs_give_identical_evidence(
+    repository_run: tuple[Path, dict], tmp_path: Path
+) -> None:
+    """Serial, -j 2 (this file's run) and --shard 1/2 + --shard 2/2 + harness merge of this repository's
+    contracts record the same evidence, order and timings aside (tests/harness/test_evidence_equivalence.py)."""
+    from tests.harness.test_evidence_equivalence import assert_same, normalised, three_ways
+
+    out, parallel = repository_run
+    runs = three_ways(ROOT, "contracts/", tmp_path, cli_env(), timeout=3600, given={"-j 2": normalised(parallel, out)})
+    assert_same(runs)
