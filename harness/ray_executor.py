@@ -45,6 +45,7 @@ import harness
 from harness.model import Contract, Falsifier, FalsifierResult, Outcome
 from harness.record import result_from_dict, result_to_dict
 from harness.replay_record import REPLAY_ENV
+from harness.scoped_env import scoped_environ
 
 NAME = "ray"
 INSTALL = "pip install 'contract-harness[ray]'"
@@ -135,25 +136,6 @@ def _where() -> str:
 
 
 @contextlib.contextmanager
-def _environment(values: dict[str, str | None]) -> Iterator[None]:
-    """os.environ with `values` set (None: unset) for one task; the worker process serves others after it."""
-    saved = {name: os.environ.get(name) for name in values}
-    try:
-        for name, value in values.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-@contextlib.contextmanager
 def _signals_unblocked() -> Iterator[None]:
     """No signal blocked in this thread while the falsifier's child is started: a Ray worker runs tasks with
     SIGINT blocked, and a blocked mask survives fork and exec, so every process of the falsifier would
@@ -199,7 +181,7 @@ def run_task(
             "check out the controller's commit there, or run from a shared checkout (docs/executors.md)"
         )
         return result_to_dict(_error(falsifier, contract, reason))
-    with _environment(env or {}), _signals_unblocked():
+    with scoped_environ(env or {}), _signals_unblocked():
         return result_to_dict(run_falsifier(falsifier, contract, root))
 
 

@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from harness.model import ContractResult, Evidence, FalsifierResult, Outcome
 from harness.record import EvidenceError, evidence_dir, read_evidence
 from harness.replay_child import REPLAY_VAR, REPORT_VAR
 from harness.replay_record import REPLAY_ENV
+from harness.scoped_env import scoped_environ
 
 REPLAYABLE = (Outcome.FALSIFIED, Outcome.ERROR, Outcome.FLAKY)
 DEFAULT_OUT = "reports"
@@ -106,25 +106,6 @@ def _contract(entry: ContractResult, root: Path, evidence: Evidence, falsifier_i
     raise ReplayError(f"harness replay: {falsifier_id}: not in {file} any more")
 
 
-@contextlib.contextmanager
-def _environment(values: dict[str, str | None]) -> Iterator[None]:
-    """os.environ with `values` set (None: removed), restored afterwards; the child inherits it."""
-    saved = {name: os.environ.get(name) for name in values}
-    try:
-        for name, value in values.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def _verdict(recorded: FalsifierResult, result: FalsifierResult, failed: dict[str, str]) -> tuple[bool, str]:
     if result.outcome is Outcome.PASSED:
         return False, "did not reproduce: the falsifier passes now"
@@ -169,7 +150,7 @@ def replay(
         if plan.get("kind") == "hypothesis":
             env[REPLAY_VAR] = json.dumps({"hypothesis_version": plan["hypothesis_version"], "examples": plan["examples"]})
             env[REPORT_VAR] = str(report_file)
-        with _environment(env):
+        with scoped_environ(env):
             result = run_falsifier(falsifier, contract, root)
         report: dict[str, Any] = {}
         if report_file.exists():
