@@ -1,6 +1,7 @@
 """Suite-wide ordering: the slow end-to-end tests start first.
 
-`python3 -m pytest -q -n auto --dist loadfile` (README) hands test files to workers in collection order; a
+`python3 -m pytest -q -n auto --dist loadfile --no-loadscope-reorder` (README) hands test files to workers in
+collection order (without the flag xdist puts the files with the most tests first); a
 run whose longest files come last ends with one worker busy and the others idle. A test marked
 `slow(minutes=M)` is scheduled before every other test, the largest M first (a bare `slow` counts as 1),
 so the long files run while the short ones fill the other workers.
