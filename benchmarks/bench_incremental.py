@@ -10,7 +10,6 @@ times and `incremental_ratio` (incremental / full). Under --benchmark-disable ea
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -18,16 +17,9 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.cli_env import benchmark_env
+
 N = 20
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
-    env["CI"] = "1"
-    env.pop("PYTEST_ADDOPTS", None)
-    return env
 
 
 def _git(root: Path, *args: str) -> str:
@@ -65,7 +57,7 @@ def _project(root: Path) -> None:
 
 def _run(argv: list[str], cwd: Path) -> float:
     start = time.perf_counter()
-    proc = subprocess.run(argv, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(argv, cwd=cwd, env=benchmark_env(), capture_output=True, text=True, timeout=600)
     elapsed = time.perf_counter() - start
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return elapsed

@@ -23,18 +23,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_env import benchmark_env
+
 REPO = Path(__file__).resolve().parents[1]
 # Seconds each falsifier sleeps, in file order: 64 s of work (about half of what this repository's contracts
 # take serially) whose best 2-worker schedule takes 32 s.
 SLEEPS = [4, 4, 4, 4, 4, 4, 8, 8, 24]
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
-    env["CI"] = "1"
-    env.pop("PYTEST_ADDOPTS", None)
-    return env
 
 
 def _project(root: Path, scale: float) -> Path:
@@ -61,7 +55,7 @@ def _verify(cwd: Path, paths: str, out: Path, *flags: str, timeout: float = 600)
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "harness", "verify", paths, "--out", str(out), *flags],
-        cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout,
+        cwd=cwd, env=benchmark_env(), capture_output=True, text=True, timeout=timeout,
     )
     elapsed = time.perf_counter() - start
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

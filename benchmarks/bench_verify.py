@@ -13,7 +13,6 @@ time and its ratio to the 100 case.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -22,17 +21,9 @@ from pathlib import Path
 import pytest
 
 import harness
+from tests.cli_env import benchmark_env
 
-REPO = Path(__file__).resolve().parents[1]
 N = 20
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
-    env["CI"] = "1"
-    env.pop("PYTEST_ADDOPTS", None)
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +52,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _run(argv: list[str], cwd: Path) -> float:
     start = time.perf_counter()
-    proc = subprocess.run(argv, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(argv, cwd=cwd, env=benchmark_env(), capture_output=True, text=True, timeout=120)
     elapsed = time.perf_counter() - start
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return elapsed

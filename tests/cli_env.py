@@ -18,3 +18,11 @@ def cli_env(root: Path = ROOT, **extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH")) if p)
     env.update(extra)
     return env
+
+
+def benchmark_env(root: Path = ROOT) -> dict[str, str]:
+    """cli_env for the CLI runs a benchmark times: as CI runs them (CI=1: no colour, no progress bars), and
+    without the caller's PYTEST_ADDOPTS, which would change what the timed pytest sessions do."""
+    env = cli_env(root, CI="1")
+    env.pop("PYTEST_ADDOPTS", None)
+    return env
