@@ -13,12 +13,13 @@ import os
 from pathlib import Path
 
 
-def create_file(path: Path, text: str) -> None:
+def create_file(path: Path, text: str, mode: int = 0o666) -> None:
     """Create `path` (it must not exist yet) holding `text` as UTF-8, on disk before returning.
 
-    Opened with mode 0o666, so the file gets what the umask leaves (0644 under 022), like any tool's
-    output: CI artifact upload and other users of a container must be able to read evidence."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    Opened with mode 0o666 by default, so the file gets what the umask leaves (0644 under 022), like any
+    tool's output: CI artifact upload and other users of a container must be able to read evidence. A
+    secret (a private key) passes 0o600: created so, never readable by others for an instant."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)
         fh.flush()
@@ -60,4 +61,24 @@ def write_atomic(path: str | os.PathLike[str], text: str) -> None:
         except FileNotFoundError:
             pass
         raise
+    fsync_dir(path.parent)
+
+
+def create_atomic(path: str | os.PathLike[str], text: str, mode: int = 0o666) -> None:
+    """Write `text` to `path`, which must not exist: complete or not at all, like write_atomic, but never
+    replacing anything (FileExistsError, and nothing written, if `path` exists, a dangling link included).
+
+    The temp file is hard-linked to its name (link(2) refuses an existing target atomically) and then
+    unlinked, so two concurrent writers cannot both succeed and a crash never leaves a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = unique_sibling(path.parent, path.name, "tmp")
+    try:
+        create_file(tmp, text, mode)
+        os.link(tmp, path, follow_symlinks=False)
+    finally:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
     fsync_dir(path.parent)

@@ -19,6 +19,7 @@ from harness.console import EXIT_INTERRUPTED, emit, sigterm_as_interrupt, silenc
 # Imported when the parser is built, so a command's heavy imports stay inside its own module.
 COMMAND_MODULES: tuple[str, ...] = (
     "harness.validate_cli", "harness.verify_cli", "harness.replay_cli", "harness.teeth_cli", "harness.merge_cli",
+    "harness.attest_cli",
 )
 # The subcommands each module registers, so `harness CMD ...` imports CMD's module alone (validate must
 # not pay for verify's pytest and teeth's imports). A module not listed here is imported for every
@@ -29,6 +30,7 @@ COMMAND_NAMES: dict[str, tuple[str, ...]] = {
     "harness.replay_cli": ("replay",),
     "harness.teeth_cli": ("teeth",),
     "harness.merge_cli": ("merge",),
+    "harness.attest_cli": ("keygen", "attest"),
 }
 
 # 128 + SIGPIPE, as a shell reports a command killed by a closed pipe; only when the output broke
@@ -48,6 +50,9 @@ examples:
   harness teeth contracts/ -j 2        run the falsifiers against mutants of every guard; none may survive
   harness verify contracts/ --shard 1/2 --out shard1   (and 2/2 on another runner, then:)
   harness merge shard1 shard2          the shards' evidence as the commit's, under reports/<commit>/
+  harness keygen --out keys            an Ed25519 key pair to sign evidence with
+  harness attest reports/<sha> --key keys/attestation.key
+                                       sign the commit's evidence (in-toto, DSSE); --verify checks it
   harness replay FALSIFY-INIT-ARCH-MATCH-001
                                        run a recorded failure again with its counterexample
   harness schema evidence              print the evidence.json JSON Schema
@@ -60,6 +65,7 @@ exit codes:
   2    bad input (invalid contract, missing path, bad option); nothing was run
   1    teeth: a mutant survived, or a falsifier failed on the unmutated code
   2    merge: refused (an overlap, a gap, mixed commits/contracts/totals, an incomplete shard); nothing written
+  1    attest --verify: invalid (a signed file edited, a wrong key, a tampered envelope)
   3    verify: the falsifiers ran, but the evidence could not be written (the previous set is kept)
   130  interrupted (Ctrl-C or SIGTERM)
 

@@ -2,6 +2,7 @@
 
     [tool.harness]
     preload = ["torch", "transformers"]   # modules the fork server imports once (harness.fork_server)
+    attestation_public_key = "keys/attestation.pub"   # what `harness attest --verify` and the audit check with
 
 The file read is `pyproject.toml` at the repository root that verify resolves (harness.discover). An
 absent file or table means the defaults. An unknown key, a value of the wrong type, or a file that is
@@ -31,6 +32,9 @@ class ProjectConfigError(ValueError):
 class ProjectConfig:
     # Modules the fork server imports once before it forks a child per falsifier, in the order written.
     preload: tuple[str, ...] = ()
+    # The Ed25519 public key (PEM) attestations are verified with (harness.attest), relative to the
+    # repository root; None: none configured (then `harness attest --verify` needs --pub).
+    attestation_public_key: str | None = None
 
 
 def _preload(path: Path, value: Any) -> tuple[str, ...]:
@@ -44,7 +48,16 @@ def _preload(path: Path, value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(value))
 
 
-_KEYS = {"preload": _preload}
+def _attestation_public_key(path: Path, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ProjectConfigError(
+            f"{path}: [tool.harness] attestation_public_key must be the path of a public key file, relative to "
+            f"the repository root, e.g. attestation_public_key = \"keys/attestation.pub\"; got {value!r}"
+        )
+    return value
+
+
+_KEYS = {"preload": _preload, "attestation_public_key": _attestation_public_key}
 
 
 def parse(path: Path, table: Any) -> ProjectConfig:
