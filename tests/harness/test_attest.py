@@ -630,3 +630,50 @@ def test_a_second_signature_by_another_key_does_not_count(signed: Signed, tmp_pa
     envelope["signatures"] = [forged]
     signed.envelope.write_text(json.dumps(envelope))
     assert signed.verify().returncode == 1
+
+
+# ------------------------------------------------------------------------------------------ docs/attest.md
+
+
+def test_the_docs_walk_through_runs_as_printed(tmp_path: Path) -> None:
+    """docs/attest.md's bash block, in a fresh committed project, with `harness` on PATH as this checkout."""
+    from tests.test_readme import fenced_block, parse_steps, quoted_matches
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "attest.md"
+    block, first_line = fenced_block(doc.read_text(encoding="utf-8"), "## Walk-through")
+    steps = parse_steps(block, first_line)
+    assert len(steps) >= 8, "the walk-through lost its steps"
+    repo = tmp_path / "project"
+    make_project(repo, {"my-contract-v1.yaml": contract_text("my-contract-v1", [
+        falsifier("FALSIFY-DOC-001", '{python: "fx_falsifiers:holds"}'),
+    ])})
+    (repo / ".gitignore").write_text(GITIGNORE)
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "a project")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "harness").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m harness "$@"\n')
+    (bin_dir / "harness").chmod(0o755)
+    env = harness_env(
+        PATH=os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")]),
+        GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.com",
+    )
+    for step in steps:
+        done = subprocess.run(["bash", "-c", step.command], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+        output = done.stdout + done.stderr
+        assert done.returncode == step.exit_code, f"docs/attest.md:{step.line}: `{step.command}` exited {done.returncode}\n{output}"
+        for quote in step.quoted:
+            assert quoted_matches(quote, output), f"docs/attest.md:{step.line}: {quote!r} not in the output of `{step.command}`:\n{output}"
+
+
+@pytest.mark.parametrize("value", ["5", '""', '["keys/a.pub"]'])
+def test_a_malformed_attestation_public_key_setting_is_exit_2_naming_pyproject_toml(signed: Signed, value: str) -> None:
+    with open(signed.repo / "pyproject.toml", "a") as fh:
+        fh.write(f"\n[tool.harness]\nattestation_public_key = {value}\n")
+    done = harness(signed.repo, "attest", "--verify", f"reports/{signed.sha}")
+    assert done.returncode == 2
+    assert done.stderr.startswith(
+        "harness attest --verify: error: pyproject.toml: [tool.harness] attestation_public_key must be the path of a "
+        "public key file, relative to the repository root"
+    ), done.stderr

@@ -237,7 +237,7 @@ def test_a_preload_module_that_cannot_be_imported_is_an_error_naming_pyproject_t
     [
         ('preload = "torch"', r"\[tool\.harness\] preload must be a list of module names"),
         ('preload = ["../x"]', r"preload: '\.\./x' is not a module name"),
-        ("prelaod = []", r"\[tool\.harness\] has unknown key\(s\) prelaod; known: preload"),
+        ("prelaod = []", r"\[tool\.harness\] has unknown key\(s\) prelaod; known: attestation_public_key, preload"),
     ],
 )
 def test_a_malformed_tool_harness_table_is_a_clear_error_naming_the_file_and_key(
