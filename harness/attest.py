@@ -351,6 +351,11 @@ def attest(
             f"{directory / EVIDENCE_FILE}: recorded on a tree with uncommitted changes, so it is not commit "
             f"{evidence.commit[:12]}'s; commit (or stash) them and run it again: {again}"
         )
+    if evidence.dirty is None:  # git could not say (e.g. `git status` failed): not known to be the commit's
+        raise AttestError(
+            f"{directory / EVIDENCE_FILE}: git could not tell whether the tree had uncommitted changes when it was "
+            f"recorded, so it is not known to be commit {evidence.commit[:12]}'s; run it again: {again}"
+        )
     subjects: list[dict[str, Any]] = [{"digest": {"gitCommit": evidence.commit}}]
     for contract in evidence.contracts:
         path = repo / contract.path
@@ -416,8 +421,9 @@ def _check_teeth(directory: Path, evidence: Evidence) -> None:
         )
     if not teeth.complete:
         raise AttestError(f"{directory / TEETH_FILE}: the teeth run was interrupted, it is incomplete; run it again: {again}")
-    if teeth.dirty:
-        raise AttestError(f"{directory / TEETH_FILE}: recorded on a tree with uncommitted changes; commit them and run it again: {again}")
+    if teeth.dirty is not False:
+        why = "on a tree with uncommitted changes" if teeth.dirty else "where git could not tell whether the tree was clean"
+        raise AttestError(f"{directory / TEETH_FILE}: recorded {why}; commit any changes and run it again: {again}")
 
 
 # ------------------------------------------------------------------------------------------ verify
@@ -441,10 +447,13 @@ def verify_attestation(
     *,
     public_key: str | os.PathLike[str] | None = None,
     repo_root: str | os.PathLike[str] = ".",
+    commit: str | None = None,
 ) -> AttestationCheck:
     """Check commit_dir/attestation.dsse.json: its signature with `public_key` (a PEM file; default the
     `[tool.harness] attestation_public_key` of repo_root's pyproject.toml), then every subject against the
-    files now there: contract files under `repo_root`, evidence.json and teeth.json in `commit_dir`."""
+    files now there: contract files under `repo_root`, evidence.json and teeth.json in `commit_dir`.
+    `commit`: the commit the caller is checking (an audit's); an attestation of another one is a problem,
+    wherever its files were copied to."""
     from harness.project_config import ProjectConfigError
 
     directory = Path(commit_dir)
@@ -512,8 +521,8 @@ def verify_attestation(
     if payload_type not in PAYLOAD_TYPES:
         return invalid(f"{path}: payloadType {payload_type!r} is not an in-toto statement ({PAYLOAD_TYPE})", key_id=signer)
     try:
-        stmt = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        stmt = json.loads(body.decode("utf-8"), object_pairs_hook=_unique_keys)
+    except (UnicodeDecodeError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
         return invalid(f"{path}: the signed payload is not JSON ({exc})", key_id=signer)
     shape = _statement_problem(stmt)
     if shape:
@@ -553,6 +562,8 @@ def verify_attestation(
         problems.append(f"{directory / TEETH_FILE}: not signed (written after the attestation?); sign again: harness attest {shlex.quote(str(directory))} --key KEY")
     if len(commits) != 1:
         problems.append(f"{path}: needs exactly one gitCommit subject, has {len(commits)}")
+    if commit is not None and commits and commit not in commits:
+        problems.append(f"{path}: an attestation of commit {commits[0][:12]}, not of {commit[:12]}")
     if _HEX_COMMIT.fullmatch(directory.name) and commits and directory.name not in commits:
         problems.append(f"{directory}: named for commit {directory.name[:12]}, but the attestation is of {commits[0][:12]}")
     evidence_ok = EVIDENCE_FILE in signed and not any(p.startswith(f"{directory / EVIDENCE_FILE}:") for p in problems)
@@ -567,6 +578,17 @@ def verify_attestation(
         commit=commits[0] if len(commits) == 1 else None,
         result=stmt["predicate"].get("result"),
     )
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object with a key given twice is refused: verifiers that keep the first value and verifiers
+    that keep the last would read two different statements under one signature."""
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"the key {key!r} appears twice in one object")
+        seen[key] = value
+    return seen
 
 
 def _statement_problem(stmt: Any) -> str | None:

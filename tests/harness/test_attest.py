@@ -213,6 +213,33 @@ def test_the_configured_public_key_is_the_default(signed: Signed) -> None:
     assert at.verify_attestation(signed.commit_dir, repo_root=signed.repo).valid
 
 
+def test_an_attestation_of_another_commit_is_invalid_for_the_commit_checked(signed: Signed) -> None:
+    """A caller auditing commit X (the files may have been copied anywhere) is told the attestation is of Y."""
+    pub = signed.keys / at.PUBLIC_KEY_FILE
+    check = at.verify_attestation(signed.commit_dir, public_key=pub, repo_root=signed.repo, commit="f" * 40)
+    assert not check.valid
+    assert check.problems == (f"{signed.envelope}: an attestation of commit {signed.sha[:12]}, not of ffffffffffff",)
+    assert at.verify_attestation(signed.commit_dir, public_key=pub, repo_root=signed.repo, commit=signed.sha).valid
+
+
+def sign_payload(signed: Signed, body: bytes) -> None:
+    """Replace the envelope by one over `body`, signed with the project's own key."""
+    key = at.load_private_key(signed.keys / at.PRIVATE_KEY_FILE)
+    signed.envelope.write_text(json.dumps({
+        "payload": base64.b64encode(body).decode(), "payloadType": at.PAYLOAD_TYPE,
+        "signatures": [{"keyid": "", "sig": base64.b64encode(key.sign(at.pae(at.PAYLOAD_TYPE, body))).decode()}],
+    }))
+
+
+def test_a_signed_statement_with_a_key_given_twice_is_invalid(signed: Signed) -> None:
+    """{"result": "FAILED", "result": "PASSED"}: one verifier would read FAILED, another PASSED."""
+    text = json.dumps(signed.statement()).replace('"result": "PASSED"', '"result": "FAILED", "result": "PASSED"')
+    sign_payload(signed, text.encode())
+    done = signed.verify()
+    assert done.returncode == 1
+    assert "the signed payload is not JSON (the key 'result' appears twice in one object)" in done.stderr
+
+
 def test_a_release_copy_of_the_signed_files_verifies_where_it_is_copied(signed: Signed) -> None:
     """The release audit copies evidence.json, teeth.json and the envelope to reports/releases/<TAG>/."""
     release = signed.repo / "reports" / "releases" / "v1.0.0"
@@ -319,13 +346,7 @@ def test_a_signed_predicate_that_contradicts_the_evidence_is_invalid(signed: Sig
     for s in statement["subject"]:
         if s.get("name") == "evidence.json":
             s["digest"]["sha256"] = sha256(evidence_file)
-    body = json.dumps(statement).encode()
-    key = at.load_private_key(signed.keys / at.PRIVATE_KEY_FILE)
-    envelope = {
-        "payload": base64.b64encode(body).decode(), "payloadType": at.PAYLOAD_TYPE,
-        "signatures": [{"keyid": "", "sig": base64.b64encode(key.sign(at.pae(at.PAYLOAD_TYPE, body))).decode()}],
-    }
-    signed.envelope.write_text(json.dumps(envelope))
+    sign_payload(signed, json.dumps(statement).encode())
     done = signed.verify()
     assert done.returncode == 1
     lines = done.stderr.splitlines()
@@ -454,6 +475,7 @@ def test_a_loose_private_key_is_signed_with_but_warned_about(signed: Signed) -> 
         ({"dirty": True}, "recorded on a tree with uncommitted changes, so it is not commit"),
         ({"complete": False}, "the run was interrupted, the evidence is incomplete; run it again: harness verify contracts/"),
         ({"commit": None}, "recorded outside a git checkout (no commit to attest)"),
+        ({"dirty": None}, "git could not tell whether the tree had uncommitted changes when it was recorded"),
     ],
 )
 def test_evidence_that_is_not_its_commits_is_not_signed(signed: Signed, edit: dict[str, Any], message: str) -> None:
