@@ -103,6 +103,7 @@ class Attestation:
     subjects: tuple[Subject, ...]
     counts: Mapping[str, int]  # passedTests, warnedTests, failedTests: how many falsifiers in each
     warnings: tuple[str, ...] = ()
+    partial: bool = False  # the evidence is of a -k, shard or --changed-since run (so at best WARNED)
 
 
 @dataclass(frozen=True)
@@ -402,6 +403,7 @@ def attest(
         subjects=tuple(Subject(s.get("name"), s["digest"]) for s in subjects),
         counts={k: len(v) for k, v in lists.items()},
         warnings=warnings,
+        partial=evidence.selection is not None,
     )
 
 

@@ -105,7 +105,7 @@ def _attest(args: argparse.Namespace) -> int:
     counts = done.counts
     emit(
         f"harness attest: signed commit {done.commit[:12]} with key {done.key_id[:16]}: {len(done.subjects)} subjects "
-        f"(the commit and {', '.join(files)}); result {done.result} ({counts['passedTests']} passed, "
+        f"(the commit and {', '.join(files)}); result {done.result} ({'a partial run: ' if done.partial else ''}{counts['passedTests']} passed, "
         f"{counts['warnedTests']} warned, {counts['failedTests']} failed)"
     )
     emit(f"attestation: {done.path}")

@@ -699,3 +699,18 @@ def test_a_malformed_attestation_public_key_setting_is_exit_2_naming_pyproject_t
         "harness attest --verify: error: pyproject.toml: [tool.harness] attestation_public_key must be the path of a "
         "public key file, relative to the repository root"
     ), done.stderr
+
+
+def test_a_partial_run_is_signed_as_warned_and_says_why(signed: Signed) -> None:
+    done = harness(signed.repo, "verify", "contracts/", "-k", "FALSIFY-ATT-001")
+    assert done.returncode == 0, done.stdout + done.stderr
+    (partial,) = (signed.commit_dir / "partial").iterdir()
+    shown = partial.relative_to(signed.repo)
+    done = harness(signed.repo, "attest", str(shown), "--key", str(signed.keys / at.PRIVATE_KEY_FILE))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0].endswith(
+        f"3 subjects (the commit and {CONTRACT}, evidence.json); result WARNED (a partial run: 1 passed, 0 warned, 0 failed)"
+    )
+    done = harness(signed.repo, "attest", "--verify", str(shown), "--pub", str(signed.keys / at.PUBLIC_KEY_FILE))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("result WARNED")
