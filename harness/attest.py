@@ -54,6 +54,8 @@ EVIDENCE_FILE = "evidence.json"  # harness.record's; spelled here so verifying n
 TEETH_FILE = "teeth.json"
 # Signed files that live beside the envelope; every other subject name is relative to the repository root.
 DIRECTORY_FILES = (EVIDENCE_FILE, TEETH_FILE)
+# The private key a suggestion names: where docs/attest.md's `harness keygen --out keys` puts it.
+SUGGESTED_KEY = f"keys/{PRIVATE_KEY_FILE}"
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://in-toto.io/attestation/test-result/v0.1"
@@ -481,7 +483,7 @@ def verify_attestation(
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        return bad(f"{path}: no such file; sign the evidence first: harness attest {shlex.quote(str(directory))} --key KEY")
+        return bad(f"{path}: no such file; sign the evidence first: harness attest {shlex.quote(str(directory))} --key {SUGGESTED_KEY}")
     except OSError as exc:
         return bad(f"{path}: cannot read it: {exc.strerror or exc}")
 
@@ -561,7 +563,7 @@ def verify_attestation(
     if EVIDENCE_FILE not in signed:
         problems.append(f"{directory / EVIDENCE_FILE}: not among the signed subjects")
     if TEETH_FILE not in signed and (directory / TEETH_FILE).exists():
-        problems.append(f"{directory / TEETH_FILE}: not signed (written after the attestation?); sign again: harness attest {shlex.quote(str(directory))} --key KEY")
+        problems.append(f"{directory / TEETH_FILE}: not signed (written after the attestation?); sign again: harness attest {shlex.quote(str(directory))} --key {SUGGESTED_KEY}")
     if len(commits) != 1:
         problems.append(f"{path}: needs exactly one gitCommit subject, has {len(commits)}")
     if commit is not None and commits and commit not in commits:

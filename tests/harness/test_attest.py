@@ -278,7 +278,7 @@ def test_a_removed_signed_file_is_named(signed: Signed, target: str) -> None:
     assert f"{shown}: missing (signed with sha256 {digest[:12]})" in done.stderr.splitlines()
 
 
-def test_a_teeth_json_written_after_signing_is_named(signed: Signed, tmp_path: Path) -> None:
+def test_a_teeth_json_written_after_signing_is_named(signed: Signed) -> None:
     teeth = signed.commit_dir / "teeth.json"
     saved = teeth.read_text()
     teeth.unlink()
@@ -289,7 +289,7 @@ def test_a_teeth_json_written_after_signing_is_named(signed: Signed, tmp_path: P
     assert done.returncode == 1
     assert done.stderr.splitlines()[0] == (
         f"reports/{signed.sha}/teeth.json: not signed (written after the attestation?); sign again: "
-        f"harness attest reports/{signed.sha} --key KEY"
+        f"harness attest reports/{signed.sha} --key keys/attestation.key"
     )
 
 
@@ -326,7 +326,7 @@ def test_another_key_is_invalid(signed: Signed, tmp_path: Path) -> None:
     assert f"(key id {theirs[:16]}) (the envelope names key id {mine[:16]}): it was signed with another key" in done.stderr
 
 
-def test_a_keyid_hint_is_never_trusted(signed: Signed, tmp_path: Path) -> None:
+def test_a_keyid_hint_is_never_trusted(signed: Signed) -> None:
     """DSSE: the keyid is an unauthenticated hint, never used to decide: relabelling the signature changes nothing."""
     envelope = json.loads(signed.envelope.read_text())
     envelope["signatures"][0]["keyid"] = "0" * 64
@@ -392,7 +392,7 @@ def test_verify_without_an_envelope_is_exit_2(signed: Signed) -> None:
     assert done.returncode == 2
     assert done.stderr.strip() == (
         f"harness attest --verify: error: reports/{signed.sha}/{at.ENVELOPE_FILE}: no such file; sign the evidence "
-        f"first: harness attest reports/{signed.sha} --key KEY"
+        f"first: harness attest reports/{signed.sha} --key keys/attestation.key"
     )
     check = at.verify_attestation(signed.commit_dir, public_key=signed.keys / at.PUBLIC_KEY_FILE, repo_root=signed.repo)
     assert (check.valid, check.bad_input) == (False, True)
@@ -637,7 +637,7 @@ def test_an_envelope_the_reference_implementations_sign_verifies_with_ours(signe
     assert signed.verify().returncode == 1
 
 
-def test_a_second_signature_by_another_key_does_not_count(signed: Signed, tmp_path: Path) -> None:
+def test_a_second_signature_by_another_key_does_not_count(signed: Signed) -> None:
     """A signature that does not verify is skipped (DSSE's multi-signature rule); one by our key suffices,
     and an envelope holding only another key's signature, labelled with our key id, is invalid."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
