@@ -327,13 +327,13 @@ class DiffInputError(ValueError):
 def locate_evidence(
     arg: str | os.PathLike[str], *, reports: str | os.PathLike[str] = "reports", repo_root: str | os.PathLike[str] = "."
 ) -> Path:
-    """The evidence.json `arg` names: the file itself, a commit directory's (DIR/<sha>/), or the evidence of
-    the commit `arg` resolves to with git (a sha, branch, tag, HEAD~1) under `reports`/<sha>/."""
+    """The evidence `arg` names: the file itself, a commit directory (DIR/<sha>/), or the evidence.json of the
+    commit `arg` resolves to with git (a sha, branch, tag, HEAD~1) under `reports`/<sha>/."""
     path = Path(arg)
     if path.is_file():
         return path
     if path.is_dir():
-        return path / EVIDENCE_FILE
+        return path  # read_evidence reads its evidence.json, or names the directory that lacks one
     try:
         sha = resolve_ref(Path(repo_root), str(arg), "harness diff:")
     except IncrementalError:
@@ -354,7 +354,7 @@ def locate_evidence(
 def load_side(
     arg: str | os.PathLike[str], *, reports: str | os.PathLike[str] = "reports", repo_root: str | os.PathLike[str] = "."
 ) -> tuple[Evidence, "Teeth | None", Path]:
-    """(the evidence `arg` names, the teeth.json beside it when there is one, the evidence file);
+    """(the evidence `arg` names, the teeth.json beside it when there is one, the evidence file or directory);
     DiffInputError, one line naming the file, for anything unreadable."""
     from harness.record import EvidenceError, read_evidence
 
@@ -364,7 +364,7 @@ def load_side(
     except EvidenceError as exc:
         raise DiffInputError(f"harness diff: {exc}") from None
     teeth = None
-    teeth_file = file.parent / TEETH_FILE
+    teeth_file = (file if file.is_dir() else file.parent) / TEETH_FILE
     if teeth_file.is_file():
         from harness.teeth_record import TeethError, read_teeth  # imports the teeth machinery: only when needed
 
