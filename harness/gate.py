@@ -155,6 +155,13 @@ def verdict(evidence: Evidence, policy: Policy = Policy()) -> Verdict:
     if reasons:
         return Verdict(False, EXIT_FAILED, reasons, tuple(waiver_warnings), **extra)
     counts = {o: sum(1 for r in evidence.results if r.outcome is o) for o in Outcome}
+    if counts[Outcome.PASSED] == 0 and waived:
+        # Every failure waived and nothing passed: accepted, but nothing here says an invariant holds.
+        return Verdict(
+            True, EXIT_OK,
+            warnings=(f"no falsifier passed ({len(waived)} failing, waived), so nothing was verified", *waiver_warnings),
+            **extra,
+        )
     if counts[Outcome.PASSED] == 0:
         # Exit 0 (nothing falsified or in error), but it must never read as a pass: said on stderr and in
         # summary.md, and --strict turns it into a failure.

@@ -103,6 +103,12 @@ def test_a_waiver_matching_no_falsifier_fails_a_full_run_and_warns_in_a_partial_
     assert partial.exit_code == 0 and any("matches no falsifier" in w for w in partial.warnings)
 
 
+def test_a_run_whose_only_results_are_waived_failures_says_nothing_was_verified() -> None:
+    gate = verdict(_evidence({"FALSIFY-W-001": F}, (_waiver("FALSIFY-W-001", date(2027, 1, 1)),)), Policy(today=TODAY))
+    assert gate.exit_code == 0
+    assert gate.warnings == ("no falsifier passed (1 failing, waived), so nothing was verified",)
+
+
 def test_without_a_date_the_waivers_are_not_applied() -> None:
     gate = verdict(_evidence({"FALSIFY-W-001": F}, (_waiver("FALSIFY-W-001", date(2099, 1, 1)),)), Policy())
     assert gate.exit_code == 1 and gate.reasons == ("FALSIFY-W-001: falsified: falsified because",)
