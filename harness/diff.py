@@ -10,7 +10,8 @@ exit 1):
 - a falsifier that fails at head (falsified, error, vacuous, flaky) and did not at base (passed, not_run,
   deferred, or absent: a new falsifier that fails), unless an unexpired waiver in head's evidence names it;
 - a contract whose file changed (sha256) while its version did not: bump its version;
-- a teeth survivor at head that was not one at base (a new mutant, or a killed one that now survives).
+- a teeth survivor at head that was not one at base (a new mutant, or a killed one that now survives;
+  every survivor when base has no teeth.json).
 Shown, never a regression by itself: recovered (failing -> passed), became not_run or deferred, other
 outcome changes, added and removed falsifiers, contract version bumps, teeth kills, duration moves
 (both runs at least DURATION_FLOOR_S and one at least DURATION_RATIO times the other: below that a
@@ -289,6 +290,8 @@ def diff_evidence(
             )
         if teeth is not None and side.commit is not None and teeth.commit not in (None, side.commit):
             notes.append(f"{name}'s teeth.json is of commit {str(teeth.commit)[:12]}, not of its evidence's {side.commit[:12]}")
+    if head_teeth is not None and base_teeth is None:
+        notes.append("base has no teeth.json beside its evidence: every teeth survivor at head counts as new")
     if head_teeth is None and base_teeth is not None:
         notes.append("teeth not compared: head has no teeth.json beside its evidence (run `harness teeth` at head)")
     return EvidenceDiff(
