@@ -4,6 +4,7 @@ one matching nothing, fails; a bad file is FILE:LINE and exit 2 with nothing run
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shlex
@@ -17,7 +18,7 @@ import pytest
 import harness
 from harness.gate import Policy, verdict
 from harness.model import Binding, BindingKind, ContractResult, Evidence, FalsifierResult, Outcome, SourceLocation, Waiver
-from harness.record import evidence_from_dict, evidence_problems, evidence_to_dict
+from harness.record import evidence_from_dict, evidence_json, evidence_problems, evidence_to_dict
 from harness.schema import load_schema
 from harness.waivers import WaiversError, load_waivers
 
@@ -290,3 +291,32 @@ def test_the_doc_example_runs_as_printed(tmp_path: Path) -> None:
     # The true outcome of the waived falsifier stayed in the evidence of the first session's run.
     evidence = read_evidence(tmp_path / "reports" / "uncommitted" / "evidence.json")
     assert {f["id"]: f["outcome"] for c in evidence["contracts"] for f in c["falsifiers"]}["FALSIFY-DEMO-ZERO-001"] == "falsified"
+
+
+# ---------------------------------------------------------------------------------------- merge
+
+
+def _shard(index: int, fid: str, waivers: tuple[Waiver, ...]) -> Evidence:
+    selected = [["w-v1", "FALSIFY-W-001"], ["w-v1", "FALSIFY-W-002"]]
+    shard = {
+        "index": index, "total": 2, "owns": [["w-v1", fid]], "selected": selected,
+        "contracts": [{"id": "w-v1", "version": "1.0.0", "path": "contracts/w.yaml", "sha256": "0" * 64}],
+        "split": "hash", "basis": "0" * 12,
+    }
+    outcome = F if fid == "FALSIFY-W-002" else P
+    return dataclasses.replace(_evidence({fid: outcome}, waivers, selection={"shard": f"{index}/2"}), shard=shard)
+
+
+def test_merge_keeps_the_shards_waivers_and_refuses_shards_with_different_ones(tmp_path: Path) -> None:
+    waivers = (_waiver("FALSIFY-W-002", date(2099, 1, 1)),)
+    for index, fid in ((1, "FALSIFY-W-001"), (2, "FALSIFY-W-002")):
+        (tmp_path / f"s{index}").mkdir()
+        (tmp_path / f"s{index}" / "evidence.json").write_text(evidence_json(_shard(index, fid, waivers)))
+    merged = harness.merge([tmp_path / "s1", tmp_path / "s2"])
+    assert merged.waivers == waivers and verdict(merged, Policy(today=TODAY)).exit_code == 0
+    proc = _harness(tmp_path, "merge", "s1", "s2", "--out", "out")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "harness: WAIVED FALSIFY-W-002: falsified" in proc.stdout
+    (tmp_path / "s2" / "evidence.json").write_text(evidence_json(_shard(2, "FALSIFY-W-002", ())))
+    with pytest.raises(harness.MergeError, match="mixed waivers"):
+        harness.merge([tmp_path / "s1", tmp_path / "s2"])
