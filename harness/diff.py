@@ -22,6 +22,7 @@ falsifiers it did not run are counted as not compared, never as added or removed
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from datetime import date
@@ -158,57 +159,56 @@ def _by_key(evidence: Evidence) -> dict[Key, FalsifierResult]:
     return {(r.contract_id, r.id): r for r in evidence.results}
 
 
-def _falsifier_changes(
-    base: Evidence, head: Evidence, today: date | None
-) -> dict[str, list[FalsifierChange] | int]:
+@dataclass
+class _Buckets:
+    """The falsifier categories while they are sorted out (EvidenceDiff's fields of the same names)."""
+
+    regressions: list[FalsifierChange] = field(default_factory=list)
+    waived: list[FalsifierChange] = field(default_factory=list)
+    recovered: list[FalsifierChange] = field(default_factory=list)
+    unverified: list[FalsifierChange] = field(default_factory=list)
+    still_failing: list[FalsifierChange] = field(default_factory=list)
+    changed: list[FalsifierChange] = field(default_factory=list)
+    added: list[FalsifierChange] = field(default_factory=list)
+    removed: list[FalsifierChange] = field(default_factory=list)
+    not_compared: int = 0
+
+
+def _falsifier_changes(base: Evidence, head: Evidence, today: date) -> _Buckets:
     old, new = _by_key(base), _by_key(head)
-    in_force = [w for w in head.waivers if today is not None and not is_expired(w, today)]
-    out: dict[str, Any] = {k: [] for k in ("regressions", "waived", "recovered", "unverified", "still_failing", "changed", "added", "removed")}
-    not_compared = 0
+    in_force = [w for w in head.waivers if not is_expired(w, today)]
+    out = _Buckets()
     for key in [*old, *(k for k in new if k not in old)]:
         b, h = old.get(key), new.get(key)
-        if b is None or h is None:
-            if (b is None and not base.is_full) or (h is None and not head.is_full):
-                not_compared += 1  # the partial side did not select it
-                continue
-        reason = _first_line((h or b).reason)  # type: ignore[union-attr]
-        change = FalsifierChange(key[0], key[1], b and b.outcome.value, h and h.outcome.value, reason)
-        if h is None:
-            out["removed"].append(change)
+        if (b is None and not base.is_full) or (h is None and not head.is_full):
+            out.not_compared += 1  # the partial side did not select it: neither added nor removed
             continue
+        if h is None:
+            assert b is not None
+            out.removed.append(FalsifierChange(*key, b.outcome.value, None, _first_line(b.reason)))
+            continue
+        change = FalsifierChange(*key, b and b.outcome.value, h.outcome.value, _first_line(h.reason))
         fails_now = h.outcome in FAILING
         failed_before = b is not None and b.outcome in FAILING
         if b is None:
-            out["added"].append(change)
+            out.added.append(change)
         if fails_now and not failed_before:
             cover = next((w for w in in_force if w.matches(h.id)), None)
             if cover is not None:
-                out["waived"].append(FalsifierChange(*key, change.base, change.head, reason, str(cover.location)))
+                out.waived.append(dataclasses.replace(change, waived_by=str(cover.location)))
             else:
-                out["regressions"].append(change)
+                out.regressions.append(change)
+        elif failed_before and fails_now:
+            out.still_failing.append(change)  # shown whether or not the kind of failure changed
+        elif b is None or b.outcome is h.outcome:
             continue
-        if b is None or b.outcome is h.outcome:
-            continue
-        if failed_before and fails_now:
-            out["still_failing"].append(change)
         elif failed_before and h.outcome is Outcome.PASSED:
-            out["recovered"].append(change)
+            out.recovered.append(change)
         elif h.outcome in UNVERIFIED:
-            out["unverified"].append(change)
+            out.unverified.append(change)
         else:
-            out["changed"].append(change)
-    out["not_compared"] = not_compared
+            out.changed.append(change)
     return out
-
-
-def _still_failing_unchanged(base: Evidence, head: Evidence) -> list[FalsifierChange]:
-    """Failing on both sides with the same outcome (shown so a known failure is never out of sight)."""
-    old = _by_key(base)
-    return [
-        FalsifierChange(r.contract_id, r.id, r.outcome.value, r.outcome.value, _first_line(r.reason))
-        for r in head.results
-        if r.outcome in FAILING and (b := old.get((r.contract_id, r.id))) is not None and b.outcome is r.outcome
-    ]
 
 
 def _contract_changes(base: Evidence, head: Evidence) -> tuple[list[ContractChange], list[ContractChange]]:
@@ -297,15 +297,15 @@ def diff_evidence(
     return EvidenceDiff(
         base=_side(base, base_teeth),
         head=_side(head, head_teeth),
-        regressions=tuple(changes["regressions"]),  # type: ignore[arg-type]
-        waived=tuple(changes["waived"]),  # type: ignore[arg-type]
-        recovered=tuple(changes["recovered"]),  # type: ignore[arg-type]
-        unverified=tuple(changes["unverified"]),  # type: ignore[arg-type]
-        still_failing=tuple(changes["still_failing"]) + tuple(_still_failing_unchanged(base, head)),  # type: ignore[arg-type]
-        changed=tuple(changes["changed"]),  # type: ignore[arg-type]
-        added=tuple(changes["added"]),  # type: ignore[arg-type]
-        removed=tuple(changes["removed"]),  # type: ignore[arg-type]
-        not_compared=int(changes["not_compared"]),  # type: ignore[arg-type]
+        regressions=tuple(changes.regressions),
+        waived=tuple(changes.waived),
+        recovered=tuple(changes.recovered),
+        unverified=tuple(changes.unverified),
+        still_failing=tuple(changes.still_failing),
+        changed=tuple(changes.changed),
+        added=tuple(changes.added),
+        removed=tuple(changes.removed),
+        not_compared=changes.not_compared,
         unbumped=tuple(unbumped),
         bumped=tuple(bumped),
         new_survivors=tuple(survivors),
