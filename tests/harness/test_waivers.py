@@ -10,12 +10,13 @@ import re
 import shlex
 import subprocess
 import sys
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 
 import harness
+from harness import clock
 from harness.gate import Policy, verdict
 from harness.model import Binding, BindingKind, ContractResult, Evidence, FalsifierResult, Outcome, SourceLocation, Waiver
 from harness.record import evidence_from_dict, evidence_json, evidence_problems, evidence_to_dict
@@ -216,6 +217,20 @@ def test_verify_records_the_true_outcome_of_a_waived_failure_and_exits_0(tmp_pat
     # The library's gate on the evidence read back agrees with the exit code.
     read_back = harness.read_evidence(tmp_path / "out" / "uncommitted")
     assert verdict(read_back, Policy(today=TODAY)).exit_code == 0 and verdict(read_back, Policy()).exit_code == 1
+
+
+def test_verify_warns_of_a_waiver_expiring_within_14_days(tmp_path: Path) -> None:
+    soon = clock.today() + timedelta(days=5)
+    _project(tmp_path, WAIVED.replace("2099-12-31", soon.isoformat()))
+    proc = _harness(tmp_path, "verify", "contracts/", "--out", "out")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (
+        f"harness: warning: waiver FALSIFY-FX-002 (contracts/waivers.yaml:2) expires on {soon.isoformat()}, in 5 days "
+        "(owner: team-a): fix the falsifier, or renew the waiver with a new expires: and reason"
+    ) in proc.stderr.splitlines()
+    assert f"until {soon.isoformat()}, 5 days left" in proc.stdout
+    summary = (tmp_path / "out" / "uncommitted" / "summary.md").read_text()
+    assert f"⚠️ {soon.isoformat()}, in " in summary
 
 
 def test_verify_without_the_waiver_fails_and_a_bad_waivers_file_runs_nothing(tmp_path: Path) -> None:
