@@ -41,6 +41,10 @@ _EXPORTS = {
     "Teeth": "harness.teeth_run",
     "read_teeth": "harness.teeth_record",
     "TeethError": "harness.teeth_record",
+    "diff_evidence": "harness.diff",
+    "EvidenceDiff": "harness.diff",
+    "load_waivers": "harness.waivers",
+    "Waiver": "harness.model",
 }
 __all__ = ["__version__", *_EXPORTS]
 

@@ -20,6 +20,7 @@ from harness.console import EXIT_INTERRUPTED, emit, sigterm_as_interrupt, silenc
 COMMAND_MODULES: tuple[str, ...] = (
     "harness.validate_cli", "harness.verify_cli", "harness.replay_cli", "harness.teeth_cli", "harness.merge_cli",
     "harness.attest_cli",
+    "harness.diff_cli",
 )
 # The subcommands each module registers, so `harness CMD ...` imports CMD's module alone (validate must
 # not pay for verify's pytest and teeth's imports). A module not listed here is imported for every
@@ -31,6 +32,7 @@ COMMAND_NAMES: dict[str, tuple[str, ...]] = {
     "harness.teeth_cli": ("teeth",),
     "harness.merge_cli": ("merge",),
     "harness.attest_cli": ("keygen", "attest"),
+    "harness.diff_cli": ("diff",),
 }
 
 # 128 + SIGPIPE, as a shell reports a command killed by a closed pipe; only when the output broke
@@ -55,6 +57,7 @@ examples:
                                        sign the commit's evidence (in-toto, DSSE); --verify checks it
   harness replay FALSIFY-INIT-ARCH-MATCH-001
                                        run a recorded failure again with its counterexample
+  harness diff origin/main HEAD        what changed between two commits' evidence; exit 1 on a regression
   harness schema evidence              print the evidence.json JSON Schema
 """
 

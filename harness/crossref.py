@@ -16,7 +16,7 @@ from typing import Any
 from harness import requirements
 from harness.contract_doc import NO_ID, ContractDoc, Problems, dicts, strs
 from harness.count import count_group_problem
-from harness.discover import CONTRACT_SUFFIXES, display_path
+from harness.discover import CONTRACT_SUFFIXES, WAIVERS_FILE, display_path
 from harness.load import LoadError, load_contract_file
 
 # The schema's date form; only a value of that form is worth checking as a calendar date.
@@ -59,7 +59,9 @@ def check_references(docs: list[ContractDoc], problems: Problems, today: date) -
             found: set[str] = set()
             unreadable: list[str] = []
             try:
-                candidates = sorted(p for p in directory.iterdir() if p.suffix in CONTRACT_SUFFIXES and p.is_file())
+                candidates = sorted(
+                    p for p in directory.iterdir() if p.suffix in CONTRACT_SUFFIXES and p.name != WAIVERS_FILE and p.is_file()
+                )
             except OSError as exc:
                 candidates = []
                 unreadable.append(f"{display_path(directory)}: cannot list it ({exc.strerror or exc})")

@@ -1,7 +1,7 @@
 """Finding contract files, and the repository root rule their bindings resolve against.
 
 `discover` turns the paths a caller named into contract files (directories searched for
-*.yaml / *.yml, hidden directories skipped, each file once); `find_repo_root` is the nearest
+*.yaml / *.yml, hidden directories and waivers.yaml skipped, each file once); `find_repo_root` is the nearest
 ancestor holding pyproject.toml or .git, never the current directory.
 """
 
@@ -15,6 +15,8 @@ from harness.contract_doc import NO_ID
 from harness.model import Problem, SourceLocation
 
 CONTRACT_SUFFIXES = (".yaml", ".yml")
+# The waivers file beside the contracts (harness.waivers): YAML, but never a contract, so a directory walk skips it.
+WAIVERS_FILE = "waivers.yaml"
 ROOT_MARKERS = ("pyproject.toml", ".git")
 
 
@@ -66,7 +68,7 @@ def _contract_files_under(top: Path) -> list[tuple[Path, Path]]:
                 continue
             if entry.is_dir(follow_symlinks=False):
                 stack.append((entry.path, os.path.join(real, entry.name)))
-            elif Path(entry.name).suffix in CONTRACT_SUFFIXES and entry.is_file():
+            elif Path(entry.name).suffix in CONTRACT_SUFFIXES and entry.name != WAIVERS_FILE and entry.is_file():
                 resolved = os.path.realpath(entry.path) if entry.is_symlink() else os.path.join(real, entry.name)
                 found.append((Path(entry.path), Path(resolved)))
     found.sort()

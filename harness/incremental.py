@@ -53,21 +53,22 @@ class Plan:
     carried: dict[Key, FalsifierResult]  # key -> REF's result, carried_from set
 
 
-def resolve_ref(repo_root: Path, ref: str) -> str:
-    """REF (a sha, branch, tag, HEAD~1...) -> the full sha of the commit, with git; IncrementalError if none."""
+def resolve_ref(repo_root: Path, ref: str, what: str = "harness verify: --changed-since") -> str:
+    """REF (a sha, branch, tag, HEAD~1...) -> the full sha of the commit, with git; IncrementalError (its
+    message starting with `what` and REF) if none."""
     if ref.startswith("-"):
-        raise IncrementalError(f"harness verify: --changed-since {ref}: not a git revision (it starts with '-')")
+        raise IncrementalError(f"{what} {ref}: not a git revision (it starts with '-')")
     try:
         found = subprocess.run(
             ["git", "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"],
             cwd=repo_root, capture_output=True, text=True, timeout=30, check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise IncrementalError(f"harness verify: --changed-since {ref}: cannot run git in {repo_root}: {exc}") from None
+        raise IncrementalError(f"{what} {ref}: cannot run git in {repo_root}: {exc}") from None
     sha = found.stdout.strip()
     if found.returncode != 0 or len(sha) != 40:
         raise IncrementalError(
-            f"harness verify: --changed-since {ref}: not a commit of the git repository at {repo_root}; "
+            f"{what} {ref}: not a commit of the git repository at {repo_root}; "
             "give a commit sha, branch or tag (`git log --oneline` lists them)"
         )
     return sha

@@ -277,8 +277,20 @@ def _describe(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
-def load_contract_file(path: str | os.PathLike[str]) -> LoadedDoc:
-    """Read and parse one contract file. Raises LoadError (never a YAML or OS traceback)."""
+# What a file of each kind must hold at its top level, for the messages about an empty file or a top
+# level that is not a mapping (every other rule is the same for contracts and waivers files).
+_SHAPES = {
+    "contract": ("a contract needs at least id, version, title, invariants and falsifiers", "id: ..., version: ..., ...",
+                 "docs/contract-format.md"),
+    "waivers": ("a waivers file needs `waivers:`, a list of {falsifier, reason, owner, expires}", "waivers: [...]",
+                "docs/waivers.md"),
+}
+
+
+def load_contract_file(path: str | os.PathLike[str], *, kind: str = "contract") -> LoadedDoc:
+    """Read and parse one contract file (or, with kind="waivers", a waivers file: the same YAML rules).
+    Raises LoadError (never a YAML or OS traceback)."""
+    needs, top_level, guide = _SHAPES[kind]
     path = Path(path)
     try:
         st = path.stat()
@@ -344,14 +356,12 @@ def load_contract_file(path: str | os.PathLike[str]) -> LoadedDoc:
     if data is None:
         raise LoadError(
             1,
-            "file is empty (or just null); a contract needs at least id, version, title, invariants and falsifiers "
-            "(see docs/contract-format.md)",
+            f"file is empty (or just null); {needs} (see {guide})",
         )
     if not isinstance(data, dict):
         raise LoadError(
             lines[()],
-            f"the top level must be a mapping (id: ..., version: ..., ...), found {_describe(data)}; "
-            "see docs/contract-format.md",
+            f"the top level must be a mapping ({top_level}), found {_describe(data)}; see {guide}",
         )
     return LoadedDoc(
         path=path, data=data, lines=lines, sha256=hashlib.sha256(raw).hexdigest(), size=size, written=written

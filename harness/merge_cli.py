@@ -52,7 +52,15 @@ def run(args: argparse.Namespace) -> int:
     partial = "" if evidence.selection is None else f", {describe_selection(evidence.selection)}"
     emit(f"harness merge: {shards} shard{'s' if shards != 1 else ''}: {totals_line(evidence.totals)}{partial}")
     emit(f"evidence: {evidence_dir(args.out, evidence.commit, evidence.selection) / 'evidence.json'}")
-    gate = verdict(evidence, Policy())
+    from harness import clock
+    from harness.gate import WAIVER_REASON
+
+    gate = verdict(evidence, Policy(today=clock.today()))  # the shards' waivers (docs/waivers.md)
+    for line in gate.waived:
+        emit(f"harness: WAIVED {line}")
+    for reason in gate.reasons:
+        if reason.startswith(WAIVER_REASON):
+            emit(f"harness: {reason}", sys.stderr)
     for warning in gate.warnings:
         emit(f"harness: warning: {warning}", sys.stderr)
     return gate.exit_code

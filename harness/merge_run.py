@@ -158,6 +158,11 @@ def _check(shards: list[tuple[Path, Evidence]]) -> None:
                 f"harness merge: mixed selections: {_label(first_path, first)} and {_label(path, evidence)} split "
                 "different sets of falsifiers (-k, or different contract paths); run every shard with the same PATHs and -k"
             )
+        if evidence.waivers != first.waivers:
+            raise MergeError(
+                f"harness merge: mixed waivers: {_label(first_path, first)} and {_label(path, evidence)} recorded different "
+                "waivers; run every shard with the same waivers file (contracts/waivers.yaml or --waivers PATH)"
+            )
     total = first.shard["total"]
     by_index: dict[int, Path] = {}
     for path, evidence in shards:
@@ -238,6 +243,7 @@ def _merged(shards: list[tuple[Path, Evidence]], given: list[str]) -> Evidence:
             }
             for _, e in ordered
         ],
+        waivers=first.waivers,
     )
     problems = evidence_problems(json.loads(json.dumps(evidence_to_dict(merged))))
     if problems:  # cannot happen for shards that passed the schema themselves; never publish one that breaks it

@@ -8,6 +8,7 @@ tests so the published formats and the code cannot drift.
 from __future__ import annotations
 
 import enum
+import fnmatch
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -199,6 +200,25 @@ class ContractResult:
 
 
 @dataclass(frozen=True)
+class Waiver:
+    """One entry of a waivers file (contracts/waivers.yaml, harness.waivers): a known failure of the
+    falsifiers `falsifier` names (an id or an fnmatch glob) accepted until `expires`, with who owns the fix.
+    A waived falsifier still runs and its true outcome is recorded; the waiver changes only the verdict
+    (harness.gate), and an expired one, or one that matches no falsifier, fails it."""
+
+    falsifier: str  # a falsifier id or an fnmatch glob over ids (FALSIFY-CKPT-*)
+    reason: str
+    owner: str
+    expires: date  # the last day it is in force (UTC, harness.clock)
+    link: str | None
+    location: SourceLocation  # repository-relative path and line of the entry
+
+    def matches(self, falsifier_id: str) -> bool:
+        """Whether this waiver names `falsifier_id` (case-sensitive, as ids are)."""
+        return fnmatch.fnmatchcase(falsifier_id, self.falsifier)
+
+
+@dataclass(frozen=True)
 class Evidence:
     """What one `harness verify` run found; evidence.json is this value serialised field for field
     (`harness.record.evidence_to_dict`), and `harness.read_evidence` reads it back."""
@@ -227,6 +247,9 @@ class Evidence:
     # `harness merge`'s output: one entry per shard merged ({index, total, command, started_at, finished_at,
     # duration_s, environment}); None for evidence a single run wrote.
     merged_from: list[dict[str, Any]] | None = None
+    # The waivers in force for the run (contracts/waivers.yaml or `--waivers PATH`), as loaded; the gate
+    # applies them, the results above are the falsifiers' true outcomes whatever they waive.
+    waivers: tuple[Waiver, ...] = ()
 
     @property
     def results(self) -> tuple[FalsifierResult, ...]:

@@ -379,6 +379,7 @@ def verify(
     executor: str = "local",
     address: str | None = None,
     shard: tuple[int, int] | None = None,
+    waivers: str | os.PathLike[str] | None = None,
 ) -> Evidence:
     """Validate the contracts under `paths`, run their falsifiers (those matching `select`, `jobs` at a
     time, longest first by the durations in the newest evidence under `out`; a falsified or error one up
@@ -390,7 +391,9 @@ def verify(
     evidence under `out` run; the others are carried over from it (harness.incremental), and the
     evidence says so (`selection["changed_since"]`, each carried result's `carried_from`). `executor` "ray" runs the
     falsifiers as tasks on the Ray cluster at `address` (None: Ray's default, a local instance unless
-    RAY_ADDRESS names one; "auto": the cluster this node belongs to); see docs/executors.md.
+    RAY_ADDRESS names one; "auto": the cluster this node belongs to); see docs/executors.md. The waivers
+    file `waivers` (default: waivers.yaml in the first directory of `paths`, when there is one) is loaded
+    and recorded in the evidence (`Evidence.waivers`) for the gate; it changes no result.
 
     Raises InvalidInput before anything runs, EvidenceNotWritten when the evidence could not be
     published; Ctrl-C (or SIGTERM) during the run returns the evidence so far with `complete` False,
@@ -414,6 +417,7 @@ def verify(
     if jobs > 1 and importlib.util.find_spec("xdist") is None:
         raise InvalidInput("harness verify: -j needs pytest-xdist, which is not installed: pip install pytest-xdist")
     validation = validated(paths, "verify")
+    recorded_waivers = _waivers(paths, waivers)
     contracts = list(validation.contracts)
     files = list(validation.resolved)
 
@@ -461,7 +465,7 @@ def verify(
         return make_evidence(
             planned, {}, commit=commit, dirty=dirty, complete=False, started_at=started_at, finished_at=now_iso(),
             duration_s=time.monotonic() - t0, command=command, environment=environment | {"executor": executor_facts},
-            selection=selection, keep_empty=True, shard=shard_info,
+            selection=selection, keep_empty=True, shard=shard_info, waivers=recorded_waivers,
         )
 
     # Importing torch for the environment facts takes seconds; do it while the falsifiers run.
@@ -507,10 +511,29 @@ def verify(
             environment=environment.result() | {"executor": executor_facts},
             selection=selection,
             shard=shard_info,
+            waivers=recorded_waivers,
         )
     if directory is not None:
         _publish(evidence, directory, command)
     return evidence
+
+
+def _waivers(paths: Sequence[str | os.PathLike[str]], given: str | os.PathLike[str] | None) -> tuple[Any, ...]:
+    """The waivers to record: the file `given` (which must exist), else the contracts directory's
+    waivers.yaml when there is one; InvalidInput (nothing run) naming FILE:LINE for a bad file."""
+    from harness import waivers
+
+    path = Path(given) if given is not None else waivers.default_waivers_file(paths)
+    if path is None:
+        return ()
+    try:
+        return waivers.load_waivers(path)
+    except waivers.WaiversError as exc:
+        raise InvalidInput(
+            f"harness: {len(exc.problems)} problem(s) in the waivers file {path}; nothing was run. Fix them "
+            f"(see {waivers.GUIDE}), then run harness verify again.",
+            [str(p) for p in exc.problems],
+        ) from None
 
 
 def _check_executor(executor: str, address: str | None, jobs: int) -> None:

@@ -23,7 +23,7 @@ import shutil
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import fields, is_dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,9 @@ import jsonschema
 import harness
 from harness.atomic import create_file, fsync_dir, unique_sibling, write_atomic
 from harness.escape import json_safe
-from harness.model import Attempt, Binding, BindingKind, Contract, ContractResult, Evidence, FalsifierResult, Outcome
+from harness.model import (
+    Attempt, Binding, BindingKind, Contract, ContractResult, Evidence, FalsifierResult, Outcome, SourceLocation, Waiver,
+)
 from harness.schema import load_schema
 
 SCHEMA_VERSION = 1
@@ -69,9 +71,27 @@ def evidence_problems(document: Any) -> list[str]:
     return problems
 
 
+def waiver_to_dict(waiver: Waiver) -> dict[str, Any]:
+    """A Waiver as evidence records it: {falsifier, reason, owner, expires "YYYY-MM-DD", link, path, line}."""
+    return {
+        "falsifier": waiver.falsifier, "reason": waiver.reason, "owner": waiver.owner,
+        "expires": waiver.expires.isoformat(), "link": waiver.link,
+        "path": waiver.location.path, "line": waiver.location.line,
+    }
+
+
+def waiver_from_dict(data: dict[str, Any]) -> Waiver:
+    return Waiver(
+        falsifier=data["falsifier"], reason=data["reason"], owner=data["owner"], expires=date.fromisoformat(data["expires"]),
+        link=data.get("link"), location=SourceLocation(data["path"], int(data["line"])),
+    )
+
+
 def _json_value(value: Any) -> Any:
     if isinstance(value, enum.Enum):
         return value.value
+    if isinstance(value, Waiver):
+        return waiver_to_dict(value)
     if is_dataclass(value):
         return {f.name: _json_value(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, tuple):
@@ -156,6 +176,7 @@ def make_evidence(
     keep_empty: bool = False,
     shard: dict[str, Any] | None = None,
     merged_from: list[dict[str, Any]] | None = None,
+    waivers: Sequence[Waiver] = (),
 ) -> Evidence:
     """The run's Evidence. `results` is keyed by (contract id, falsifier id); falsifiers without a
     result (not selected, or not reached before Ctrl-C) are left out, in contract-file order, and so
@@ -181,6 +202,7 @@ def make_evidence(
         selection=selection,
         shard=shard,
         merged_from=merged_from,
+        waivers=tuple(waivers),
     )
 
 
@@ -236,6 +258,7 @@ def evidence_from_dict(data: Any, source: str = "evidence") -> Evidence:
         selection=data["selection"],
         shard=data.get("shard"),
         merged_from=data.get("merged_from"),
+        waivers=tuple(waiver_from_dict(w) for w in data.get("waivers") or ()),
     )
 
 

@@ -6,12 +6,14 @@ the XML always parses, and no message can add Markdown/HTML structure or rows to
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from harness import escape
+from harness.gate import EXPIRING_DAYS
 from harness.guard_coverage import summary as guard_summary
 from harness.model import Evidence, Outcome
-from harness.record import describe_selection, evidence_json, evidence_to_dict
+from harness.record import describe_selection, evidence_json, evidence_to_dict, waiver_from_dict
 
 OUTCOME_ORDER = [o.value for o in Outcome]
 ICON = {"passed": "✅", "falsified": "❌", "error": "💥", "not_run": "⏭️", "deferred": "⏳", "vacuous": "🕳️", "flaky": "🎲"}
@@ -181,8 +183,44 @@ def render_summary(evidence: dict[str, Any]) -> str:
             lines += [f"### {title}", ""]
             lines += [f"- {escape.markdown_code(f['id'])}: {_cell(f['reason'], 400)}" for f in chosen]
             lines.append("")
+    lines += _waiver_lines(evidence)
     lines += [f"harness {evidence['harness_version']}: {totals_line(t)}", ""]
     return "\n".join(lines)
+
+
+def _waiver_lines(evidence: dict[str, Any]) -> list[str]:
+    """The run's waivers: each with what it matches (the true outcomes) and its expiry, judged on the day
+    the run finished (UTC), so the summary is a function of the evidence alone."""
+    waivers = evidence.get("waivers") or []
+    if not waivers:
+        return []
+    day = datetime.fromisoformat(evidence["finished_at"]).astimezone(timezone.utc).date()
+    lines = [
+        "### Waivers",
+        "",
+        f"A waived falsifier still ran: its outcome above is the true one; the waiver changes only the verdict. "
+        f"Judged on {day.isoformat()} (UTC); expiring means within {EXPIRING_DAYS} days.",
+        "",
+        "| Waiver | Matches | Expires | Owner | Reason |",
+        "|---|---|---|---|---|",
+    ]
+    for w in waivers:
+        expires = date.fromisoformat(w["expires"])
+        if expires < day:
+            status = f"❌ expired {expires.isoformat()}"
+        elif expires <= day + timedelta(days=EXPIRING_DAYS):
+            status = f"⚠️ {expires.isoformat()}, in {(expires - day).days} days"
+        else:
+            status = expires.isoformat()
+        matched = [f for f in _falsifiers(evidence) if waiver_from_dict(w).matches(f["id"])]
+        matches = ", ".join(f"{f['id']} ({f['outcome']})" for f in matched) or "nothing"
+        reason = w["reason"] + (f" ({w['link']})" if w.get("link") else "")
+        lines.append(
+            f"| {escape.markdown_code(w['falsifier'], in_table=True)} ({_cell(w['path'])}:{w['line']}) | {_cell(matches, 400)} "
+            f"| {status} | {_cell(w['owner'])} | {_cell(reason, 400)} |"
+        )
+    lines.append("")
+    return lines
 
 
 def evidence_files(evidence: Evidence | dict[str, Any]) -> dict[str, str]:

@@ -24,7 +24,7 @@ from harness.schema import load_schema
 if TYPE_CHECKING:  # imported on first use: a valid contract set never needs it (the fast path decides)
     import jsonschema
 
-_validator: "jsonschema.Draft202012Validator | None" = None
+_validators: dict[str, "jsonschema.Draft202012Validator"] = {}
 _fast: Callable[[Any], bool] | None = None
 
 # What Python's `re` matches with `\s` in a str pattern: str.isspace(), which Rust's `\s` (Unicode
@@ -44,17 +44,17 @@ def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
     return node
 
 
-def _schema_validator() -> "jsonschema.Draft202012Validator":
-    global _validator
-    if _validator is None:
+def _schema_validator(name: str = "contract") -> "jsonschema.Draft202012Validator":
+    """The jsonschema validator of the published schema `name` (contract, waivers), built once."""
+    if name not in _validators:
         import jsonschema
 
-        schema = load_schema("contract")
+        schema = load_schema(name)
         # $ref lookups are most of jsonschema's time on 10,000 falsifiers; the published schema
         # keeps its $defs (our refs are acyclic), the validator gets them inlined.
         defs = schema.pop("$defs", {})
-        _validator = jsonschema.Draft202012Validator(_inline_refs(schema, defs))
-    return _validator
+        _validators[name] = jsonschema.Draft202012Validator(_inline_refs(schema, defs))
+    return _validators[name]
 
 
 def python_whitespace_pattern(pattern: str) -> str:
@@ -180,11 +180,12 @@ _JSON_TYPE_WORDS = {
 
 
 def _schema_messages(
-    error: "jsonschema.ValidationError", written: Mapping[tuple[Any, ...], str]
+    error: "jsonschema.ValidationError", written: Mapping[tuple[Any, ...], str], guide: str = "docs/contract-format.md"
 ) -> list[tuple[tuple[Any, ...], str]]:
     """(path to report at, message) for one jsonschema error; several for additionalProperties.
 
-    `written` is the source text of unquoted scalars YAML read as non-strings (LoadedDoc.written)."""
+    `written` is the source text of unquoted scalars YAML read as non-strings (LoadedDoc.written); `guide`
+    the page that documents the format, named in the messages that send the author to it."""
     path = tuple(error.absolute_path)
     where = _path_str(path)
     v = error.validator
@@ -208,7 +209,7 @@ def _schema_messages(
         # jsonschema raises one error per missing key; each yields them all and the caller
         # drops repeats, which is simpler than parsing the key back out of the message.
         missing = [k for k in error.validator_value if k not in error.instance]
-        return [(path, f"{where} is missing required key {k!r}; add it (see docs/contract-format.md)") for k in missing]
+        return [(path, f"{where} is missing required key {k!r}; add it (see {guide})") for k in missing]
     if v in ("oneOf", "anyOf"):
         if all(set(branch) == {"required"} for branch in error.validator_value):
             # The binding's "exactly one of python | pytest | command".
@@ -222,7 +223,7 @@ def _schema_messages(
         if relevant:
             out = []
             for sub in relevant:
-                out.extend(_schema_messages(sub, written))
+                out.extend(_schema_messages(sub, written, guide))
             return out
         types = []
         for branch in error.validator_value:
@@ -233,7 +234,7 @@ def _schema_messages(
     if v == "type":
         expected = error.validator_value
         words = " or ".join(_JSON_TYPE_WORDS.get(t, t) for t in ([expected] if isinstance(expected, str) else expected))
-        hint = f"; write {words} here (see docs/contract-format.md)"
+        hint = f"; write {words} here (see {guide})"
         if expected == "string" and not isinstance(error.instance, (str, list, dict)):
             # What the author wrote (1.10, yes), not what YAML read (1.1, True).
             hint = f"; quote it: \"{written.get(path, error.instance)}\""
@@ -278,13 +279,14 @@ def _unknown_kind(kind: str, where: str) -> str:
     )
 
 
-def check_schema(doc: ContractDoc, problems: Problems) -> None:
-    """Report every schema violation in `doc` once, at its line; marks the doc `schema_ok=False`."""
-    if _fast_says_valid(doc.data):
+def check_schema(doc: ContractDoc, problems: Problems, schema: str = "contract", guide: str = "docs/contract-format.md") -> None:
+    """Report every schema violation in `doc` against the published schema `schema` (a contract, or a
+    waivers file) once, at its line; marks the doc `schema_ok=False`. `guide` documents the format."""
+    if schema == "contract" and _fast_says_valid(doc.data):
         return
     reported: set[tuple[tuple[Any, ...], str]] = set()
-    for error in _schema_validator().iter_errors(doc.data):
-        for path, message in _schema_messages(error, doc.loaded.written):
+    for error in _schema_validator(schema).iter_errors(doc.data):
+        for path, message in _schema_messages(error, doc.loaded.written, guide):
             if (path, message) in reported:
                 continue
             reported.add((path, message))

@@ -1,7 +1,7 @@
-"""`harness validate PATH...` and `harness schema NAME`.
+"""`harness validate PATH... [--waivers PATH]` and `harness schema NAME`.
 
-validate: exit 0 and a one-line summary when every contract is valid; exit 2 and one
-`FILE:LINE: ID: message` line per problem (all of them, on stdout) otherwise.
+validate: exit 0 and a one-line summary when every contract (and the waivers file, when there is one)
+is valid; exit 2 and one `FILE:LINE: ID: message` line per problem (all of them, on stdout) otherwise.
 schema: print a published JSON Schema (e.g. `harness schema contract`).
 """
 
@@ -13,7 +13,8 @@ import sys
 
 from harness.console import emit
 from harness.schema import load_schema, schema_names
-from harness.validate import validate_report
+from harness.model import Problem
+from harness.validate import Validation, validate_report
 
 EXIT_OK = 0
 EXIT_INVALID = 2
@@ -31,6 +32,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="skip resolving bindings (imports, pytest collection, programs): schema and cross-references only",
     )
+    p.add_argument(
+        "--waivers",
+        default=None,
+        metavar="PATH",
+        help="also check this waivers file (default: waivers.yaml in the first directory given, when there is one)",
+    )
     p.set_defaults(func=run_validate)
 
     s = subparsers.add_parser("schema", help="print a published JSON Schema", description="Print a published JSON Schema.")
@@ -40,12 +47,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_validate(args: argparse.Namespace) -> int:
     result = validate_report(args.paths, check_bindings=not args.no_bindings)
-    if result.problems:
+    problems = list(result.problems) + _waiver_problems(args, result)
+    if problems:
         # Each line quotes file names and contract text: emit escapes them for the terminal, and a
         # reader that stops early (`| head -1`) ends the printing, not the command's status.
-        for problem in result.problems:
+        for problem in problems:
             emit(str(problem))
-        n = len(result.problems)
+        n = len(problems)
         emit(
             f"harness validate: {n} problem{'s' if n != 1 else ''} in {len(result.files)} file"
             f"{'s' if len(result.files) != 1 else ''}; fix them and run harness validate again",
@@ -54,6 +62,18 @@ def run_validate(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     emit(f"{result.summary()}: valid")
     return EXIT_OK
+
+
+def _waiver_problems(args: argparse.Namespace, result: Validation) -> list[Problem]:
+    """The waivers file's problems (docs/waivers.md): load and schema, expired, matching no falsifier."""
+    from harness import clock
+    from harness.waivers import check_waivers_file, default_waivers_file
+
+    path = args.waivers if args.waivers is not None else default_waivers_file(args.paths)
+    if path is None:
+        return []
+    ids = [f.id for c in result.contracts for f in c.falsifiers] if result.ok else None
+    return check_waivers_file(path, ids, clock.today())
 
 
 def run_schema(args: argparse.Namespace) -> int:

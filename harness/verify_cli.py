@@ -1,5 +1,5 @@
 """`harness verify PATH... [--out DIR] [-k ID-PATTERN] [-j N] [--rerun N] [--strict] [--shard K/N] [--changed-since REF] [--release]
-    [--executor {local,ray}] [--address ADDR]`
+    [--executor {local,ray}] [--address ADDR] [--waivers PATH]`
 
 validate -> compile (pytest plugin) -> run (isolated children) -> record (evidence.json) -> report
 (junit.xml, summary.md). Exit status: 0 nothing falsified, vacuous, in error or flaky; 1 something
@@ -15,6 +15,9 @@ With --changed-since REF only the falsifiers whose contract, binding or
 imported or read repository files changed since REF's evidence (DIR/<REF sha>/, from a full run) run; the others
 are carried over from it, marked with REF's commit, and the evidence goes to DIR/<commit>/partial/<slug>/.
 --release fails (exit 1) any carried-over result or restricted run: a release needs the commit's full evidence.
+Waivers (waivers.yaml in the first contracts directory given, or --waivers PATH; docs/waivers.md) are
+recorded in the evidence: a failure an unexpired waiver names does not fail the run (its true outcome is
+recorded and printed); an expired waiver, or one matching no falsifier, does.
 """
 
 from __future__ import annotations
@@ -24,12 +27,14 @@ import os
 import shlex
 import sys
 from collections.abc import Sequence
+from datetime import date
 from typing import Any, TextIO
 
+from harness import clock
 from harness.console import EXIT_INTERRUPTED, emit
 from harness.escape import terminal
-from harness.gate import EXIT_FAILED, EXIT_OK, Policy, release_reasons, verdict
-from harness.model import FalsifierResult, Outcome
+from harness.gate import EXIT_FAILED, EXIT_OK, WAIVER_REASON, Policy, Verdict, release_reasons, verdict
+from harness.model import Evidence, FalsifierResult, Outcome
 from harness.pipeline import EXECUTORS, EvidenceNotWritten, InvalidInput, Observer, default_command
 from harness.pipeline import verify as run_verification
 from harness.record import describe_selection, evidence_dir
@@ -94,6 +99,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --executor ray: the cluster (HOST:PORT of its head, or auto on a node of it); "
         "default: RAY_ADDRESS, else a local Ray instance",
     )
+    parser.add_argument(
+        "--waivers",
+        default=None,
+        metavar="PATH",
+        help="the waivers file to record and apply (default: waivers.yaml in the first contracts directory given, "
+        "when there is one; docs/waivers.md)",
+    )
 
 
 def register(subparsers: Any) -> None:
@@ -129,6 +141,8 @@ def command_line(args: argparse.Namespace) -> list[str]:
         argv += ["--executor", args.executor]
     if args.address is not None:
         argv += ["--address", args.address]
+    if args.waivers is not None:
+        argv += ["--waivers", str(args.waivers)]
     return argv
 
 
@@ -148,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
         args.paths, out=args.out, select=args.select, jobs=args.jobs, rerun=args.rerun, strict=args.strict, command=command,
         changed_since=args.changed_since, release=args.release,
         executor=args.executor, address=args.address,
-        shard=shard,
+        shard=shard, waivers=args.waivers,
     )
 
 
@@ -265,6 +279,7 @@ def verify(
     executor: str = "local",
     address: str | None = None,
     shard: tuple[int, int] | None = None,
+    waivers: str | os.PathLike[str] | None = None,
 ) -> int:
     """`harness verify`: run the pipeline, print, and map its verdict to the exit status (0, 1, 2, 3 or 130)."""
     stream = stream or sys.stdout
@@ -280,7 +295,7 @@ def verify(
         evidence = run_verification(
             paths, out=out, select=select, jobs=jobs, rerun=rerun, command=command, observer=_Printer(stream),
             changed_since=changed_since,
-            executor=executor, address=address, shard=shard,
+            executor=executor, address=address, shard=shard, waivers=waivers,
         )
     except InvalidInput as exc:
         _print_problems(exc.problems, str(exc), sys.stdout)
@@ -289,7 +304,8 @@ def verify(
         _print_problems([str(exc)])
         return EXIT_UNRECORDED
 
-    gate = verdict(evidence, Policy(strict=strict, release=release))
+    today = clock.today()
+    gate = verdict(evidence, Policy(strict=strict, release=release, today=today))
     interrupted = not evidence.complete
     # A -k run says so on its closing line: its green covers the selection, not the commit.
     partial = "" if evidence.selection is None else f" ({terminal(describe_selection(evidence.selection))})"
@@ -299,12 +315,28 @@ def verify(
         partial += f" ({len(carried)} carried over from {sources})"
     emit(f"harness: {totals_line(evidence.totals)}{partial}{' (INTERRUPTED: incomplete)' if interrupted else ''}", stream)
     emit(f"evidence: {evidence_dir(out, evidence.commit, evidence.selection) / 'evidence.json'}", stream)
+    _print_waivers(evidence, gate, today, stream)
     for warning in gate.warnings:
         emit(f"harness: warning: {warning}", sys.stderr)
     if release:
         for reason in release_reasons(evidence):
             emit(f"harness: release: {terminal(reason)}", sys.stderr)
     return gate.exit_code
+
+
+def _print_waivers(evidence: Evidence, gate: Verdict, today: date, stream: TextIO) -> None:
+    """Every waiver in force, every failure one accepted (its true outcome), and those expiring soon."""
+    from harness.waivers import describe, in_force
+
+    for waiver in in_force(evidence.waivers, today):
+        emit(f"harness: waiver in force: {describe(waiver, today)}", stream)
+    for line in gate.waived:
+        emit(f"harness: WAIVED {line}", stream)
+    for reason in gate.reasons:
+        if reason.startswith(WAIVER_REASON):  # an expired waiver, or one matching nothing: it fails the run
+            emit(f"harness: {reason}", sys.stderr)
+    for line in gate.expiring:
+        emit(f"harness: warning: {line}: fix the falsifier, or renew the waiver with a new expires: and reason", sys.stderr)
 
 
 def _without_changed_since(command: Sequence[str]) -> list[str]:
