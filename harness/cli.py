@@ -19,6 +19,7 @@ from harness.console import EXIT_INTERRUPTED, emit, sigterm_as_interrupt, silenc
 # Imported when the parser is built, so a command's heavy imports stay inside its own module.
 COMMAND_MODULES: tuple[str, ...] = (
     "harness.validate_cli", "harness.verify_cli", "harness.replay_cli", "harness.teeth_cli", "harness.merge_cli",
+    "harness.import_cli",
 )
 # The subcommands each module registers, so `harness CMD ...` imports CMD's module alone (validate must
 # not pay for verify's pytest and teeth's imports). A module not listed here is imported for every
@@ -29,6 +30,7 @@ COMMAND_NAMES: dict[str, tuple[str, ...]] = {
     "harness.replay_cli": ("replay",),
     "harness.teeth_cli": ("teeth",),
     "harness.merge_cli": ("merge",),
+    "harness.import_cli": ("import",),
 }
 
 # 128 + SIGPIPE, as a shell reports a command killed by a closed pipe; only when the output broke
@@ -51,6 +53,8 @@ examples:
   harness replay FALSIFY-INIT-ARCH-MATCH-001
                                        run a recorded failure again with its counterexample
   harness schema evidence              print the evidence.json JSON Schema
+  harness import pv pv-contracts/ -o contracts/imported --defer-until 2027-03-31
+                                       convert pv contracts; report which falsifiers are real
 """
 
 EPILOG = """\

@@ -212,9 +212,9 @@ def _schema_messages(
     if v in ("oneOf", "anyOf"):
         if all(set(branch) == {"required"} for branch in error.validator_value):
             # The binding's "exactly one of python | pytest | command".
-            kinds = [k for k in ("python", "pytest", "command") if isinstance(error.instance, dict) and k in error.instance]
+            kinds = [k for k in ("python", "pytest", "command", "unbound") if isinstance(error.instance, dict) and k in error.instance]
             if not kinds:
-                return [(path, f"{where} needs exactly one of python, pytest or command; add one")]
+                return [(path, f"{where} needs exactly one of python, pytest or command (or unbound: TEXT); add one")]
             return [(path, f"{where} has {' and '.join(kinds)}; a binding is exactly one of them: keep one")]
         relevant = [
             e for e in (error.context or []) if not (e.validator == "type" and not e.relative_path)
