@@ -361,7 +361,7 @@ def parse_test(text: str) -> _Parsed:
         lexer.whitespace_split = True
         tokens = list(lexer)
     except ValueError as exc:
-        return _Parsed("unbound", {"unbound": text.strip()}, f"not a command ({exc}): prose")
+        return _Parsed("unbound", {"unbound": text.strip()}, f"prose, not a command ({exc})")
     steps: list[list[str]] = [[]]
     for token in tokens:
         if token == "&&":
@@ -371,15 +371,15 @@ def parse_test(text: str) -> _Parsed:
         else:
             steps[-1].append(token)
     if not tokens or any(not step for step in steps):
-        return _Parsed("unbound", {"unbound": text.strip() or "(empty)"}, "no command: prose")
+        return _Parsed("unbound", {"unbound": text.strip() or "(empty)"}, "prose, no command")
     kinds = []
     for step in steps:
         program = step[0]
         if program not in PROGRAMS and "/" not in program:
-            return _Parsed("unbound", {"unbound": text.strip()}, "names no runnable test: prose")
+            return _Parsed("unbound", {"unbound": text.strip()}, "prose, names no runnable test")
         if step[:2] == ["cargo", "test"]:
             if not _cargo_filter_ok(step[2:]):
-                return _Parsed("unbound", {"unbound": text.strip()}, "cargo test followed by prose, not a test filter")
+                return _Parsed("unbound", {"unbound": text.strip()}, "prose, cargo test followed by words that are not one test filter")
             kinds.append("cargo")
         elif step[:3] == ["cargo", "nextest", "run"]:
             kinds.append("nextest")
@@ -401,7 +401,7 @@ def parse_test(text: str) -> _Parsed:
             f"counted from the junit file {junit} (needs [profile.<P>.junit] path = \"junit.xml\" in .config/nextest.toml)",
         )
     if set(kinds) == {"command"}:
-        return _Parsed("bound", {"command": command}, "exit status 0 (one opaque test: nothing to count)")
+        return _Parsed("bound", {"command": command}, "held when it exits 0; one opaque test, nothing counted")
     # One count_pattern cannot count a cargo step and a step that prints no test result: splitting it is the user's call.
     return _Parsed("unbound", {"unbound": text.strip()}, "a && chain mixing cargo test with other commands; split it into falsifiers")
 
@@ -635,7 +635,7 @@ def _finish(d: _Draft, contract_ids: set[str], id_counts: dict[str, int], defer_
         prediction = _text(t.get("prediction")) or _text(t.get("expected")) or rule or "(no prediction in the pv contract)"
         if_fails = _text(t.get("if_fails")) or _text(t.get("fails_if")) or "(no if_fails in the pv contract)"
         test_text = _text(t.get("test")) or _text(t.get("command")) or ""
-        parsed = parse_test(test_text) if test_text else _Parsed("unbound", {"unbound": "(no test in the pv contract)"}, "no test: given")
+        parsed = parse_test(test_text) if test_text else _Parsed("unbound", {"unbound": "(no test in the pv contract)"}, "no test given")
         named = _named(" ".join(x for x in (rule, _text(t.get("prediction")), _text(t.get("expected")), test_text) if x), d.names)
         attacks = named or all_ids
         fal: dict[str, Any] = {"id": fid, "attacks": list(attacks), "prediction": prediction, "if_fails": if_fails, "binding": parsed.binding}
@@ -643,13 +643,13 @@ def _finish(d: _Draft, contract_ids: set[str], id_counts: dict[str, int], defer_
         if parsed.status == "deferred":
             assert defer_until is not None  # convert refused the import without it
             fal["deferred"] = {"reason": parsed.reason, "until": defer_until.isoformat()}
-            reason = f"deferred until {defer_until.isoformat()}: {parsed.reason}"
+            reason = f"until {defer_until.isoformat()}: {parsed.reason}"
         fal[EXTENSION_KEY] = dict(t)
         falsifiers.append(fal)
         binding_text = _describe(parsed.binding)
         shown = reason if parsed.status != "bound" else f"{binding_text} ({parsed.reason})"
         if parsed.status == "unbound":
-            shown = f"{' '.join(test_text.split())[:80]!r}: {parsed.reason}" if test_text else parsed.reason
+            shown = f"{parsed.reason}: {' '.join(test_text.split())[:80]!r}" if test_text else parsed.reason
         imported.append(ImportedFalsifier(
             fid, source_id, pv.where("falsification_tests", i), parsed.status, binding_text, shown, attacks,
             "named" if named else "all",
