@@ -541,11 +541,16 @@ def _summary(pv: _PvFile) -> tuple[list[dict[str, Any]], list[str]]:
 
 
 def convert(
-    paths: Iterable[str | os.PathLike[str]], *, defer_until: date | None = None, today: date | None = None
+    paths: Iterable[str | os.PathLike[str]], *, defer_until: date | None = None, today: date | None = None,
+    exclude: str | os.PathLike[str] | None = None,
 ) -> PvImport:
-    """The imported contracts (file name -> YAML text) and the report; raises PvImportError for bad input."""
+    """The imported contracts (file name -> YAML text) and the report; raises PvImportError for bad input.
+    Files under `exclude` (the output directory, when it lies inside a PATH) are not pv files: skipped."""
     today = today or clock.today()
     listed, discovered = discover_resolved(paths)
+    if exclude is not None:
+        skip = Path(exclude).resolve()
+        listed = [(spelled, resolved) for spelled, resolved in listed if not resolved.is_relative_to(skip)]
     problems = [str(p).replace(": -: ", ": ", 1) for p in discovered]
     if defer_until is not None and defer_until < today:
         problems.append(f"--defer-until {defer_until.isoformat()} is in the past (today is {today.isoformat()} UTC); give a future date")
@@ -752,7 +757,7 @@ def import_pv(
     force: bool = False, report: str | os.PathLike[str] | None = None, today: date | None = None,
 ) -> ImportReport:
     """convert, check the result with our own validator (schema and references), then write_import."""
-    result = convert(paths, defer_until=defer_until, today=today)
+    result = convert(paths, defer_until=defer_until, today=today, exclude=out)
     _self_check(result, Path(out))
     write_import(result, out, force=force, report=report)
     return result.report

@@ -40,9 +40,13 @@ elif "fails" in name:
           "test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 12 filtered out; finished in 0.00s\\n")
     print("error: test failed, to rerun pass `--lib`", file=sys.stderr)
     sys.exit(101)
-else:
+elif "--lib" in sys.argv:
     print(f"running 1 test\\ntest {name} ... ok\\n\\n"
           "test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 12 filtered out; finished in 0.00s\\n")
+else:  # every test binary of the package: the unit tests, an integration test file, the doc-tests
+    for binary, passed in (("unittests src/lib.rs", 1), ("tests/it.rs", 1), ("Doc-tests", 0)):
+        print(f"     Running {binary}\\n\\nrunning {passed} tests\\n" + (f"test {name} ... ok\\n" if passed else "") +
+              f"\\ntest result: ok. {passed} passed; 0 failed; 0 ignored; 0 measured; 3 filtered out; finished in 0.00s\\n")
 '''
 STUB_PV = '''
 import os
@@ -300,6 +304,14 @@ falsifiers:
     if_fails: one is broken
     binding:
       command: [[cargo, test, --lib, x::holds], [no-such-program-here, run]]
+  - id: FALSIFY-CHAIN-DEMO-003
+    attacks: [INV-CHAIN-DEMO-001]
+    prediction: the filter matches in two test binaries
+    if_fails: one is broken
+    binding:
+      command: [cargo, test, -p, x, multi::holds]
+      count_pattern: "test result: \\\\S+ (\\\\d+) passed"
+      min_tests: 2
 """
 
 
@@ -314,8 +326,13 @@ def test_a_chain_counts_each_step_and_validate_checks_each_program(tmp_path: Pat
         "contracts/chain.yaml:20: FALSIFY-CHAIN-DEMO-002: binding command: program 'no-such-program-here' is not found "
         "on PATH; install it or use a repository-relative path\n"
     )
-    harness("verify", "contracts", "-k", "FALSIFY-CHAIN-DEMO-001", "--out", "out", cwd=tmp_path, path_prefix=tmp_path / "bin")
-    (result,) = [r for r in read_evidence(next((tmp_path / "out").glob("uncommitted/partial/*"))).results]
+    harness(
+        "verify", "contracts", "-k", "FALSIFY-CHAIN-DEMO-001", "-k", "FALSIFY-CHAIN-DEMO-003", "--out", "out",
+        cwd=tmp_path, path_prefix=tmp_path / "bin",
+    )
+    result, summed = read_evidence(next((tmp_path / "out").glob("uncommitted/partial/*"))).results
+    # One `test result:` line per test binary, summed: 1 + 1 + 0 reaches min_tests 2.
+    assert (summed.id, summed.outcome, summed.tests_matched) == ("FALSIFY-CHAIN-DEMO-003", Outcome.PASSED, 2)
     # The second step's "1 passed" must not make up for the first step's "0 passed".
     assert result.outcome is Outcome.ERROR
     assert result.reason == (
@@ -347,3 +364,13 @@ def test_unbound_is_never_a_pass_even_when_alone(tmp_path: Path) -> None:
         "unbound: no runnable test is bound ('checked by the team every release'); bind a python, pytest or command "
         "test, or defer it with deferred: {reason, until}"
     )
+
+
+def test_the_output_directory_inside_a_path_is_not_read_as_pv(tmp_path: Path) -> None:
+    import shutil
+
+    shutil.copytree(DATA / "pv", tmp_path / "pv")
+    for _ in range(2):  # the second import finds the first one's output under pv/imported and skips it
+        proc = harness("import", "pv", "pv", "-o", "pv/imported", "--defer-until", DEFER, "--force", cwd=tmp_path)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert proc.stdout.startswith("harness import pv: 3 contracts,")
