@@ -447,6 +447,10 @@ class _Draft:
     invariants: list[dict[str, Any]] = field(default_factory=list)
     tests: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     names: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    used: set[str] = field(default_factory=set)  # invariant and falsifier ids taken in this contract
+    unmapped: dict[str, Any] = field(default_factory=dict)  # obligations/tests that are not mappings, kept under x-pv
+    depends_on: tuple[str, ...] = ()  # resolved to imported contract ids
+    dangling: tuple[str, ...] = ()
 
 
 def _draft(path: Path, pv: _PvFile, problems: list[str]) -> _Draft | None:
@@ -484,7 +488,7 @@ def _draft(path: Path, pv: _PvFile, problems: list[str]) -> _Draft | None:
                 text = _text(statement)
                 if text is None:
                     continue
-                inv_id = f"INV-{prefix}-EQ-{_slug(str(name)).upper() or 'X'}-{j + 1:03d}"
+                inv_id = _unique(f"INV-{prefix}-EQ-{_slug(str(name)).upper() or 'X'}-{j + 1:03d}", draft.used)
                 inv: dict[str, Any] = {"id": inv_id, "kind": "safety", "statement": text}
                 formula = _text(eq.get("formula"))
                 if formula is not None:
@@ -496,16 +500,18 @@ def _draft(path: Path, pv: _PvFile, problems: list[str]) -> _Draft | None:
     obligations = data.get("proof_obligations")
     for i, po in enumerate(obligations if isinstance(obligations, list) else []):
         if not isinstance(po, dict):
+            draft.unmapped[f"proof_obligations[{i}]"] = po
             continue
-        statement = _text(po.get("property")) or _text(po.get("formal"))
-        if statement is None:
-            continue
+        statement = _text(po.get("property")) or _text(po.get("formal")) or (
+            f"{po.get('type', 'proof')} obligation {po.get('id', i)} (no property in the pv contract)"
+        )
         source_id = po.get("id") if isinstance(po.get("id"), str) else None
         if source_id and _slug(source_id):
             tail = _slug(source_id).upper()
             inv_id = f"INV-{prefix}-{tail}" if re.search(r"-[0-9]{3}$", tail) else f"INV-{prefix}-{tail}-001"
         else:
             inv_id = f"INV-{prefix}-PO-{i + 1:03d}"
+        inv_id = _unique(inv_id, draft.used)
         kind = KIND_OF_TYPE.get(str(po.get("type", "")).strip().lower(), "safety")
         inv = {"id": inv_id, "kind": kind, "statement": statement}
         formal = _text(po.get("formal"))
@@ -516,8 +522,54 @@ def _draft(path: Path, pv: _PvFile, problems: list[str]) -> _Draft | None:
         if source_id:
             draft.names[source_id] = (inv_id,)
     tests = data.get("falsification_tests")
-    draft.tests = [(i, t) for i, t in enumerate(tests if isinstance(tests, list) else []) if isinstance(t, dict)]
+    for i, t in enumerate(tests if isinstance(tests, list) else []):
+        if isinstance(t, dict):
+            draft.tests.append((i, t))
+        else:
+            draft.unmapped[f"falsification_tests[{i}]"] = t
     return draft
+
+
+def _unique(candidate: str, used: set[str]) -> str:
+    """`candidate`, or, when an earlier item of the import took it, the same with `-2`, `-3`... before its
+    final number: deterministic (file order), and still an id of our pattern."""
+    head, number = candidate.rsplit("-", 1)
+    k = 1
+    while candidate in used:
+        k += 1
+        candidate = f"{head}-{k}-{number}"
+    used.add(candidate)
+    return candidate
+
+
+def _resolve_depends_on(drafts: list[_Draft], ids: set[str], problems: list[str]) -> None:
+    """Each draft's depends_on as imported contract ids (as written, or normalised like a file name) and the
+    dangling rest; a cycle among them is bad input (our validator refuses cycles), reported with its files."""
+    by_id = {d.id: d for d in drafts}
+    for d in drafts:
+        meta = d.pv.data["metadata"]
+        wanted = [str(x) for x in meta.get("depends_on") or []] if isinstance(meta.get("depends_on"), list) else []
+        found, dangling = [], []
+        for name in wanted:
+            target = name if name in ids else (_slug(name).lower() if _slug(name).lower() in ids else None)
+            (found if target else dangling).append(target or name)
+        d.depends_on, d.dangling = tuple(dict.fromkeys(found)), tuple(dangling)
+    state: dict[str, int] = {}  # 1 on the current path, 2 done
+
+    def visit(cid: str, path: list[str]) -> None:
+        state[cid] = 1
+        for dep in by_id[cid].depends_on:
+            if state.get(dep) == 1:
+                cycle = path[path.index(dep):] + [dep] if dep in path else [cid, dep]
+                where = by_id[cid].pv.where("metadata", "depends_on")
+                problems.append(f"{where}: depends_on cycle {' -> '.join(cycle)}; remove one of these dependencies")
+            elif dep not in state:
+                visit(dep, path + [dep])
+        state[cid] = 2
+
+    for cid in sorted(by_id):
+        if cid not in state:
+            visit(cid, [cid])
 
 
 def _summary(pv: _PvFile) -> tuple[list[dict[str, Any]], list[str]]:
@@ -570,6 +622,7 @@ def convert(
         if d.id in seen:
             problems.append(f"{d.pv.display}:1: contract id {d.id!r} (from the file name) is also {seen[d.id]}'s; rename one file")
         seen.setdefault(d.id, d.pv.display)
+    _resolve_depends_on(drafts, set(seen), problems)
     pending = [(d, i) for d in drafts for i, t in d.tests if str(t.get("test", t.get("command", ""))).strip().startswith("LIVE-PENDING")]
     missing_flag = None
     if pending and defer_until is None:
@@ -589,15 +642,20 @@ def convert(
                 id_counts[t["id"]] = id_counts.get(t["id"], 0) + 1
     files: dict[str, str] = {}
     reports = []
-    ids = set(seen)
+    taken = {fid for fid in id_counts if _keeps_id(fid, id_counts)}
     for d in sorted(drafts, key=lambda d: d.id):
-        text, report = _finish(d, ids, id_counts, defer_until)
+        text, report = _finish(d, taken, id_counts, defer_until)
         files[f"{d.id}.yaml"] = text
         reports.append(report)
     return PvImport(files, ImportReport(tuple(reports)))
 
 
-def _finish(d: _Draft, contract_ids: set[str], id_counts: dict[str, int], defer_until: date | None) -> tuple[str, ImportedContract]:
+def _keeps_id(source_id: Any, id_counts: dict[str, int]) -> bool:
+    return isinstance(source_id, str) and bool(re.fullmatch(r"FALSIFY-[A-Z0-9-]+-[0-9]{3}", source_id)) and id_counts.get(source_id) == 1
+
+
+def _finish(d: _Draft, taken: set[str], id_counts: dict[str, int], defer_until: date | None) -> tuple[str, ImportedContract]:
+    """The contract's YAML and its report entry; `taken` holds every falsifier id already used in the import."""
     pv, data, prefix = d.pv, d.pv.data, d.id.upper()
     meta = data["metadata"]
     notes: list[str] = []
@@ -613,13 +671,9 @@ def _finish(d: _Draft, contract_ids: set[str], id_counts: dict[str, int], defer_
     refs = [r for r in meta.get("references") or [] if isinstance(r, str) and r.strip()] if isinstance(meta.get("references"), list) else []
     if refs:
         d.doc["references"] = refs
-    wanted = [str(x) for x in meta.get("depends_on") or []] if isinstance(meta.get("depends_on"), list) else []
-    resolved_deps, dangling = [], []
-    for name in wanted:
-        target = name if name in contract_ids else next((c for c in contract_ids if c == _slug(name).lower()), None)
-        (resolved_deps if target else dangling).append(target or name)
-    if resolved_deps:
-        d.doc["depends_on"] = list(dict.fromkeys(resolved_deps))
+    dangling = list(d.dangling)
+    if d.depends_on:
+        d.doc["depends_on"] = list(d.depends_on)
     if not d.invariants:
         d.invariants.append({
             "id": f"INV-{prefix}-CONTRACT-001", "kind": "safety", "statement": d.doc["description"],
@@ -631,10 +685,10 @@ def _finish(d: _Draft, contract_ids: set[str], id_counts: dict[str, int], defer_
     imported: list[ImportedFalsifier] = []
     for n, (i, t) in enumerate(d.tests, 1):
         source_id = t.get("id") if isinstance(t.get("id"), str) else None
-        if source_id and re.fullmatch(r"FALSIFY-[A-Z0-9-]+-[0-9]{3}", source_id) and id_counts.get(source_id) == 1:
+        if _keeps_id(source_id, id_counts):
             fid = source_id
         else:
-            fid = f"FALSIFY-{prefix}-{n:03d}"
+            fid = _unique(f"FALSIFY-{prefix}-{n:03d}", taken)
             notes.append(f"falsification_tests[{i}] id {source_id!r} is not a unique FALSIFY-...-NNN id: imported as {fid}")
         rule = _text(t.get("rule")) or _text(t.get("description"))
         prediction = _text(t.get("prediction")) or _text(t.get("expected")) or rule or "(no prediction in the pv contract)"
@@ -661,7 +715,7 @@ def _finish(d: _Draft, contract_ids: set[str], id_counts: dict[str, int], defer_
         ))
     attacked = {a for f in falsifiers for a in f["attacks"]}
     for k, inv in enumerate((inv for inv in d.invariants if inv["id"] not in attacked), 1):
-        fid = f"FALSIFY-{prefix}-UNATTACKED-{k:03d}"
+        fid = _unique(f"FALSIFY-{prefix}-UNATTACKED-{k:03d}", taken)
         text = f"no pv falsification test attacks {inv['id']}"
         falsifiers.append({
             "id": fid, "attacks": [inv["id"]], "prediction": f"(none in the pv contract) {inv['statement']}",
@@ -673,6 +727,9 @@ def _finish(d: _Draft, contract_ids: set[str], id_counts: dict[str, int], defer_
     extension.update({k: v for k, v in data.items() if k not in ("proof_obligations", "falsification_tests")})
     if dangling:
         extension["dangling_depends_on"] = dangling
+    if d.unmapped:
+        extension["unmapped"] = d.unmapped
+        notes.append(f"not mappings, kept under {EXTENSION_KEY}.unmapped: {', '.join(d.unmapped)}")
     d.doc["invariants"] = d.invariants
     d.doc["falsifiers"] = falsifiers
     d.doc[EXTENSION_KEY] = extension

@@ -374,3 +374,37 @@ def test_the_output_directory_inside_a_path_is_not_read_as_pv(tmp_path: Path) ->
         proc = harness("import", "pv", "pv", "-o", "pv/imported", "--defer-until", DEFER, "--force", cwd=tmp_path)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert proc.stdout.startswith("harness import pv: 3 contracts,")
+
+
+def test_colliding_ids_are_made_unique_and_a_cycle_is_bad_input(tmp_path: Path) -> None:
+    (tmp_path / "a-v1.yaml").write_text(textwrap.dedent("""\
+        metadata: {version: 1.0.0, description: A}
+        equations:
+          "foo bar": {invariants: [one]}
+          foo-bar: {invariants: [two]}
+        proof_obligations:
+          - {id: PO-1, property: first}
+          - {id: PO-1, property: second}
+          - "a bare string, not a mapping"
+        falsification_tests:
+          - {id: FALSIFY-A-V1-002, prediction: p, test: "pv validate a.yaml"}
+          - {prediction: q, test: "pv validate b.yaml"}
+          - {prediction: r, test: "pv validate c.yaml"}
+        """))
+    proc = harness("import", "pv", "a-v1.yaml", "-o", "out", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = yaml.safe_load((tmp_path / "out" / "a-v1.yaml").read_text())
+    assert [i["id"] for i in doc["invariants"]] == [
+        "INV-A-V1-EQ-FOO-BAR-001", "INV-A-V1-EQ-FOO-BAR-2-001", "INV-A-V1-PO-1-001", "INV-A-V1-PO-1-2-001",
+    ]
+    # The kept pv id FALSIFY-A-V1-002 is not given to the second test, whose derived id would be the same.
+    assert [f["id"] for f in doc["falsifiers"]] == ["FALSIFY-A-V1-002", "FALSIFY-A-V1-2-002", "FALSIFY-A-V1-003"]
+    assert doc["x-pv"]["unmapped"] == {"proof_obligations[2]": "a bare string, not a mapping"}
+    assert harness("validate", "--no-bindings", "out", cwd=tmp_path).returncode == 0
+
+    (tmp_path / "b-v1.yaml").write_text("metadata: {version: 1.0.0, description: B, depends_on: [c-v1]}\n")
+    (tmp_path / "c-v1.yaml").write_text("metadata:\n  version: 1.0.0\n  description: C\n  depends_on: [b-v1]\n")
+    cycle = harness("import", "pv", "b-v1.yaml", "c-v1.yaml", "-o", "out2", cwd=tmp_path)
+    assert cycle.returncode == 2
+    assert cycle.stdout.splitlines() == ["c-v1.yaml:4: depends_on cycle b-v1 -> c-v1 -> b-v1; remove one of these dependencies"]
+    assert not (tmp_path / "out2").exists()
