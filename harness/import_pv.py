@@ -623,7 +623,7 @@ def convert(
             problems.append(f"{d.pv.display}:1: contract id {d.id!r} (from the file name) is also {seen[d.id]}'s; rename one file")
         seen.setdefault(d.id, d.pv.display)
     _resolve_depends_on(drafts, set(seen), problems)
-    pending = [(d, i) for d in drafts for i, t in d.tests if str(t.get("test", t.get("command", ""))).strip().startswith("LIVE-PENDING")]
+    pending = [(d, i) for d in drafts for i, t in d.tests if parse_test(_test_text(t)).status == "deferred"]
     missing_flag = None
     if pending and defer_until is None:
         d, i = pending[0]
@@ -648,6 +648,11 @@ def convert(
         files[f"{d.id}.yaml"] = text
         reports.append(report)
     return PvImport(files, ImportReport(tuple(reports)))
+
+
+def _test_text(test: dict[str, Any]) -> str:
+    """A pv test entry's binding text: `test`, else its alias `command`; "" when it has neither."""
+    return _text(test.get("test")) or _text(test.get("command")) or ""
 
 
 def _keeps_id(source_id: Any, id_counts: dict[str, int]) -> bool:
@@ -693,7 +698,7 @@ def _finish(d: _Draft, taken: set[str], id_counts: dict[str, int], defer_until: 
         rule = _text(t.get("rule")) or _text(t.get("description"))
         prediction = _text(t.get("prediction")) or _text(t.get("expected")) or rule or "(no prediction in the pv contract)"
         if_fails = _text(t.get("if_fails")) or _text(t.get("fails_if")) or "(no if_fails in the pv contract)"
-        test_text = _text(t.get("test")) or _text(t.get("command")) or ""
+        test_text = _test_text(t)
         parsed = parse_test(test_text) if test_text else _Parsed("unbound", {"unbound": "(no test in the pv contract)"}, "no test given")
         named = _named(" ".join(x for x in (rule, _text(t.get("prediction")), _text(t.get("expected")), test_text) if x), d.names)
         attacks = named or all_ids
