@@ -408,3 +408,29 @@ def test_colliding_ids_are_made_unique_and_a_cycle_is_bad_input(tmp_path: Path) 
     assert cycle.returncode == 2
     assert cycle.stdout.splitlines() == ["c-v1.yaml:4: depends_on cycle b-v1 -> c-v1 -> b-v1; remove one of these dependencies"]
     assert not (tmp_path / "out2").exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        ("[]", "falsifiers[0].binding.command needs at least 1 entry; add one"),
+        ("[[cargo]]", "falsifiers[0].binding.command needs at least 2 entries; add one"),
+        ("[[cargo], []]", "falsifiers[0].binding.command[1] needs at least 1 entry; add one"),
+        ("[cargo, [x]]", "falsifiers[0].binding.command[1] must be a string, not a list; write a string here (see docs/contract-format.md)"),
+    ],
+)
+def test_a_malformed_chain_gets_the_problems_of_the_form_it_started(tmp_path: Path, command: str, message: str) -> None:
+    from harness.validate import validate_report
+
+    (tmp_path / "pyproject.toml").write_text("")
+    contract = CHAIN_CONTRACT.split("  - id: FALSIFY-CHAIN-DEMO-001")[0] + textwrap.dedent(f"""\
+          - id: FALSIFY-CHAIN-DEMO-001
+            attacks: [INV-CHAIN-DEMO-001]
+            prediction: both pass
+            if_fails: one is broken
+            binding:
+              command: {command}
+        """)
+    (tmp_path / "c.yaml").write_text(contract)
+    problems = validate_report([tmp_path / "c.yaml"], check_bindings=False).problems
+    assert [p.message for p in problems] == [message]
