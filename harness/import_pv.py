@@ -212,8 +212,8 @@ class PvImport:
 def _node_lines(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int], budget: list[int]) -> None:
     """The 1-based line of every key/item path under `node` (aliases expanded, within the node budget)."""
     budget[0] -= 1
-    if budget[0] < 0:
-        return
+    if budget[0] < 0 or len(path) > MAX_DEPTH:
+        return  # _clean refuses what is this large or deep (a recursive alias included) with its own message
     out.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
@@ -289,6 +289,8 @@ def _read(path: Path, display: str) -> _PvFile:
         raise PvImportError([f"{display}:{line}: not valid YAML: {exc.problem or exc}; fix the syntax"]) from None
     except yaml.YAMLError as exc:
         raise PvImportError([f"{display}:1: not valid YAML: {exc}; fix the syntax"]) from None
+    except RecursionError:
+        raise PvImportError([f"{display}:1: nested too deeply to read; flatten the file"]) from None
     if not isinstance(data, dict):
         raise PvImportError([f"{display}:1: a pv contract is one YAML mapping (metadata:, equations:, ...); this file holds none"])
     lines: dict[tuple[Any, ...], int] = {}

@@ -434,3 +434,24 @@ def test_a_malformed_chain_gets_the_problems_of_the_form_it_started(tmp_path: Pa
     (tmp_path / "c.yaml").write_text(contract)
     problems = validate_report([tmp_path / "c.yaml"], check_bindings=False).problems
     assert [p.message for p in problems] == [message]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("metadata: " + "[" * 5000 + "]" * 5000 + "\n", "rec-v1.yaml:1: nested too deeply to read; flatten the file"),
+        ("metadata: &a\n  version: 1.0.0\n  description: x\n  self: *a\n",
+         "rec-v1.yaml:1: too large or too deeply nested once its aliases are expanded; split the file"),
+        ("".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}' if i else 'x'] * 9)}]\n" for i in range(7))
+         + "metadata: {version: 1.0.0, description: x}\n",
+         "rec-v1.yaml:1: too large or too deeply nested once its aliases are expanded; split the file"),
+        ("metadata: [unclosed\n", "rec-v1.yaml:2: not valid YAML: expected ',' or ']', but got '<stream end>'; fix the syntax"),
+        ("- a list\n", "rec-v1.yaml:1: a pv contract is one YAML mapping (metadata:, equations:, ...); this file holds none"),
+    ],
+    ids=["deep", "recursive-alias", "billion-laughs", "syntax", "not-a-mapping"],
+)
+def test_hostile_pv_files_are_exit_2_never_a_traceback(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "rec-v1.yaml").write_text(text)
+    proc = harness("import", "pv", "rec-v1.yaml", "-o", "out", cwd=tmp_path)
+    assert (proc.returncode, proc.stdout) == (2, message + "\n"), proc.stderr
+    assert not (tmp_path / "out").exists()
