@@ -60,9 +60,11 @@ def run(args: argparse.Namespace) -> int:
         if exc.missing_flag is not None:
             flag, value = exc.missing_flag
             again = ["harness", "import", args.format, *args.paths, "-o", args.out]
+            again += ["--defer-until", args.defer_until.isoformat()] if args.defer_until else []
             again += ["--report", args.report] if args.report else []
             again += ["--force"] if args.force else []
-            emit(f"harness import: run again with the flag, e.g.: {shlex.join([*again, flag, value])}", sys.stderr)
+            again += [flag] if value is None else [flag, value]
+            emit(f"harness import: run again with the flag, e.g.: {shlex.join(again)}", sys.stderr)
         else:
             emit(f"harness import: {len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''}; nothing written", sys.stderr)
         return EXIT_INVALID

@@ -98,10 +98,10 @@ _CARGO_VALUE_OPTIONS = frozenset({
 class PvImportError(ValueError):
     """Bad input: every problem, one line each as FILE:LINE: message (or naming the flag)."""
 
-    def __init__(self, problems: list[str], *, missing_flag: tuple[str, str] | None = None) -> None:
+    def __init__(self, problems: list[str], *, missing_flag: tuple[str, str | None] | None = None) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
-        # (flag, a value that works): the CLI prints the command again with it, as a runnable suggestion.
+        # (flag, a value that works or None for a switch): the CLI prints the command again with it, runnable.
         self.missing_flag = missing_flag
 
 
@@ -785,7 +785,9 @@ def write_import(
     if out.exists() and not out.is_dir():
         raise PvImportError([f"-o {out}: exists and is not a directory; name a directory"])
     if out.is_dir() and any(out.iterdir()) and not force:
-        raise PvImportError([f"-o {out}: not empty; choose an empty or new directory, or add --force to replace it"])
+        raise PvImportError(
+            [f"-o {out}: not empty; choose an empty or new directory, or add --force to replace it"], missing_flag=("--force", None)
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = unique_sibling(out.parent, out.name, "tmp")
     staging.mkdir()

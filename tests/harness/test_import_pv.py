@@ -192,7 +192,9 @@ def test_a_non_empty_dir_is_refused_without_force(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stdout.strip() == f"-o {out}: not empty; choose an empty or new directory, or add --force to replace it"
     assert [p.name for p in out.iterdir()] == ["mine.yaml"]
-    forced = _import(out, "--defer-until", DEFER, "--force")
+    suggestion = shlex.split(proc.stderr.strip().split("e.g.: ", 1)[1])
+    assert suggestion == ["harness", "import", "pv", "pv", "-o", str(out), "--defer-until", DEFER, "--force"]
+    forced = harness(*suggestion[1:], cwd=DATA)  # the suggestion runs as printed
     assert forced.returncode == 0
     assert "mine.yaml" not in {p.name for p in out.iterdir()}
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "staging directories left behind"
