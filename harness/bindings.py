@@ -16,7 +16,7 @@ from typing import Any
 
 from harness.contract_doc import ContractDoc, ProblemSink, Problems, dicts, strs
 from harness.discover import ROOT_MARKERS
-from harness.model import SourceLocation
+from harness.model import Problem, SourceLocation
 from harness.resolve import check_program, check_python_targets, collect_pytest
 
 
@@ -257,17 +257,49 @@ def _check_command_bindings(root: Path, docs: list[ContractDoc], problems: Probl
                         doc.loc(("falsifiers", i, "binding", "junit")), doc.subject(("falsifiers", i)),
                         f"binding junit: {junit}: {outside.replace('bind tests', 'write the junit file')}",
                     )
-            argv = binding.get("command") if isinstance(binding, dict) else None
-            if not isinstance(argv, list) or not argv or not isinstance(argv[0], str) or not argv[0]:
-                continue
-            program = argv[0]
-            if program not in cache:
-                cache[program] = check_program(root, program)
-            if cache[program]:
-                problems.add(
-                    doc.loc(("falsifiers", i, "binding", "command", 0)), doc.subject(("falsifiers", i)),
-                    f"binding command: {cache[program]}",
-                )
+            command = binding.get("command") if isinstance(binding, dict) else None
+            for path, argv in _command_steps(command):
+                if not argv or not isinstance(argv[0], str) or not argv[0]:
+                    continue
+                program = argv[0]
+                if program not in cache:
+                    cache[program] = check_program(root, program)
+                if cache[program]:
+                    problems.add(
+                        doc.loc(("falsifiers", i, "binding", "command", *path, 0)), doc.subject(("falsifiers", i)),
+                        f"binding command: {cache[program]}",
+                    )
+
+
+def _command_steps(command: Any) -> list[tuple[tuple[int, ...], list[Any]]]:
+    """(path below `command`, argv) for one command (`[prog, ...]`) or each step of a chain (`[[prog, ...], ...]`)."""
+    if not isinstance(command, list) or not command:
+        return []
+    if isinstance(command[0], list):
+        return [((j,), step) for j, step in enumerate(command) if isinstance(step, list)]
+    return [((), command)]
+
+
+def unbound_warnings(docs: list[ContractDoc]) -> list[Problem]:
+    """One warning per falsifier bound to no runnable test (`binding: {unbound: TEXT}`), in file order.
+
+    Not a problem, so imported contracts still validate and the rest of them run; verify records each
+    one as `error`, never `passed` (a deferred one is `deferred` until its date, and not warned about)."""
+    found = []
+    for doc in docs:
+        for i, fal in dicts(doc.data, "falsifiers"):
+            binding = fal.get("binding")
+            text = binding.get("unbound") if isinstance(binding, dict) else None
+            if not isinstance(text, str) or "deferred" in fal:
+                continue  # a deferred one is reported as deferred, and its expiry is an error of its own
+            shown = " ".join(text.split())
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            found.append(Problem(
+                doc.loc(("falsifiers", i, "binding", "unbound")), doc.subject(("falsifiers", i)),
+                f"warning: unbound: no runnable test is bound ({shown!r}); verify records it as error until it "
+                "has a python, pytest or command binding (or a deferral)",
+            ))
+    return found
 
 
 _K_SHORTHAND = re.compile(r"-k\s+(\S.*)", re.S)

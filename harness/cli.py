@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "harness.validate_cli", "harness.verify_cli", "harness.replay_cli", "harness.teeth_cli", "harness.merge_cli",
     "harness.attest_cli",
     "harness.diff_cli",
+    "harness.import_cli",
 )
 # The subcommands each module registers, so `harness CMD ...` imports CMD's module alone (validate must
 # not pay for verify's pytest and teeth's imports). A module not listed here is imported for every
@@ -33,6 +34,7 @@ COMMAND_NAMES: dict[str, tuple[str, ...]] = {
     "harness.merge_cli": ("merge",),
     "harness.attest_cli": ("keygen", "attest"),
     "harness.diff_cli": ("diff",),
+    "harness.import_cli": ("import",),
 }
 
 # 128 + SIGPIPE, as a shell reports a command killed by a closed pipe; only when the output broke
@@ -59,6 +61,8 @@ examples:
                                        run a recorded failure again with its counterexample
   harness diff origin/main HEAD        what changed between two commits' evidence; exit 1 on a regression
   harness schema evidence              print the evidence.json JSON Schema
+  harness import pv pv-contracts/ -o contracts/imported --defer-until 2027-03-31
+                                       convert pv contracts; report which falsifiers are real
 """
 
 EPILOG = """\

@@ -86,7 +86,7 @@ def fork_preload(falsifier: Falsifier, repo_root: Path) -> tuple[str, ...] | Non
     for a fresh process: command bindings, falsifiers that require CUDA (a fork must never inherit a CUDA
     context, and their server would have to import torch without touching the device), a platform without
     fork, or HARNESS_FORK_SERVER=0. Raises ProjectConfigError for a malformed [tool.harness]."""
-    if falsifier.binding.kind is BindingKind.COMMAND or falsifier.requires.cuda or not fork_server.enabled():
+    if falsifier.binding.kind in (BindingKind.COMMAND, BindingKind.UNBOUND) or falsifier.requires.cuda or not fork_server.enabled():
         return None
     return project_config.load(repo_root).preload
 
@@ -322,12 +322,48 @@ def _run_command(
             Outcome.ERROR,
             f"min_tests {binding.min_tests} needs a count_pattern or junit to count the command's tests; add one, e.g. '(\\d+) passed'",
         )
+    deadline = time.monotonic() + timeout_s
+    steps = binding.steps
+    if len(steps) == 1:
+        return _run_step(binding, argv, repo_root, timeout_s, deadline)
+    # An all-or-nothing chain (`A && B` without a shell): each step under what is left of the deadline,
+    # each counted on its own, so a second filter that matches nothing is an error even when the first
+    # matched; the first step that does not pass decides, and the steps after it never run.
+    totals = {"tests_matched": 0, "tests_executed": 0, "tests_skipped": 0, "tests_failed": 0}
+    reasons = []
+    for n, step in enumerate(steps, 1):
+        left = deadline - time.monotonic()
+        which = f"step {n} of {len(steps)} ({' '.join(step)})"
+        if left <= 0:
+            return _Verdict(Outcome.ERROR, f"{which} never started: timed out after {timeout_s:g}s (timeout_s)")
+        verdict = _run_step(binding, list(step), repo_root, left, deadline)
+        if verdict.outcome is not Outcome.PASSED:
+            return replace(verdict, reason=f"{which}: {verdict.reason}")
+        for key in totals:
+            value = getattr(verdict, key)
+            totals[key] = None if value is None or totals[key] is None else totals[key] + value
+        reasons.append(f"step {n}: {verdict.reason}")
+    return _Verdict(Outcome.PASSED, f"all {len(steps)} steps passed ({'; '.join(reasons)})", **totals)
+
+
+def _run_unbound(
+    binding: Binding, repo_root: Path, timeout_s: float, guards: tuple[str, ...] = (), fork: tuple[str, ...] | None = None
+) -> _Verdict:
+    # Nothing to run is never a pass: the text is shown so the user sees what the claim was.
+    return _Verdict(
+        Outcome.ERROR,
+        f"unbound: no runnable test is bound ({' '.join(str(binding.target).split())!r}); bind a python, pytest "
+        "or command test, or defer it with deferred: {reason, until}",
+    )
+
+
+def _run_step(binding: Binding, argv: list[str], repo_root: Path, timeout_s: float, deadline: float) -> _Verdict:
+    """One command of a command binding, counted by its count_pattern or junit file."""
     junit: Path | None = None
     if binding.junit is not None:
         junit, why_not = _junit_path(binding, repo_root)
         if why_not is not None:
             return _Verdict(Outcome.ERROR, why_not)
-    deadline = time.monotonic() + timeout_s
     try:
         run = run_isolated(argv, repo_root, timeout_s, child_env(repo_root))
     except FileNotFoundError:
@@ -364,7 +400,10 @@ def _run_command(
     return _Verdict(Outcome.PASSED, "exited with status 0", None, matched, matched)
 
 
-_RUNNERS = {BindingKind.PYTHON: _run_python, BindingKind.PYTEST: _run_pytest, BindingKind.COMMAND: _run_command}
+_RUNNERS = {
+    BindingKind.PYTHON: _run_python, BindingKind.PYTEST: _run_pytest, BindingKind.COMMAND: _run_command,
+    BindingKind.UNBOUND: _run_unbound,
+}
 
 
 def run_falsifier(
@@ -401,7 +440,7 @@ def _vacuity(
     falsifier: Falsifier, verdict: _Verdict, guards: tuple[str, ...]
 ) -> tuple[tuple[str, ...] | None, dict[str, tuple[int, ...]] | None, str | None]:
     """(guards_executed, guard_lines, the reason a pass is vacuous or None) for a python or pytest binding."""
-    if not guards or falsifier.binding.kind is BindingKind.COMMAND:
+    if not guards or falsifier.binding.kind in (BindingKind.COMMAND, BindingKind.UNBOUND):
         return None, None, None
     if verdict.guards is None:
         if verdict.outcome is not Outcome.PASSED:

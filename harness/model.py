@@ -29,6 +29,9 @@ class BindingKind(str, enum.Enum):
     PYTHON = "python"  # module:function, a callable that raises AssertionError on falsification
     PYTEST = "pytest"  # a node id or a -k expression, with a minimum number of matched tests
     COMMAND = "command"  # any program; exit 0 = held
+    # No runnable test is bound (e.g. prose imported by `harness import pv`): `target` holds the original text.
+    # validate warns about each one; verify records it as `error`, never `passed`.
+    UNBOUND = "unbound"
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,14 @@ class Binding:
     min_tests: int = 1
     # command: a repository-relative junit XML file the command writes; its tests are counted from it.
     junit: str | None = None
+    # command: the further argvs of an all-or-nothing chain (`A && B` without a shell), run in order after
+    # `argv` while each exits 0; count_pattern/junit count each step, and each must reach min_tests.
+    then: tuple[tuple[str, ...], ...] = ()
+
+    @property
+    def steps(self) -> tuple[tuple[str, ...], ...]:
+        """A command binding's argvs in the order they run: `argv`, then `then`."""
+        return (self.argv, *self.then)
 
     def describe(self) -> str:
         if self.kind is BindingKind.PYTHON:
@@ -55,7 +66,9 @@ class Binding:
             if self.k is not None:
                 return f"pytest: -k {self.k!r} {' '.join(self.paths)}".rstrip()
             return f"pytest: {self.target}"
-        return "command: " + " ".join(self.argv)
+        if self.kind is BindingKind.UNBOUND:
+            return f"unbound: {self.target}"
+        return "command: " + " && ".join(" ".join(step) for step in self.steps)
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,7 @@ def binding_from_dict(data: dict[str, Any]) -> Binding:
         count_pattern=data.get("count_pattern"),
         min_tests=int(data.get("min_tests", 1)),
         junit=data.get("junit"),
+        then=tuple(tuple(step) for step in data.get("then") or ()),
     )
 
 

@@ -210,12 +210,19 @@ def _schema_messages(
         # drops repeats, which is simpler than parsing the key back out of the message.
         missing = [k for k in error.validator_value if k not in error.instance]
         return [(path, f"{where} is missing required key {k!r}; add it (see {guide})") for k in missing]
+    if v == "oneOf" and path[-1:] == ("command",) and isinstance(error.instance, list):
+        # One command [prog, ...] or a chain [[prog, ...], ...]: the first entry says which was meant, and only
+        # that form's problems are worth reading (the other form's "must be a list" is noise).
+        branch = 1 if error.instance and isinstance(error.instance[0], list) else 0
+        chosen = [e for e in (error.context or []) if e.schema_path and e.schema_path[0] == branch]
+        if chosen:
+            return [m for sub in chosen for m in _schema_messages(sub, written, guide)]
     if v in ("oneOf", "anyOf"):
         if all(set(branch) == {"required"} for branch in error.validator_value):
             # The binding's "exactly one of python | pytest | command".
-            kinds = [k for k in ("python", "pytest", "command") if isinstance(error.instance, dict) and k in error.instance]
+            kinds = [k for k in ("python", "pytest", "command", "unbound") if isinstance(error.instance, dict) and k in error.instance]
             if not kinds:
-                return [(path, f"{where} needs exactly one of python, pytest or command; add one")]
+                return [(path, f"{where} needs exactly one of python, pytest or command (or unbound: TEXT); add one")]
             return [(path, f"{where} has {' and '.join(kinds)}; a binding is exactly one of them: keep one")]
         relevant = [
             e for e in (error.context or []) if not (e.validator == "type" and not e.relative_path)

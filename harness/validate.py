@@ -76,6 +76,9 @@ class Validation:
     files: tuple[Path, ...]
     roots: Mapping[str, Path] = field(default_factory=dict)  # contract id -> repository root
     resolved: tuple[Path, ...] = ()  # `files` resolved, in the same order (each resolved once, by discover)
+    # Not problems (the contracts are valid), but what a user must see: every falsifier bound to no runnable
+    # test (`binding: {unbound: TEXT}`), which verify records as `error`, never `passed`.
+    warnings: tuple[Problem, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -104,9 +107,14 @@ def _binding(data: dict[str, Any], root: Path) -> Binding:
         if isinstance(value, str):
             return Binding(BindingKind.PYTEST, target=value, min_tests=min_tests)
         return Binding(BindingKind.PYTEST, k=value["k"], paths=tuple(value["paths"]), min_tests=min_tests)
+    if "unbound" in data:
+        return Binding(BindingKind.UNBOUND, target=data["unbound"])
+    command = data["command"]
+    # A list of argv lists is an all-or-nothing chain: the first step is `argv`, the rest `then`.
+    steps = [tuple(step) for step in command] if isinstance(command[0], list) else [tuple(command)]
     return Binding(
-        BindingKind.COMMAND, argv=tuple(data["command"]), count_pattern=data.get("count_pattern"), min_tests=min_tests,
-        junit=data.get("junit"),
+        BindingKind.COMMAND, argv=steps[0], count_pattern=data.get("count_pattern"), min_tests=min_tests,
+        junit=data.get("junit"), then=tuple(steps[1:]),
     )
 
 
@@ -197,7 +205,8 @@ def validate_report(
         contracts = tuple(_contract(doc) for doc in docs)
         roots = {doc.data["id"]: doc.root for doc in docs}
     return Validation(
-        contracts=contracts, problems=tuple(found), files=tuple(files), roots=roots, resolved=tuple(r for _, r in listed)
+        contracts=contracts, problems=tuple(found), files=tuple(files), roots=roots, resolved=tuple(r for _, r in listed),
+        warnings=tuple(bindings.unbound_warnings(docs)),
     )
 
 

@@ -60,7 +60,10 @@ def run_validate(args: argparse.Namespace) -> int:
             sys.stderr,
         )
         return EXIT_INVALID
-    emit(f"{result.summary()}: valid")
+    for warning in result.warnings:
+        emit(str(warning))
+    unbound = f" ({len(result.warnings)} unbound: verify records them as error)" if result.warnings else ""
+    emit(f"{result.summary()}: valid{unbound}")
     return EXIT_OK
 
 
