@@ -34,6 +34,7 @@ from harness.pipeline import EXECUTORS, EvidenceNotWritten, InvalidInput, Observ
 from harness.pipeline import verify as run_verification
 from harness.record import describe_selection, evidence_dir
 from harness.report import totals_line
+from harness.step_summary import append_summary_file
 
 EXIT_INVALID = 2
 EXIT_UNRECORDED = 3  # the falsifiers ran, but their evidence could not be written
@@ -298,9 +299,13 @@ def verify(
         sources = ", ".join(sorted({str(r.carried_from)[:12] for r in carried}))
         partial += f" ({len(carried)} carried over from {sources})"
     emit(f"harness: {totals_line(evidence.totals)}{partial}{' (INTERRUPTED: incomplete)' if interrupted else ''}", stream)
-    emit(f"evidence: {evidence_dir(out, evidence.commit, evidence.selection) / 'evidence.json'}", stream)
+    directory = evidence_dir(out, evidence.commit, evidence.selection)
+    emit(f"evidence: {directory / 'evidence.json'}", stream)
     for warning in gate.warnings:
         emit(f"harness: warning: {warning}", sys.stderr)
+    # On GitHub Actions the job's page shows summary.md; a summary that cannot be written changes nothing else.
+    if (summary_warning := append_summary_file(directory / "summary.md")) is not None:
+        emit(f"harness: warning: {summary_warning}", sys.stderr)
     if release:
         for reason in release_reasons(evidence):
             emit(f"harness: release: {terminal(reason)}", sys.stderr)
