@@ -1,7 +1,9 @@
-"""`harness validate PATH...` and `harness schema NAME`.
+"""`harness validate PATH... [--format {text,json,sarif,github}]` and `harness schema NAME`.
 
 validate: exit 0 and a one-line summary when every contract is valid; exit 2 and one
-`FILE:LINE: ID: message` line per problem (all of them, on stdout) otherwise.
+`FILE:LINE: ID: message` line per problem (all of them, on stdout) otherwise. --format json, sarif
+and github print the same problems for a program, a code-scanning tab or GitHub's annotations
+(harness.validate_format); the exit status is the same in every format.
 schema: print a published JSON Schema (e.g. `harness schema contract`).
 """
 
@@ -14,6 +16,7 @@ import sys
 from harness.console import emit
 from harness.schema import load_schema, schema_names
 from harness.validate import validate_report
+from harness.validate_format import FORMATS, render
 
 EXIT_OK = 0
 EXIT_INVALID = 2
@@ -31,6 +34,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="skip resolving bindings (imports, pytest collection, programs): schema and cross-references only",
     )
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="text",
+        help="text (default): FILE:LINE: ID: message; json: a list of problems; sarif: SARIF 2.1.0 for a "
+        "code-scanning tab; github: ::error workflow commands that mark each problem's line in a pull request",
+    )
     p.set_defaults(func=run_validate)
 
     s = subparsers.add_parser("schema", help="print a published JSON Schema", description="Print a published JSON Schema.")
@@ -40,11 +50,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_validate(args: argparse.Namespace) -> int:
     result = validate_report(args.paths, check_bindings=not args.no_bindings)
+    fmt = getattr(args, "format", "text")
+    if fmt in ("json", "sarif"):
+        # One document on stdout, also when there is no problem (an empty list, a log with no results),
+        # so a program or an upload step always has one to read; the human lines go to stderr.
+        from harness.cli import version
+
+        for line in render(result.problems, fmt, version=version() if fmt == "sarif" else ""):
+            emit(line)
+        if not result.problems:
+            emit(f"{result.summary()}: valid", sys.stderr)
     if result.problems:
         # Each line quotes file names and contract text: emit escapes them for the terminal, and a
         # reader that stops early (`| head -1`) ends the printing, not the command's status.
-        for problem in result.problems:
-            emit(str(problem))
+        if fmt in ("text", "github"):
+            for line in render(result.problems, fmt):
+                emit(line)
         n = len(result.problems)
         emit(
             f"harness validate: {n} problem{'s' if n != 1 else ''} in {len(result.files)} file"
@@ -52,7 +73,8 @@ def run_validate(args: argparse.Namespace) -> int:
             sys.stderr,
         )
         return EXIT_INVALID
-    emit(f"{result.summary()}: valid")
+    if fmt in ("text", "github"):
+        emit(f"{result.summary()}: valid")
     return EXIT_OK
 
 
