@@ -26,6 +26,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from harness.cli import add_command
 from harness.console import EXIT_INTERRUPTED, emit
 from harness.escape import terminal
 from harness.gate import EXIT_FAILED, EXIT_OK, Policy, release_reasons, verdict
@@ -99,12 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers: Any) -> None:
     """Add the `verify` subcommand to the harness CLI."""
-    parser = subparsers.add_parser(
-        "verify",
-        help="run every falsifier of the given contracts and write evidence",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command(subparsers, "verify", help="run every falsifier of the given contracts and write evidence", doc=__doc__)
     add_arguments(parser)
     parser.set_defaults(func=run)
 
