@@ -60,14 +60,22 @@ def records(problems: Sequence[Problem]) -> list[dict[str, Any]]:
     ]
 
 
+# The SARIF rules: validate_report's checks, the waivers file `harness validate` also checks (its problems
+# carry check="waivers"), and the rule of a problem that names none.
+RULES: dict[str, str] = {
+    **CHECKS,
+    "waivers": "The waivers file loads, matches its schema, and every waiver is unexpired and matches a falsifier.",
+    OTHER_RULE: "A contract breaks a rule of the contract format.",
+}
+
+
 def _rules() -> list[dict[str, Any]]:
-    described = {**CHECKS, OTHER_RULE: "A contract breaks a rule of the contract format."}
     return [
         {
             "id": name, "name": name.title().replace("-", ""), "shortDescription": {"text": text},
             "defaultConfiguration": {"level": SEVERITY},
         }
-        for name, text in described.items()
+        for name, text in RULES.items()
     ]
 
 
