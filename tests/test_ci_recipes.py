@@ -2,7 +2,8 @@
 (verify on every push, diff on pull/merge requests, the release audit on tags, reports/ kept as an
 artifact), install as README.md says, and name only commands that exist: every `harness ...`,
 `pretrain ...` and `python -m ...` in their scripts is checked against the real argparse parsers
-(subcommand and every flag) or, for another module, against what this interpreter can import."""
+(subcommand and every flag) or, for another module, against what this interpreter can import; and each
+file validates against its CI system's published schema."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import importlib.util
 import re
 import shlex
 import subprocess
+import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -181,6 +183,18 @@ def test_every_command_in_the_recipes_exists() -> None:
     assert {"validate", "verify", "diff", "teeth", "attest", "audit"} <= named, named
     problems = [f"{c.where}: `{shlex.join(c.argv)}`: {p}" for c in commands for p in check(c)]
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize(("path", "schema"), [(GITHUB, "vendor.github-workflows"), (GITLAB, "vendor.gitlab-ci")], ids=["github", "gitlab"])
+def test_each_recipe_matches_its_ci_systems_schema(path: Path, schema: str) -> None:
+    """Against the published schemas (GitHub workflows: SchemaStore's; GitLab CI: gitlab-org/gitlab's own),
+    as check-jsonschema vendors them (offline): a misspelt key or a wrong type fails here, not in a team's
+    first pipeline."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", schema, str(path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
 @pytest.mark.parametrize("path", [GITHUB, GITLAB], ids=lambda p: p.name)
