@@ -50,31 +50,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_validate(args: argparse.Namespace) -> int:
     result = validate_report(args.paths, check_bindings=not args.no_bindings)
+    problems = result.problems
     fmt = getattr(args, "format", "text")
-    if fmt in ("json", "sarif"):
-        # One document on stdout, also when there is no problem (an empty list, a log with no results),
-        # so a program or an upload step always has one to read; the human lines go to stderr.
+    # json and sarif are one document on stdout, also when there is no problem (an empty list, a log with
+    # no results), so a program or an upload step always has one to read; their human lines go to stderr.
+    document = fmt in ("json", "sarif")
+    if problems or document:
         from harness.cli import version
 
-        for line in render(result.problems, fmt, version=version() if fmt == "sarif" else ""):
-            emit(line)
-        if not result.problems:
-            emit(f"{result.summary()}: valid", sys.stderr)
-    if result.problems:
         # Each line quotes file names and contract text: emit escapes them for the terminal, and a
         # reader that stops early (`| head -1`) ends the printing, not the command's status.
-        if fmt in ("text", "github"):
-            for line in render(result.problems, fmt):
-                emit(line)
-        n = len(result.problems)
+        for line in render(problems, fmt, version=version() if fmt == "sarif" else ""):
+            emit(line)
+    if problems:
+        n = len(problems)
         emit(
             f"harness validate: {n} problem{'s' if n != 1 else ''} in {len(result.files)} file"
             f"{'s' if len(result.files) != 1 else ''}; fix them and run harness validate again",
             sys.stderr,
         )
         return EXIT_INVALID
-    if fmt in ("text", "github"):
-        emit(f"{result.summary()}: valid")
+    emit(f"{result.summary()}: valid", sys.stderr if document else sys.stdout)
     return EXIT_OK
 
 
