@@ -298,6 +298,7 @@ def unbound_warnings(docs: list[ContractDoc]) -> list[Problem]:
                 doc.loc(("falsifiers", i, "binding", "unbound")), doc.subject(("falsifiers", i)),
                 f"warning: unbound: no runnable test is bound ({shown!r}); verify records it as error until it "
                 "has a python, pytest or command binding (or a deferral)",
+                check="unbound",
             ))
     return found
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 from harness.console import EXIT_INTERRUPTED, emit, sigterm_as_interrupt, silence
 
@@ -102,6 +102,12 @@ class _VersionAction(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object, option_string: str | None = None) -> None:
         emit(f"harness {version()}")
         parser.exit()
+
+
+def add_command(subparsers: Any, name: str, *, help: str, doc: str | None) -> argparse.ArgumentParser:
+    """A command module's subparser: `help` is its line in `harness --help`, and its own --help shows `doc`
+    (the module's docstring: synopsis, what it does, exit codes) laid out as written."""
+    return subparsers.add_parser(name, help=help, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

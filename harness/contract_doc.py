@@ -36,10 +36,13 @@ class ContractDoc:
         return SourceLocation(self.display, self.loaded.line_of(tuple(path)))
 
     def subject(self, path: Sequence[Any]) -> str:
-        """The id of the innermost object along `path` that has one (else the contract id)."""
+        """The id of the innermost object along `path` that has one (else the contract id); an acknowledged
+        mutant's `id` names a mutant, not an object of the contract, so its invariant is the subject."""
         nodes: list[Any] = [self.data]
         node: Any = self.data
         for part in path:
+            if part == "equivalent_mutants":
+                break
             try:
                 node = node[part]
             except (KeyError, IndexError, TypeError):
@@ -68,13 +71,14 @@ class Problems:
     def __init__(self) -> None:
         self.items: list[tuple[int, int, Problem]] = []
         self._order: dict[str, int] = {}
+        self.check = ""  # the check now running; validate_report names each in turn
 
     def add(self, location: SourceLocation, subject: str, message: str) -> None:
         # An id that failed its pattern may hold a newline or a control character; shown as a
         # repr, as messages show values, it keeps the problem on one line.
         subject = subject if subject.isprintable() else repr(subject)
         order = self._order.setdefault(location.path, len(self._order))
-        self.items.append((order, location.line, Problem(location, subject, message)))
+        self.items.append((order, location.line, Problem(location, subject, message, self.check)))
 
     def sorted(self) -> list[Problem]:
         # Stable: problems on the same line keep the order the checks found them in.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import shlex
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from harness.contract_doc import NO_ID, ContractDoc, Problems, dicts, strs
 from harness.count import count_group_problem
 from harness.discover import CONTRACT_SUFFIXES, WAIVERS_FILE, display_path
 from harness.load import LoadError, load_contract_file
+from harness.mutate import OPERATORS
 
 # The schema's date form; only a value of that form is worth checking as a calendar date.
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -151,6 +153,7 @@ def check_references(docs: list[ContractDoc], problems: Problems, today: date) -
                     doc.loc(("invariants", i, "id")), iid,
                     f"no falsifier attacks this invariant; add a falsifier with attacks: [{iid}]",
                 )
+            _check_equivalent_mutants(doc, i, inv, problems)
         for j, dep in strs(doc.data.get("depends_on")):
             if dep in contract_ids:
                 continue
@@ -176,6 +179,43 @@ def check_references(docs: list[ContractDoc], problems: Problems, today: date) -
                         doc.loc(("changelog", i, "date")), doc.contract_id,
                         f"changelog date {changelog['date']!r} is not a real date; write YYYY-MM-DD",
                     )
+
+
+# A mutant id as `harness teeth` makes it (harness.mutate): GUARD/OPERATOR/HASH. The schema checks the
+# characters; this splits an id of that form to check its guard and operator.
+_MUTANT_ID = re.compile(r"(?P<guard>[^/]+)/(?P<operator>[^/]+)/(?P<hash>[0-9a-f]{8})")
+
+
+def _check_equivalent_mutants(doc: ContractDoc, i: int, inv: dict[str, Any], problems: Problems) -> None:
+    """An acknowledged mutant names one of the invariant's own guards and an operator harness teeth uses:
+    any other id can never match a mutant, so the acknowledgement would silently cover nothing (or, once
+    the guard is added elsewhere, the wrong code)."""
+    iid = inv["id"] if isinstance(inv.get("id"), str) else NO_ID
+    guards = [g for _, g in strs(inv.get("guards"))]
+    for j, entry in dicts(inv, "equivalent_mutants"):
+        mutant = entry.get("id")
+        found = _MUTANT_ID.fullmatch(mutant) if isinstance(mutant, str) else None
+        if found is None:
+            continue  # not of the form at all: the schema's pattern says so
+        loc = doc.loc(("invariants", i, "equivalent_mutants", j, "id"))
+        # Runs as printed and lists every mutant of this invariant's guards with its id.
+        teeth = f"harness teeth {shlex.quote(doc.display)} -k {shlex.quote(iid)}"
+        if found["guard"] not in guards:
+            close = difflib.get_close_matches(found["guard"], guards, n=1, cutoff=0.8)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.add(
+                loc, iid,
+                f"equivalent_mutants id {mutant!r} names guard {found['guard']!r}, which is not among this "
+                f"invariant's guards ({', '.join(guards) or 'none'}){hint}; copy the id `{teeth}` prints",
+            )
+        if found["operator"] not in OPERATORS:
+            close = difflib.get_close_matches(found["operator"], OPERATORS, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.add(
+                loc, iid,
+                f"equivalent_mutants id {mutant!r} names operator {found['operator']!r}, which harness teeth "
+                f"does not use (it uses {', '.join(OPERATORS)}){hint}; copy the id `{teeth}` prints",
+            )
 
 
 def _check_binding_shape(doc: ContractDoc, i: int, fid: str, binding: dict[str, Any], problems: Problems) -> None:

@@ -10,6 +10,7 @@ encoder accepts. One function per target format, and every writer or printer of 
 - `json_safe(value)`: a JSON document's strings made encodable as UTF-8.
 - `xml(text)`: text an XML 1.0 document may hold (ElementTree then escapes `<&"`).
 - `markdown(text)`, `markdown_code(text)`, `html(text)`, `markdown_block(text)`: summary.md pieces.
+- `github_data(text)`, `github_property(text)`: a GitHub Actions workflow command's message and properties.
 
 Whatever is replaced is shown visibly as a Python-style escape (`\\x1b`, `\\u202e`, `\\udcff`), so
 what a falsifier said can still be read, never executed by whatever displays it.
@@ -127,3 +128,21 @@ def markdown_block(text: Any) -> tuple[str, str]:
     body = printable(text, keep="\n\t")
     fence = "`" * max(3, max((len(r) for r in re.findall("`+", body)), default=0) + 1)
     return fence, body
+
+
+# GitHub Actions workflow commands (`::error file=F,line=N,title=T::MESSAGE`), escaped as the runner
+# unescapes them (actions/toolkit, packages/core/src/command.ts: escapeData, escapeProperty): the data
+# loses only %, CR and LF, a property also `:` and `,`, which would end it or start the message.
+_GITHUB_DATA = {"%": "%25", "\r": "%0D", "\n": "%0A"}
+_GITHUB_PROPERTY = {**_GITHUB_DATA, ":": "%3A", ",": "%2C"}
+
+
+def github_data(text: Any) -> str:
+    """A workflow command's message: one line the runner shows as `text` (newlines included), with no
+    other control character, bidi override or lone surrogate left to reach the log."""
+    return "".join(_GITHUB_DATA.get(c, c) for c in printable(text, keep="\r\n"))
+
+
+def github_property(text: Any) -> str:
+    """A workflow command's property value (file=, title=): it can neither end early nor add a property."""
+    return "".join(_GITHUB_PROPERTY.get(c, c) for c in printable(text, keep="\r\n"))

@@ -436,6 +436,20 @@ def run_falsifier(
     )
 
 
+def error_result(falsifier: Falsifier, contract: Contract, reason: str, duration_s: float = 0.0) -> FalsifierResult:
+    """The `error` result of a falsifier that produced none of its own: the harness around it broke (a
+    pytest session that ended early, a Ray task that was lost); `reason` says what, one copy for all."""
+    return FalsifierResult(
+        id=falsifier.id,
+        contract_id=contract.id,
+        invariant=tuple(falsifier.attacks),
+        outcome=Outcome.ERROR,
+        reason=reason,
+        duration_s=round(duration_s, 3),
+        binding=falsifier.binding,
+    )
+
+
 def _vacuity(
     falsifier: Falsifier, verdict: _Verdict, guards: tuple[str, ...]
 ) -> tuple[tuple[str, ...] | None, dict[str, tuple[int, ...]] | None, str | None]:

@@ -15,6 +15,7 @@ import argparse
 import sys
 from typing import Any
 
+from harness.cli import add_command
 from harness.console import emit
 
 EXIT_INVALID, EXIT_UNRECORDED = 2, 3
@@ -22,12 +23,7 @@ EXIT_INVALID, EXIT_UNRECORDED = 2, 3
 
 def register(subparsers: Any) -> None:
     """Add the `merge` subcommand to the harness CLI."""
-    parser = subparsers.add_parser(
-        "merge",
-        help="combine the evidence of --shard K/N runs into their commit's evidence",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command(subparsers, "merge", help="combine the evidence of --shard K/N runs into their commit's evidence", doc=__doc__)
     parser.add_argument("dirs", nargs="+", metavar="DIR", help="shard evidence directories (or evidence.json files)")
     parser.add_argument("--out", default="reports", metavar="OUT", help="evidence directory to publish into (default: reports/)")
     parser.set_defaults(func=run)

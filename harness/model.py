@@ -144,6 +144,9 @@ class Problem:
     location: SourceLocation
     subject: str  # the contract, invariant or falsifier id the problem is about
     message: str
+    # Which check found it (harness.validate.CHECKS: "files", "load", "schema", ...): the rule of
+    # `harness validate --format sarif`; "" where no check is named.
+    check: str = ""
 
     def __str__(self) -> str:
         return f"{self.location}: {self.subject}: {self.message}"

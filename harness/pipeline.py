@@ -34,8 +34,8 @@ import pytest
 
 from harness.console import sigterm_as_interrupt
 from harness.environment import collect_environment, git_state
-from harness.execute import HARNESS_PARENT
-from harness.model import Contract, Evidence, Falsifier, FalsifierResult, Outcome
+from harness.execute import HARNESS_PARENT, error_result
+from harness.model import Contract, Evidence, Falsifier, FalsifierResult
 from harness.plugin import CONTRACTS_OPTION, IDS_PROPERTY, RERUN_OPTION, RESULT_PROPERTY, matches_selection, report_properties
 from harness.record import (
     KEPT_FILES,
@@ -167,20 +167,8 @@ class ResultCollector:
             key = self._key_for(report, props)
             if key is not None and key in self.selected:
                 # The harness around the falsifier broke (not the falsifier): still one result per falsifier.
-                self.add(error_result(key, self.selected[key], "harness failed around the falsifier: " + report.longreprtext[-1500:]))
-
-
-def error_result(key: Key, pair: tuple[Contract, Falsifier], reason: str) -> FalsifierResult:
-    contract, falsifier = pair
-    return FalsifierResult(
-        id=falsifier.id,
-        contract_id=contract.id,
-        invariant=tuple(falsifier.attacks),
-        outcome=Outcome.ERROR,
-        reason=reason,
-        duration_s=0.0,
-        binding=falsifier.binding,
-    )
+                contract, falsifier = self.selected[key]
+                self.add(error_result(falsifier, contract, "harness failed around the falsifier: " + report.longreprtext[-1500:]))
 
 
 def _write_contracts(
@@ -611,10 +599,10 @@ def _run(
     results = dict(collector.results)
     if not interrupted:
         # Completeness: a selected falsifier without a result is an error, never silently dropped.
-        for key, pair in selected.items():
+        for key, (contract, falsifier) in selected.items():
             if key not in results:
                 tail = pytest_output.strip()[-1500:]
-                collector.add(error_result(key, pair, f"no result recorded (pytest exited with status {status}): {tail}"))
+                collector.add(error_result(falsifier, contract, f"no result recorded (pytest exited with status {status}): {tail}"))
     results = dict(collector.results)
     if status in (int(pytest.ExitCode.INTERNAL_ERROR), int(pytest.ExitCode.USAGE_ERROR)):
         for line in pytest_output.splitlines():

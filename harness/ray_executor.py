@@ -42,7 +42,8 @@ from typing import Any
 import pytest
 
 import harness
-from harness.model import Contract, Falsifier, FalsifierResult, Outcome
+from harness.execute import error_result
+from harness.model import Contract, Falsifier, FalsifierResult
 from harness.record import result_from_dict, result_to_dict
 from harness.replay_record import REPLAY_ENV
 from harness.scoped_env import scoped_environ
@@ -114,18 +115,6 @@ def _mismatch(expected: dict[str, Any], found: dict[str, Any]) -> str | None:
     return None
 
 
-def _error(falsifier: Falsifier, contract: Contract, reason: str, duration_s: float = 0.0) -> FalsifierResult:
-    return FalsifierResult(
-        id=falsifier.id,
-        contract_id=contract.id,
-        invariant=tuple(falsifier.attacks),
-        outcome=Outcome.ERROR,
-        reason=reason,
-        duration_s=round(duration_s, 3),
-        binding=falsifier.binding,
-    )
-
-
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
@@ -166,7 +155,7 @@ def run_task(
             f"executor ray: the repository root {repo_root} does not exist on {_where()}; every node needs the "
             "checkout at the same path (docs/executors.md)"
         )
-        return result_to_dict(_error(falsifier, contract, reason))
+        return result_to_dict(error_result(falsifier, contract, reason))
     differs = _mismatch(expected, _worker_fingerprint(str(root), run_id))
     if differs is None:
         try:
@@ -180,7 +169,7 @@ def run_task(
             f"executor ray: refused on {_where()}: its checkout at {repo_root} is not the controller's ({differs}); "
             "check out the controller's commit there, or run from a shared checkout (docs/executors.md)"
         )
-        return result_to_dict(_error(falsifier, contract, reason))
+        return result_to_dict(error_result(falsifier, contract, reason))
     with scoped_environ(env or {}), _signals_unblocked():
         return result_to_dict(run_falsifier(falsifier, contract, root))
 
@@ -362,7 +351,7 @@ class RayExecutor:
             ready, _ = ray.wait([ref], timeout=queued)
             if not ready:
                 self._cancel(ref)
-                return _error(falsifier, contract, (
+                return error_result(falsifier, contract, (
                     f"executor ray: the task never started within {queued:g}s (the session's serial budget: every "
                     f"falsifier's timeout_s plus {self.margin_s:g}s); the cluster had no free worker for it"
                 ), time.monotonic() - start)
@@ -371,7 +360,7 @@ class RayExecutor:
             ready, _ = ray.wait([ref], timeout=deadline)
             if not ready:
                 self._cancel(ref)
-                return _error(falsifier, contract, (
+                return error_result(falsifier, contract, (
                     f"executor ray: the task on {where} did not finish within {deadline:g}s (timeout_s {falsifier.timeout_s:g} "
                     f"plus {self.margin_s:g}s); its worker hung outside the falsifier's child and was cancelled"
                 ), time.monotonic() - start)
@@ -380,13 +369,13 @@ class RayExecutor:
             # An exception in the task itself, outside run_falsifier (which never raises): e.g. a node whose
             # Python cannot import the harness.
             cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
-            return _error(falsifier, contract, (
+            return error_result(falsifier, contract, (
                 f"executor ray: the task failed on the worker ({_first_line(cause)}); every node needs the harness "
                 "installed and the repository at the controller's path (docs/executors.md)"
             ), time.monotonic() - start)
         except (ray.exceptions.RayError, StopIteration) as exc:
             self._cancel(ref)
-            return _error(falsifier, contract, (
+            return error_result(falsifier, contract, (
                 f"executor ray: the task was lost ({_first_line(exc)}); the worker process died or its node was lost, "
                 "so the falsifier has no result"
             ), time.monotonic() - start)

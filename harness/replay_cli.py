@@ -14,6 +14,7 @@ import argparse
 import sys
 from typing import Any
 
+from harness.cli import add_command
 from harness.console import emit
 from harness.replay_run import Replay, ReplayError, replay
 
@@ -22,12 +23,7 @@ EXIT_NOT_REPRODUCED, EXIT_REPRODUCED, EXIT_INVALID = 0, 1, 2
 
 def register(subparsers: Any) -> None:
     """Add the `replay` subcommand to the harness CLI."""
-    parser = subparsers.add_parser(
-        "replay",
-        help="run a recorded failure again with its counterexample",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command(subparsers, "replay", help="run a recorded failure again with its counterexample", doc=__doc__)
     parser.add_argument("falsifier_id", metavar="FALSIFY-ID", help="the falsifier whose recorded failure to run again")
     parser.add_argument(
         "--evidence",

@@ -145,6 +145,9 @@ _PATTERN_FORMS = {
         "(a -k expression is written pytest: \"-k EXPR\" or pytest: {k: EXPR, paths: [tests]})",
     "^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)*$(?!\\n)":
         "module:function, e.g. falsifiers.init_arch_match:falsify_llama_claim_on_qwen2_tensors",
+    "^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*/[a-z_]+/[0-9a-f]{8}$(?!\\n)":
+        "a mutant id GUARD/OPERATOR/HASH as harness teeth prints it (HASH: 8 lowercase hex digits), "
+        "e.g. pretrain.checkpoint:write_checkpoint/negate_compare/54123aa0",
 }
 
 

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from harness.cli import add_command
 from harness.console import EXIT_INTERRUPTED, emit
 from harness.escape import terminal
 from harness.pipeline import InvalidInput
@@ -40,12 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers: Any) -> None:
     """Add the `teeth` subcommand to the harness CLI."""
-    parser = subparsers.add_parser(
-        "teeth",
-        help="run the falsifiers against mutants of each invariant's guards; every mutant must be killed",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command(subparsers, "teeth", help="run the falsifiers against mutants of each invariant's guards; every mutant must be killed", doc=__doc__)
     add_arguments(parser)
     parser.set_defaults(func=run)
 

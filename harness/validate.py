@@ -62,7 +62,7 @@ from harness.model import (
 )
 
 __all__ = [
-    "CONTRACT_SUFFIXES", "NO_ID", "ROOT_MARKERS", "Validation", "default_test_paths", "discover",
+    "CHECKS", "CONTRACT_SUFFIXES", "NO_ID", "ROOT_MARKERS", "Validation", "default_test_paths", "discover",
     "find_repo_root", "k_shorthand", "validate", "validate_report",
 ]
 
@@ -92,6 +92,19 @@ class Validation:
             f"{invariants} invariant{'s' if invariants != 1 else ''}, "
             f"{falsifiers} falsifier{'s' if falsifiers != 1 else ''}"
         )
+
+
+# Each check validate_report runs, in order, by the name its problems carry (`Problem.check`), with what it
+# checks: the rules of `harness validate --format sarif` (harness.validate_format).
+CHECKS: dict[str, str] = {
+    "files": "A named path exists and holds contract files (*.yaml, *.yml).",
+    "load": "A contract file is well-formed YAML the harness accepts (no duplicate keys, aliases, tags, tabs).",
+    "schema": "A contract matches the contract JSON Schema (harness schema contract).",
+    "ids": "Contract, invariant and falsifier ids are unique across the contracts validated together.",
+    "references": "attacks, depends_on, deferrals, dates, equivalent mutants and binding fields are consistent.",
+    "binding-paths": "A binding's paths stay inside the contract's repository.",
+    "bindings": "A binding resolves: its python target imports, its pytest node collects, its program exists.",
+}
 
 
 # --- building the model --------------------------------------------------------------------------
@@ -171,8 +184,10 @@ def validate_report(
     listed, discovered = discover_resolved(paths)
     files = [spelled for spelled, _ in listed]
     problems = Problems()
+    problems.check = "files"
     for p in discovered:
         problems.add(p.location, p.subject, p.message)
+    problems.check = "load"
     docs: list[ContractDoc] = []
     roots_of: dict[Path, tuple[Path, bool]] = {}  # by directory: files beside each other share a root
     for file, resolved in listed:
@@ -186,13 +201,18 @@ def validate_report(
             roots_of[resolved.parent] = locate_repo_root(resolved.parent)
         root, marked = roots_of[resolved.parent]
         docs.append(ContractDoc(display=display, path=resolved, root=root, loaded=loaded, root_marked=marked))
+    problems.check = "schema"
     for doc in docs:
         schema_check.check_schema(doc, problems)
+    problems.check = "ids"
     crossref.check_ids(docs, problems)
+    problems.check = "references"
     crossref.check_references(docs, problems, today)
     # The static binding rules hold wherever contracts are loaded (verify and plain pytest included):
     # they cost no child process and keep every binding inside its repository.
+    problems.check = "binding-paths"
     bindings.check_binding_paths(docs, problems)
+    problems.check = "bindings"
     if check_bindings:
         # Importing targets and collecting tests costs a child per root; verify skips it because running
         # the falsifier is the same check: a target that does not import, a node that collects fewer than

@@ -1,13 +1,17 @@
-"""`harness validate PATH... [--waivers PATH]` and `harness schema NAME`.
+"""`harness validate PATH... [--waivers PATH] [--format {text,json,sarif,github}]` and `harness schema NAME`.
 
 validate: exit 0 and a one-line summary when every contract (and the waivers file, when there is one)
 is valid; exit 2 and one `FILE:LINE: ID: message` line per problem (all of them, on stdout) otherwise.
+Warnings (a falsifier bound to no runnable test) are printed but do not fail validation. --format json,
+sarif and github print the same problems and warnings for a program, a code-scanning tab or GitHub's
+annotations (harness.validate_format); the exit status is the same in every format.
 schema: print a published JSON Schema (e.g. `harness schema contract`).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
@@ -15,6 +19,7 @@ from harness.console import emit
 from harness.schema import load_schema, schema_names
 from harness.model import Problem
 from harness.validate import Validation, validate_report
+from harness.validate_format import FORMATS, render
 
 EXIT_OK = 0
 EXIT_INVALID = 2
@@ -38,6 +43,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="PATH",
         help="also check this waivers file (default: waivers.yaml in the first directory given, when there is one)",
     )
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="text",
+        help="text (default): FILE:LINE: ID: message; json: a list of problems; sarif: SARIF 2.1.0 for a "
+        "code-scanning tab; github: ::error workflow commands that mark each problem's line in a pull request",
+    )
     p.set_defaults(func=run_validate)
 
     s = subparsers.add_parser("schema", help="print a published JSON Schema", description="Print a published JSON Schema.")
@@ -47,12 +59,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_validate(args: argparse.Namespace) -> int:
     result = validate_report(args.paths, check_bindings=not args.no_bindings)
-    problems = list(result.problems) + _waiver_problems(args, result)
-    if problems:
+    problems = list(result.problems) + [
+        dataclasses.replace(p, check="waivers") for p in _waiver_problems(args, result)
+    ]
+    fmt = getattr(args, "format", "text")
+    # json and sarif are one document on stdout, also when there is no problem (an empty list, a log with
+    # no results), so a program or an upload step always has one to read; their human lines go to stderr.
+    document = fmt in ("json", "sarif")
+    # Warnings never fail validation; with problems present they are left out, as before (fix those first).
+    warnings = () if problems else result.warnings
+    if problems or warnings or document:
+        from harness.cli import version
+
         # Each line quotes file names and contract text: emit escapes them for the terminal, and a
         # reader that stops early (`| head -1`) ends the printing, not the command's status.
-        for problem in problems:
-            emit(str(problem))
+        for line in render(problems, fmt, warnings=warnings, version=version() if fmt == "sarif" else ""):
+            emit(line)
+    if problems:
         n = len(problems)
         emit(
             f"harness validate: {n} problem{'s' if n != 1 else ''} in {len(result.files)} file"
@@ -60,10 +83,8 @@ def run_validate(args: argparse.Namespace) -> int:
             sys.stderr,
         )
         return EXIT_INVALID
-    for warning in result.warnings:
-        emit(str(warning))
     unbound = f" ({len(result.warnings)} unbound: verify records them as error)" if result.warnings else ""
-    emit(f"{result.summary()}: valid{unbound}")
+    emit(f"{result.summary()}: valid{unbound}", sys.stderr if document else sys.stdout)
     return EXIT_OK
 
 

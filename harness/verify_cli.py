@@ -31,6 +31,7 @@ from datetime import date
 from typing import Any, TextIO
 
 from harness import clock
+from harness.cli import add_command
 from harness.console import EXIT_INTERRUPTED, emit
 from harness.escape import terminal
 from harness.gate import EXIT_FAILED, EXIT_OK, WAIVER_REASON, Policy, Verdict, release_reasons, verdict
@@ -39,6 +40,7 @@ from harness.pipeline import EXECUTORS, EvidenceNotWritten, InvalidInput, Observ
 from harness.pipeline import verify as run_verification
 from harness.record import describe_selection, evidence_dir
 from harness.report import totals_line
+from harness.step_summary import append_summary_file
 
 EXIT_INVALID = 2
 EXIT_UNRECORDED = 3  # the falsifiers ran, but their evidence could not be written
@@ -110,12 +112,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers: Any) -> None:
     """Add the `verify` subcommand to the harness CLI."""
-    parser = subparsers.add_parser(
-        "verify",
-        help="run every falsifier of the given contracts and write evidence",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command(subparsers, "verify", help="run every falsifier of the given contracts and write evidence", doc=__doc__)
     add_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -314,10 +311,14 @@ def verify(
         sources = ", ".join(sorted({str(r.carried_from)[:12] for r in carried}))
         partial += f" ({len(carried)} carried over from {sources})"
     emit(f"harness: {totals_line(evidence.totals)}{partial}{' (INTERRUPTED: incomplete)' if interrupted else ''}", stream)
-    emit(f"evidence: {evidence_dir(out, evidence.commit, evidence.selection) / 'evidence.json'}", stream)
+    directory = evidence_dir(out, evidence.commit, evidence.selection)
+    emit(f"evidence: {directory / 'evidence.json'}", stream)
     _print_waivers(evidence, gate, today, stream)
     for warning in gate.warnings:
         emit(f"harness: warning: {warning}", sys.stderr)
+    # On GitHub Actions the job's page shows summary.md; a summary that cannot be written changes nothing else.
+    if (summary_warning := append_summary_file(directory / "summary.md")) is not None:
+        emit(f"harness: warning: {summary_warning}", sys.stderr)
     if release:
         for reason in release_reasons(evidence):
             emit(f"harness: release: {terminal(reason)}", sys.stderr)

@@ -152,6 +152,8 @@ def harness_env(**extra: str) -> dict[str, str]:
     # falsifier read "requires CUDA" on every machine, a lent GPU box included.
     env["CUDA_VISIBLE_DEVICES"] = ""
     env.pop("PYTEST_ADDOPTS", None)
+    # Run under GitHub Actions, the fixture runs must not append to the real job's summary page.
+    env.pop("GITHUB_STEP_SUMMARY", None)
     env.update(extra)
     return env
 
