@@ -230,7 +230,7 @@ def test_an_unbound_falsifier_is_a_warning_in_every_format(checkout: Path, capsy
     code, out, _ = run(capsys, "proj/contracts", "--format", "json")
     (record,) = json.loads(out)
     assert code == 0 and record["severity"] == "warning" and record["rule"] == "unbound"
-    assert record["subject"] == "FALSIFY-FMT-DEMO-001" and record["line"] == 15
+    assert record["subject"] == "FALSIFY-FMT-DEMO-001" and record["line"] == 14
     code, out, _ = run(capsys, "proj/contracts", "--format", "sarif")
     log = json.loads(out)
     assert code == 0 and list(sarif_validator().iter_errors(log)) == []
@@ -238,5 +238,5 @@ def test_an_unbound_falsifier_is_a_warning_in_every_format(checkout: Path, capsy
     assert result["level"] == "warning" and result["ruleId"] == "unbound"
     code, out, _ = run(capsys, "proj/contracts", "--format", "github")
     lines = out.splitlines()
-    assert code == 0 and lines[0].startswith("::warning file=proj/contracts/good.yaml,line=15,title=FALSIFY-FMT-DEMO-001::")
+    assert code == 0 and lines[0].startswith("::warning file=proj/contracts/good.yaml,line=14,title=FALSIFY-FMT-DEMO-001::")
     assert lines[-1] == "1 contract, 1 invariant, 1 falsifier: valid (1 unbound: verify records them as error)"
