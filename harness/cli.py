@@ -19,6 +19,7 @@ from harness.console import EXIT_INTERRUPTED, emit, sigterm_as_interrupt, silenc
 # Imported when the parser is built, so a command's heavy imports stay inside its own module.
 COMMAND_MODULES: tuple[str, ...] = (
     "harness.validate_cli", "harness.verify_cli", "harness.replay_cli", "harness.teeth_cli", "harness.merge_cli",
+    "harness.audit_cli",
 )
 # The subcommands each module registers, so `harness CMD ...` imports CMD's module alone (validate must
 # not pay for verify's pytest and teeth's imports). A module not listed here is imported for every
@@ -29,6 +30,7 @@ COMMAND_NAMES: dict[str, tuple[str, ...]] = {
     "harness.replay_cli": ("replay",),
     "harness.teeth_cli": ("teeth",),
     "harness.merge_cli": ("merge",),
+    "harness.audit_cli": ("audit",),
 }
 
 # 128 + SIGPIPE, as a shell reports a command killed by a closed pipe; only when the output broke
@@ -51,6 +53,7 @@ examples:
   harness replay FALSIFY-INIT-ARCH-MATCH-001
                                        run a recorded failure again with its counterexample
   harness schema evidence              print the evidence.json JSON Schema
+  harness audit --release v1.0.0       GO or NO-GO for HEAD's evidence; reports/releases/v1.0.0/audit.html
 """
 
 EPILOG = """\
@@ -61,6 +64,7 @@ exit codes:
   1    teeth: a mutant survived, or a falsifier failed on the unmutated code
   2    merge: refused (an overlap, a gap, mixed commits/contracts/totals, an incomplete shard); nothing written
   3    verify: the falsifiers ran, but the evidence could not be written (the previous set is kept)
+  0/1  audit: GO / NO-GO (the reasons printed and on audit.html); 3 the audit could not be written
   130  interrupted (Ctrl-C or SIGTERM)
 
 Run `harness COMMAND --help` for a command's options.

@@ -10,6 +10,7 @@ encoder accepts. One function per target format, and every writer or printer of 
 - `json_safe(value)`: a JSON document's strings made encodable as UTF-8.
 - `xml(text)`: text an XML 1.0 document may hold (ElementTree then escapes `<&"`).
 - `markdown(text)`, `markdown_code(text)`, `html(text)`, `markdown_block(text)`: summary.md pieces.
+- `html_block(text)`: multi-line text in an HTML <pre> (the release audit page).
 
 Whatever is replaced is shown visibly as a Python-style escape (`\\x1b`, `\\u202e`, `\\udcff`), so
 what a falsifier said can still be read, never executed by whatever displays it.
@@ -127,3 +128,11 @@ def markdown_block(text: Any) -> tuple[str, str]:
     body = printable(text, keep="\n\t")
     fence = "`" * max(3, max((len(r) for r in re.findall("`+", body)), default=0) + 1)
     return fence, body
+
+
+def html_block(text: Any) -> str:
+    """Multi-line literal text for an HTML <pre> (a mutant's diff, a counterexample): lines kept, markup
+    and every control character, bidi override and lone surrogate made harmless and visible."""
+    import html as _html
+
+    return _html.escape(printable(text, keep="\n\t"), quote=True)
