@@ -82,7 +82,7 @@ def _link(url: str) -> str:
 def history_svg(points: Sequence[HistoryPoint]) -> str:
     """Stacked bars of outcome counts per commit, oldest left, drawn by hand (a <title> per segment)."""
     bar, gap, left, top, plot_h = 28, 10, 40, 20, 160
-    width = left + max(1, len(points)) * (bar + gap) + 20
+    width = max(left + max(1, len(points)) * (bar + gap) + 20, left + 80 * len(OUTCOMES))  # the legend fits
     height = top + plot_h + 70
     peak = max([sum(p.totals.get(o, 0) for o in OUTCOMES) for p in points] + [1])
     parts = [
