@@ -24,6 +24,7 @@ from tests.harness.audit_support import (
     FakeWaiver,
     Run,
     audit_cli,
+    commit_all,
     fake_attest_module,
     fake_diff_module,
     gate_with_waivers,
@@ -232,3 +233,19 @@ def test_nothing_verified_is_no_go(run: Run) -> None:
     nothing = with_result(run.evidence, "FALSIFY-CLAMP-001", outcome=Outcome.NOT_RUN, reason="requires package x")
     decision = audit_lib.decide(nothing, run.teeth, today=TODAY)
     assert not decision.go and "no falsifier passed: nothing was verified" in decision.reasons
+
+
+def test_run_verifies_and_runs_teeth_first_through_the_library(tmp_path: Path) -> None:
+    from tests.harness.audit_support import make_project
+
+    root = tmp_path / "fresh"
+    sha = make_project(root)
+    proc = audit_cli(root, "--release", "v0.1.0", "--run", "--history", "0")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"v0.1.0 at {sha[:12]}: GO" in proc.stdout
+    assert (root / "reports" / sha / "evidence.json").is_file() and (root / "reports" / sha / "teeth.json").is_file()
+    assert (root / "reports" / "releases" / "v0.1.0" / "teeth.json").read_bytes() == (root / "reports" / sha / "teeth.json").read_bytes()
+    # --run runs the checked-out tree: another --commit is refused before anything runs.
+    commit_all(root, "second")
+    refused = audit_cli(root, "--release", "v0.1.0", "--run", "--commit", sha)
+    assert refused.returncode == 2 and "--run runs the falsifiers of the checked-out tree" in refused.stderr
