@@ -13,11 +13,13 @@ import sys
 from datetime import date, timedelta
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from harness import audit as audit_lib
 from harness import record
 from harness.model import Outcome, SourceLocation
+from harness.schema import load_schema
 
 from tests.harness.audit_support import (
     FakeAttestationCheck,
@@ -59,6 +61,7 @@ def test_the_real_run_is_go_and_the_audit_directory_holds_the_audited_files_byte
     for name in ("evidence.json", "teeth.json"):
         assert (out / name).read_bytes() == (run.root / "reports" / run.sha / name).read_bytes()
     recorded = json.loads((out / "audit.json").read_text())
+    jsonschema.validate(recorded, load_schema("audit"))  # `harness schema audit` publishes it
     assert recorded["verdict"] == "GO" and recorded["reasons"] == [] and recorded["commit"] == run.sha
     assert recorded["digests"]["evidence.json"] == audit_lib.sha256((out / "evidence.json").read_bytes())
     # The CUDA falsifier was not run on this CPU machine: tolerated, and said.
@@ -105,6 +108,7 @@ def test_each_no_go_reason_exits_1_and_is_printed(run: Run, tmp_path: Path, chan
     assert f"{run.sha[:12]}: NO-GO" in proc.stdout
     assert expected in proc.stdout, proc.stdout
     recorded = json.loads((reports / "releases" / "v1.0.0" / "audit.json").read_text())
+    jsonschema.validate(recorded, load_schema("audit"))
     assert recorded["verdict"] == "NO-GO" and any(expected in r for r in recorded["reasons"])
 
 
