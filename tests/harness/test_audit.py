@@ -30,6 +30,7 @@ from tests.harness.audit_support import (
     fake_attest_module,
     fake_diff_module,
     gate_with_waivers,
+    parse_dom,
     real_run,
     with_result,
     with_survivor,
@@ -186,6 +187,9 @@ def test_the_previous_release_is_the_newest_other_audit_and_its_diff_is_shown(
     recorded = json.loads((reports / "releases" / "v2.0.0" / "audit.json").read_text())
     assert recorded["previous_release"] == "v1.1.0" and recorded["diff"]["regressed"] is True
     assert "Previous release v1.1.0" in (reports / "releases" / "v2.0.0" / "audit.md").read_text()
+    page = parse_dom((reports / "releases" / "v2.0.0" / "audit.html").read_text(encoding="utf-8"))
+    diff = page.by_id("diff")
+    assert diff is not None and "FALSIFY-CLAMP-001: passed -> falsified" in diff.text()
 
 
 def test_an_attestation_that_does_not_verify_is_no_go_and_a_required_missing_one_too(
@@ -253,3 +257,12 @@ def test_run_verifies_and_runs_teeth_first_through_the_library(tmp_path: Path) -
     commit_all(root, "second")
     refused = audit_cli(root, "--release", "v0.1.0", "--run", "--commit", sha)
     assert refused.returncode == 2 and "--run runs the falsifiers of the checked-out tree" in refused.stderr
+
+
+def test_an_unwritable_out_is_bad_input_and_nothing_is_written(run: Run, tmp_path: Path) -> None:
+    reports = _reports(tmp_path, run)
+    (tmp_path / "a-file").write_text("")
+    proc = audit_cli(run.root, "--release", "v1", "--reports", str(reports), "--out", str(tmp_path / "a-file" / "v1"))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"--out {tmp_path / 'a-file' / 'v1'}: " in proc.stderr and "choose another --out DIR" in proc.stderr
+    assert not (reports / "releases").exists()
