@@ -266,3 +266,13 @@ def test_an_unwritable_out_is_bad_input_and_nothing_is_written(run: Run, tmp_pat
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert f"--out {tmp_path / 'a-file' / 'v1'}: " in proc.stderr and "choose another --out DIR" in proc.stderr
     assert not (reports / "releases").exists()
+
+
+def test_a_cuda_leg_run_on_a_gpu_is_go_under_require_cuda_and_names_the_gpu(run: Run) -> None:
+    on_gpu = with_result(run.evidence, "FALSIFY-GPU-001", outcome=Outcome.PASSED, reason="returned without an AssertionError")
+    on_gpu = dataclasses.replace(on_gpu, environment={**on_gpu.environment, "gpus": ["NVIDIA H200"], "gpu": "NVIDIA H200"})
+    cuda = audit_lib.cuda_falsifiers(on_gpu, run.root)
+    audit = audit_lib.assemble("v1", on_gpu, run.teeth, commit=run.sha, today=TODAY, files={}, require_cuda=True, cuda=cuda)
+    assert audit.decision.go, audit.decision.reasons
+    rows = {r.falsifier: r for _, rows in audit_lib.falsifier_rows(audit) for r in rows}
+    assert rows["FALSIFY-GPU-001"].cuda == "ran on CUDA (NVIDIA H200)" and rows["FALSIFY-CLAMP-001"].cuda == ""
