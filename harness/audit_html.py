@@ -45,6 +45,7 @@ th, td { border: 1px solid #ccc; padding: .25em .5em; text-align: left; vertical
 th { background: #f3f3f3; } td.num { text-align: right; }
 td.o-passed { color: #2e7d32; } td.o-falsified, td.o-error, td.o-vacuous, td.o-flaky { color: #c62828; font-weight: bold; }
 td.o-not_run, td.o-deferred { color: #666; } tr.waived td { background: #fff8e1; }
+td code { white-space: nowrap; }
 code, pre { font-family: ui-monospace, monospace; font-size: .92em; } pre { background: #f6f6f6; padding: .5em; overflow-x: auto; }
 .status-expired { color: #c62828; font-weight: bold; } .status-expiring { color: #ef6c00; }
 .muted { color: #666; }
