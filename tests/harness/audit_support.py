@@ -311,7 +311,7 @@ def _browser_args(binary: str, profile: Path) -> list[str]:
 def rendered_dom(page: Path, profile: Path) -> str:
     """The DOM Chromium built from `page` (its --dump-dom serialisation)."""
     binary = chromium()
-    assert binary is not None
+    assert binary is not None, "no chromium binary: CI must install it (.ci/run does: apt-get install chromium)"
     proc = subprocess.run(_browser_args(binary, profile) + ["--dump-dom", page.resolve().as_uri()],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "<body" in proc.stdout, proc.stderr[-2000:]

@@ -2,11 +2,13 @@
 reasons and the tables from the DOM Chromium built (--dump-dom), not from the HTML source; each page's
 screenshot is kept under $HARNESS_ARTIFACTS_DIR (CI uploads it; default: the test's tmp_path).
 
-Skipped only when no Chromium binary exists (Debian: `apt-get install chromium`; .ci/run installs it)."""
+Skipped only when no Chromium binary exists (Debian: `apt-get install chromium`; .ci/run installs it), and
+never where $CI is set, where a missing Chromium fails instead."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from datetime import date, timedelta
 from pathlib import Path
@@ -36,7 +38,10 @@ from tests.harness.audit_support import (
     write_set,
 )
 
-pytestmark = pytest.mark.skipif(chromium() is None, reason="no chromium binary (apt-get install chromium); CI installs it")
+# CI must have it (.ci/run installs it): there, a missing Chromium fails these tests instead of skipping them.
+pytestmark = pytest.mark.skipif(
+    chromium() is None and not os.environ.get("CI"), reason="no chromium binary (apt-get install chromium); CI installs it"
+)
 
 TODAY = date(2026, 12, 1)
 HOSTILE = '<script>document.title="pwned"</script><img src=x onerror="document.title=1">\x1b[2J\u202eDEILSIFLAF'
