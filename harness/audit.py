@@ -196,7 +196,8 @@ def decide(
         except ImportError:
             warnings.append("no diff against the previous release: this harness has no harness.diff")
         else:
-            diff = diff_evidence(previous, evidence, base_teeth=previous_teeth, head_teeth=teeth)
+            extra = {"today": today} if _accepts(diff_evidence, "today") else {}  # waivers judged on the audit's day
+            diff = diff_evidence(previous, evidence, base_teeth=previous_teeth, head_teeth=teeth, **extra)
             if getattr(diff, "regressed", False):
                 warnings.append("regressed since the previous release (see the diff)")
     return Decision(
@@ -370,12 +371,22 @@ def _attestation_required(repo_root: Path) -> str | None:
     return getattr(config, "attestation_public_key", None) or None
 
 
-def _check_attestation(commit_dir: Path, repo_root: Path) -> Any:
+def _accepts(function: Any, name: str) -> bool:
+    """Whether `function` takes the keyword `name` (harness.diff's `today`, harness.attest's `commit`: beyond
+    the signatures issue 12's parts agreed on, passed where they exist)."""
+    import inspect
+
+    return name in inspect.signature(function).parameters
+
+
+def _check_attestation(commit_dir: Path, repo_root: Path, commit: str) -> Any:
     try:
         from harness.attest import verify_attestation
     except ImportError:
         return _Unverifiable(f"{commit_dir / ATTESTATION_FILE}: cannot be checked: this harness has no harness.attest")
-    return verify_attestation(commit_dir, public_key=None, repo_root=repo_root)
+    # `commit`: an attestation of another commit copied into this directory is a problem, not a pass.
+    extra = {"commit": commit} if _accepts(verify_attestation, "commit") else {}
+    return verify_attestation(commit_dir, public_key=None, repo_root=repo_root, **extra)
 
 
 @dataclass(frozen=True)
@@ -472,7 +483,7 @@ def release_audit(
     attestation_bytes = _read_bytes(commit_dir / ATTESTATION_FILE)
     key = _attestation_required(root)
     # No file: nothing to check (the decision says whether one was required); a file: it must verify.
-    attestation = _check_attestation(commit_dir, root) if attestation_bytes is not None else None
+    attestation = _check_attestation(commit_dir, root, sha) if attestation_bytes is not None else None
     files = {"evidence.json": evidence_bytes}
     if teeth_bytes is not None:
         files["teeth.json"] = teeth_bytes
