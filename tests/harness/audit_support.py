@@ -201,6 +201,14 @@ class FakeWaiver:
     location: SourceLocation
 
 
+def waiver(falsifier: str, reason: str, owner: str, expires: date, link: str | None, location: SourceLocation) -> Any:
+    """A harness.model.Waiver (FakeWaiver until issue 12's DIFF part defines it)."""
+    import harness.model
+
+    kind = getattr(harness.model, "Waiver", FakeWaiver)
+    return kind(falsifier=falsifier, reason=reason, owner=owner, expires=expires, link=link, location=location)
+
+
 def with_waivers(evidence: Evidence, waivers: tuple[Any, ...]) -> Evidence:
     """`evidence` recording `waivers` (Evidence.waivers, once DIFF's field exists; set directly until then)."""
     if "waivers" in {f.name for f in dataclasses.fields(Evidence)}:

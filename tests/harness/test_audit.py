@@ -24,7 +24,6 @@ from harness.schema import load_schema
 
 from tests.harness.audit_support import (
     FakeAttestationCheck,
-    FakeWaiver,
     Run,
     audit_cli,
     commit_all,
@@ -35,6 +34,7 @@ from tests.harness.audit_support import (
     real_run,
     with_result,
     with_survivor,
+    waiver,
     with_waivers,
     write_set,
 )
@@ -226,7 +226,7 @@ def test_waivers_cover_a_failure_until_they_expire(run: Run, monkeypatch: pytest
     # Something must have passed besides (a release where nothing was verified is NO-GO, waivers or not).
     failing = with_result(failing, "FALSIFY-GPU-001", outcome=Outcome.PASSED, reason="")
     where = SourceLocation("contracts/waivers.yaml", 3)
-    soon = FakeWaiver("FALSIFY-CLAMP-*", "known, fix in #12", "ana", TODAY + timedelta(days=5), None, where)
+    soon = waiver("FALSIFY-CLAMP-*", "known, fix in #12", "ana", TODAY + timedelta(days=5), None, where)
     waived = audit_lib.decide(with_waivers(failing, (soon,)), run.teeth, today=TODAY)
     assert waived.go, waived.reasons
     assert any(w.startswith("FALSIFY-CLAMP-001") for w in waived.waived) and waived.expiring

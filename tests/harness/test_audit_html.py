@@ -21,7 +21,6 @@ from harness.model import Outcome, SourceLocation
 
 from tests.harness.audit_support import (
     FakeAttestationCheck,
-    FakeWaiver,
     Node,
     Run,
     artifacts_dir,
@@ -34,6 +33,7 @@ from tests.harness.audit_support import (
     screenshot,
     with_result,
     with_survivor,
+    waiver,
     with_waivers,
     write_set,
 )
@@ -153,8 +153,8 @@ def test_an_expired_waiver_is_on_the_rendered_page_and_one_in_force_shows_as_wai
     failing = with_result(failing, "FALSIFY-GPU-001", outcome=Outcome.PASSED, reason="")
     where = SourceLocation("contracts/waivers.yaml", 2)
     for name, expires in (("waived", TODAY + timedelta(days=3)), ("expired", TODAY - timedelta(days=1))):
-        waiver = FakeWaiver("FALSIFY-CLAMP-*", "upstream bug", "ana", expires, "javascript:alert(1)", where)
-        evidence = with_waivers(failing, (waiver,))
+        entry = waiver("FALSIFY-CLAMP-*", "upstream bug", "ana", expires, "javascript:alert(1)", where)
+        evidence = with_waivers(failing, (entry,))
         files = {"evidence.json": b"{}", "teeth.json": b"{}"}
         audit = audit_lib.assemble("v1.0.0", evidence, run.teeth, commit=run.sha, today=TODAY, files=files,
                                    cuda=frozenset({"FALSIFY-GPU-001"}))
