@@ -189,6 +189,12 @@ def audit_cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 # ---------------------------------------------------------------------------------------- fakes of the other parts
 
 
+def has_module(name: str) -> bool:
+    """Whether this checkout's harness has `harness/<name>.py` (asked of the files, not of the import
+    system: an editable install of another checkout would otherwise lend its module)."""
+    return (Path(harness.__path__[0]) / f"{name}.py").is_file()
+
+
 @dataclass(frozen=True)
 class FakeWaiver:
     """harness.model.Waiver as issue 12's DIFF part defines it."""

@@ -30,6 +30,7 @@ from tests.harness.audit_support import (
     fake_attest_module,
     fake_diff_module,
     gate_with_waivers,
+    has_module,
     parse_dom,
     real_run,
     with_result,
@@ -172,11 +173,10 @@ def test_a_second_audit_of_a_tag_replaces_the_first_as_a_whole_and_a_failed_writ
 def test_the_previous_release_is_the_newest_other_audit_and_its_diff_is_shown(
     run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if "harness.diff" not in sys.modules:
-        try:
-            importlib.import_module("harness.diff")
-        except ImportError:  # issue 12's DIFF part not merged yet: the agreed interface, faked
-            monkeypatch.setitem(sys.modules, "harness.diff", fake_diff_module())
+    if has_module("diff"):
+        importlib.import_module("harness.diff")
+    else:  # issue 12's DIFF part not merged yet: the agreed interface, faked
+        monkeypatch.setitem(sys.modules, "harness.diff", fake_diff_module())
     reports = _reports(tmp_path, run)
     audit_lib.release_audit("v1.0.0", reports=reports, repo_root=run.root, today=TODAY)
     audit_lib.release_audit("v1.1.0", reports=reports, repo_root=run.root, today=TODAY)
@@ -280,3 +280,38 @@ def test_a_cuda_leg_run_on_a_gpu_is_go_under_require_cuda_and_names_the_gpu(run:
     assert audit.decision.go, audit.decision.reasons
     rows = {r.falsifier: r for _, rows in audit_lib.falsifier_rows(audit) for r in rows}
     assert rows["FALSIFY-GPU-001"].cuda == "ran on CUDA (NVIDIA H200)" and rows["FALSIFY-CLAMP-001"].cuda == ""
+
+
+def test_a_real_attestation_makes_it_go_and_an_edit_after_signing_or_its_absence_no_go(tmp_path: Path) -> None:
+    if not has_module("attest"):
+        pytest.skip("issue 12's ATTEST part (harness/attest.py) is not merged yet")
+    attest = importlib.import_module("harness.attest")
+    import harness
+    from tests.harness.audit_support import make_project
+
+    root = tmp_path / "signed"
+    make_project(root)
+    attest.keygen(root / "keys")
+    with (root / "pyproject.toml").open("a") as fh:
+        fh.write('\n[tool.harness]\nattestation_public_key = "keys/attestation.pub"\n')
+    with (root / ".gitignore").open("a") as fh:
+        fh.write("keys/attestation.key\n")
+    sha = commit_all(root, "the key that signs our evidence")
+    harness.verify([root / "contracts"], out=root / "reports")
+    harness.teeth([root / "contracts"], out=root / "reports")
+    attest.attest(root / "reports" / sha, root / "keys" / "attestation.key", repo_root=root)
+    proc = audit_cli(root, "--release", "v1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = root / "reports" / "releases" / "v1"
+    assert (out / "attestation.dsse.json").read_bytes() == (root / "reports" / sha / "attestation.dsse.json").read_bytes()
+    assert json.loads((out / "audit.json").read_text())["attestation"]["valid"] is True
+    # teeth.json edited after signing: the attestation no longer verifies, and the audit names it.
+    teeth_file = root / "reports" / sha / "teeth.json"
+    teeth_file.write_text(teeth_file.read_text().replace('"complete": true', '"complete":  true'))
+    proc = audit_cli(root, "--release", "v1")
+    assert proc.returncode == 1 and "NO-GO: attestation: " in proc.stdout and "teeth.json" in proc.stdout, proc.stdout
+    # Required by [tool.harness] attestation_public_key, and absent.
+    (root / "reports" / sha / "attestation.dsse.json").unlink()
+    proc = audit_cli(root, "--release", "v1")
+    assert proc.returncode == 1
+    assert f"no attestation, and [tool.harness] attestation_public_key requires one: run `harness attest reports/{sha} --key KEY`" in proc.stdout
