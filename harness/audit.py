@@ -111,7 +111,7 @@ def gpu_names(evidence: Evidence) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _teeth_reasons(evidence: Evidence, teeth: Any, commit: str | None, make_teeth: str) -> list[str]:
+def _teeth_reasons(evidence: Evidence, teeth: Any, commit: str | None, make_teeth: str, waived: Collection[str] = ()) -> list[str]:
     if teeth is None:
         return [f"no teeth results for this commit: run `{make_teeth}` (a release needs every guard shown to have teeth)"]
     reasons = []
@@ -131,6 +131,8 @@ def _teeth_reasons(evidence: Evidence, teeth: Any, commit: str | None, make_teet
     for inv, m in teeth.survivors:
         reasons.append(f"{inv.id}: mutant {m.id} survived (missed by {', '.join(m.missed_by) or 'every falsifier'})")
     for inv, b in teeth.baseline_failures:
+        if _is_waived(b.id, waived):
+            continue  # its failure is waived in the evidence: that it also fails unmutated is the same failure
         reasons.append(f"{inv.id}: {b.id} failed its teeth baseline ({b.outcome}) on the unmutated code, so its kills mean nothing")
     return reasons
 
@@ -172,7 +174,7 @@ def decide(
             reasons.append(f"{r.id}: deferred: {r.reason.splitlines()[0] if r.reason else ''} (a release needs it run)")
     if evidence.complete and not any(r.outcome is Outcome.PASSED for r in results):
         reasons.append("no falsifier passed: nothing was verified")
-    reasons += _teeth_reasons(evidence, teeth, commit, make_teeth)
+    reasons += _teeth_reasons(evidence, teeth, commit, make_teeth, tuple(getattr(gate, "waived", ())))
     if attestation is None and attestation_required:
         reasons.append(
             f"no attestation, and [tool.harness] attestation_public_key requires one: run `{attest_command}`"

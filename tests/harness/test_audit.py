@@ -315,3 +315,36 @@ def test_a_real_attestation_makes_it_go_and_an_edit_after_signing_or_its_absence
     proc = audit_cli(root, "--release", "v1")
     assert proc.returncode == 1
     assert f"no attestation, and [tool.harness] attestation_public_key requires one: run `harness attest reports/{sha} --key KEY`" in proc.stdout
+
+
+def test_a_waiver_recorded_by_verify_is_go_until_the_audit_day_passes_its_expiry(tmp_path: Path) -> None:
+    if not has_module("waivers"):
+        pytest.skip("issue 12's DIFF part (harness/waivers.py, waivers in verify) is not merged yet")
+    import harness
+    from tests.harness.audit_support import make_project
+
+    root = tmp_path / "waived"
+    make_project(root)
+    with (root / "checks.py").open("a") as fh:
+        fh.write("\n\ndef known_bug():\n    assert clamp(5, 10, 0) == 5, 'clamp with low > high'\n")
+    (root / "contracts" / "known.yaml").write_text(
+        "id: tiny-known-v1\nversion: 1.0.0\ntitle: Known\ndescription: A known failure.\ninvariants:\n"
+        "  - id: INV-KNOWN-001\n    kind: safety\n    statement: clamp tolerates swapped bounds.\n"
+        "    guards: [tinypkg.guard:clamp]\nfalsifiers:\n  - id: FALSIFY-KNOWN-001\n    attacks: [INV-KNOWN-001]\n"
+        "    prediction: it holds.\n    if_fails: it does not.\n    binding:\n      python: checks:known_bug\n    timeout_s: 60\n"
+    )
+    expires = date.today() + timedelta(days=30)
+    (root / "contracts" / "waivers.yaml").write_text(
+        f"waivers:\n  - falsifier: FALSIFY-KNOWN-*\n    reason: swapped bounds, fix in #7\n    owner: ana\n    expires: {expires.isoformat()}\n"
+    )
+    commit_all(root, "a known failure, waived")
+    evidence = harness.verify([root / "contracts"], out=root / "reports")
+    assert [r.outcome for r in evidence.results if r.id == "FALSIFY-KNOWN-001"] == [Outcome.FALSIFIED]
+    harness.teeth([root / "contracts"], out=root / "reports")
+    go = audit_lib.release_audit("v1", reports=root / "reports", repo_root=root, today=date.today())
+    assert go.decision.go, go.decision.reasons
+    assert any(w.startswith("FALSIFY-KNOWN-001") for w in go.decision.waived)
+    late = audit_lib.release_audit("v1", reports=root / "reports", repo_root=root, today=expires + timedelta(days=1))
+    assert not late.decision.go and any("expired" in r for r in late.decision.reasons), late.decision.reasons
+    recorded = json.loads((root / "reports" / "releases" / "v1" / "audit.json").read_text())
+    assert recorded["verdict"] == "NO-GO"
