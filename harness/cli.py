@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "harness.attest_cli",
     "harness.diff_cli",
     "harness.import_cli",
+    "harness.audit_cli",
 )
 # The subcommands each module registers, so `harness CMD ...` imports CMD's module alone (validate must
 # not pay for verify's pytest and teeth's imports). A module not listed here is imported for every
@@ -35,6 +36,7 @@ COMMAND_NAMES: dict[str, tuple[str, ...]] = {
     "harness.attest_cli": ("keygen", "attest"),
     "harness.diff_cli": ("diff",),
     "harness.import_cli": ("import",),
+    "harness.audit_cli": ("audit",),
 }
 
 # 128 + SIGPIPE, as a shell reports a command killed by a closed pipe; only when the output broke
@@ -63,6 +65,7 @@ examples:
   harness schema evidence              print the evidence.json JSON Schema
   harness import pv pv-contracts/ -o contracts/imported --defer-until 2027-03-31
                                        convert pv contracts; report which falsifiers are real
+  harness audit --release v1.0.0       GO or NO-GO for HEAD's evidence; reports/releases/v1.0.0/audit.html
 """
 
 EPILOG = """\
@@ -74,6 +77,7 @@ exit codes:
   2    merge: refused (an overlap, a gap, mixed commits/contracts/totals, an incomplete shard); nothing written
   1    attest --verify: invalid (a signed file edited, a wrong key, a tampered envelope)
   3    verify: the falsifiers ran, but the evidence could not be written (the previous set is kept)
+  0/1  audit: GO / NO-GO (the reasons printed and on audit.html); 3 the audit could not be written
   130  interrupted (Ctrl-C or SIGTERM)
 
 Run `harness COMMAND --help` for a command's options.

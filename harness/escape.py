@@ -11,6 +11,7 @@ encoder accepts. One function per target format, and every writer or printer of 
 - `xml(text)`: text an XML 1.0 document may hold (ElementTree then escapes `<&"`).
 - `markdown(text)`, `markdown_code(text)`, `html(text)`, `markdown_block(text)`: summary.md pieces.
 - `github_data(text)`, `github_property(text)`: a GitHub Actions workflow command's message and properties.
+- `html_block(text)`: multi-line text in an HTML <pre> (the release audit page).
 
 Whatever is replaced is shown visibly as a Python-style escape (`\\x1b`, `\\u202e`, `\\udcff`), so
 what a falsifier said can still be read, never executed by whatever displays it.
@@ -146,3 +147,9 @@ def github_data(text: Any) -> str:
 def github_property(text: Any) -> str:
     """A workflow command's property value (file=, title=): it can neither end early nor add a property."""
     return "".join(_GITHUB_PROPERTY.get(c, c) for c in printable(text, keep="\r\n"))
+def html_block(text: Any) -> str:
+    """Multi-line literal text for an HTML <pre> (a mutant's diff, a counterexample): lines kept, markup
+    and every control character, bidi override and lone surrogate made harmless and visible."""
+    import html as _html
+
+    return _html.escape(printable(text, keep="\n\t"), quote=True)
