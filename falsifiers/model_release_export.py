@@ -1,0 +1,187 @@
+"""Falsifiers 6 and 7 of model-release-v1: the export round trips, and the model card agrees with the checkpoint.
+
+Both run against the artifact the contract is verified for: the `checkpoint` (and `card`) parameters,
+passed as arguments or, as the harness passes every parameter, as HARNESS_PARAM_CHECKPOINT /
+HARNESS_PARAM_CARD. Each failure is an AssertionError naming the fix as a command that runs as printed.
+
+The expectations are this module's own, not the exporter's: llama.cpp's tensor names (the table below)
+and its Llama q/k permutation are written out here from llama.cpp's convert_hf_to_gguf.py, so an exporter
+that writes a wrong name or layout is caught, not agreed with.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shlex
+import tempfile
+from pathlib import Path
+from typing import Any
+
+TOL = 1e-4  # fp32 logits, transformers vs pretrain
+# A Q8_0 block stores 32 int8 values and one f16 scale (max |x| / 127): the error per value is at most
+# half a step, plus the scale's own f16 rounding.
+Q8_0_REL = 1.0 / 127 / 2 + 1e-3
+
+# HF name -> llama.cpp GGUF name (llama.cpp's convert_hf_to_gguf.py / gguf-py tensor_mapping for
+# LLAMA, QWEN2, QWEN3).
+LLAMA_CPP_NAMES: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), r) for p, r in (
+    (r"^model\.embed_tokens\.weight$", "token_embd.weight"),
+    (r"^model\.norm\.weight$", "output_norm.weight"),
+    (r"^lm_head\.weight$", "output.weight"),
+    (r"^model\.layers\.(\d+)\.input_layernorm\.weight$", r"blk.\1.attn_norm.weight"),
+    (r"^model\.layers\.(\d+)\.post_attention_layernorm\.weight$", r"blk.\1.ffn_norm.weight"),
+    (r"^model\.layers\.(\d+)\.self_attn\.([qkv])_proj\.(weight|bias)$", r"blk.\1.attn_\2.\3"),
+    (r"^model\.layers\.(\d+)\.self_attn\.o_proj\.(weight|bias)$", r"blk.\1.attn_output.\2"),
+    (r"^model\.layers\.(\d+)\.self_attn\.([qk])_norm\.weight$", r"blk.\1.attn_\2_norm.weight"),
+    (r"^model\.layers\.(\d+)\.mlp\.(gate|up|down)_proj\.(weight|bias)$", r"blk.\1.ffn_\2.\3"),
+))
+
+
+def _param(value: str | None, name: str) -> str:
+    value = value if value is not None else os.environ.get(f"HARNESS_PARAM_{name.upper()}")
+    if not value:
+        raise ValueError(f"needs parameter {name} (harness verify contracts/model-release-v1.yaml "
+                         f"--param {name}=PATH)")
+    return value
+
+
+def llama_cpp_name(hf_name: str) -> str | None:
+    for pattern, replacement in LLAMA_CPP_NAMES:
+        if pattern.match(hf_name):
+            return pattern.sub(replacement, hf_name)
+    return None
+
+
+def _llama_cpp_layout(name: str, tensor: Any, family: str, heads: int, kv_heads: int) -> Any:
+    """llama.cpp's LlamaModel.permute for Llama's q/k (weights and biases); every other tensor as it is."""
+    if family != "llama" or not re.search(r"\.[qk]_proj\.(weight|bias)$", name):
+        return tensor
+    n = heads if ".q_proj." in name else kv_heads
+    return tensor.reshape(n, 2, tensor.shape[0] // n // 2, *tensor.shape[1:]).swapaxes(1, 2).reshape(tensor.shape)
+
+
+# ---------------------------------------------------------------- falsifier 6
+
+def _check_hf(ckpt: str, out: Path, ours: Any, ids: Any, fix: str) -> None:
+    import torch
+    import transformers
+
+    from pretrain.export_hf import export_hf
+
+    export_hf(ckpt, out)
+    theirs, info = transformers.AutoModelForCausalLM.from_pretrained(out, output_loading_info=True)
+    problems = {k: sorted(info.get(k) or ()) for k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+    problems = {k: v for k, v in problems.items() if v}
+    assert not problems, (f"{ckpt}: the HF export does not load into transformers one to one: {problems}; "
+                          f"fix the exporter, then re-export: `{fix}`")
+    want_class = ours.config.hf_architecture
+    assert type(theirs).__name__ == want_class, (
+        f"{ckpt}: transformers built {type(theirs).__name__} from the HF export, expected {want_class}; "
+        f"re-export: `{fix}`")
+    with torch.no_grad():
+        diff = (theirs.eval()(ids).logits - ours(ids)).abs().max().item()
+    assert diff <= TOL, (f"{ckpt}: the HF export's logits in transformers differ from pretrain's by {diff:.3g} "
+                         f"> {TOL} (fp32); re-export: `{fix}`")
+
+
+def _check_gguf(ckpt: str, out: Path, ours: Any, dtype: str, fix: str) -> None:
+    import numpy as np
+    from gguf import GGUFReader
+    from gguf.quants import dequantize
+
+    from pretrain.export_gguf import export_gguf
+
+    export_gguf(ckpt, out, dtype=dtype)
+    cfg = ours.config
+    state = {k: v.detach().float().numpy() for k, v in ours.state_dict().items()}
+    want: dict[str, Any] = {}
+    for name, array in state.items():
+        new = llama_cpp_name(name)
+        assert new is not None, f"{ckpt}: tensor {name!r} has no llama.cpp name (this falsifier's table)"
+        want[new] = _llama_cpp_layout(name, array, cfg.family, cfg.num_attention_heads, cfg.num_key_value_heads)
+    reader = GGUFReader(out)
+    got = {t.name: t for t in reader.tensors}
+    missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+    assert not missing and not extra, (f"{ckpt}: the GGUF export's tensors are not llama.cpp's: missing {missing}, "
+                                       f"unexpected {extra}; re-export: `{fix}`")
+    arch = reader.fields["general.architecture"].contents()
+    assert arch == cfg.family, f"{ckpt}: the GGUF says general.architecture {arch!r}, expected {cfg.family!r}; `{fix}`"
+    for key, value in (("block_count", cfg.num_hidden_layers), ("embedding_length", cfg.hidden_size),
+                       ("attention.head_count", cfg.num_attention_heads),
+                       ("attention.head_count_kv", cfg.num_key_value_heads),
+                       ("feed_forward_length", cfg.intermediate_size)):
+        field = reader.fields.get(f"{arch}.{key}")
+        assert field is not None and field.contents() == value, (
+            f"{ckpt}: the GGUF's {arch}.{key} is {field.contents() if field else 'missing'}, expected {value}; `{fix}`")
+    for name, tensor in got.items():
+        # gguf's dequantize reads every type (F32 and F16 too); the reader gives the data in our row-major shape.
+        values = dequantize(np.asarray(tensor.data), tensor.tensor_type).astype(np.float32).reshape(want[name].shape)
+        expected = want[name]
+        if tensor.tensor_type.name == "F32":
+            ok, what = bool(np.array_equal(values, expected)), "exactly"
+        elif tensor.tensor_type.name == "F16":
+            ok, what = bool(np.array_equal(values, expected.astype(np.float16).astype(np.float32))), "to f16 rounding"
+        else:
+            scale = np.abs(expected).max() or 1.0
+            ok, what = bool(np.abs(values - expected).max() <= Q8_0_REL * scale), f"within {tensor.tensor_type.name}'s step"
+        assert ok, (f"{ckpt}: GGUF tensor {name} ({tensor.tensor_type.name}, --dtype {dtype}) does not read back "
+                    f"{what} as the checkpoint's; re-export: `{fix}`")
+
+
+def falsify_export_round_trip(checkpoint: str | None = None) -> None:
+    """export hf -> transformers loads every weight and gives pretrain's logits (1e-4, fp32); export gguf ->
+    gguf's reader gives llama.cpp's tensor names, layout and the same values (f32 exact, q8_0 dequantized)."""
+    import torch
+
+    from pretrain.model import from_pretrained
+
+    ckpt = _param(checkpoint, "checkpoint")
+    ours = from_pretrained(ckpt)
+    ids = torch.randint(0, ours.config.vocab_size, (2, 12), generator=torch.Generator().manual_seed(0))
+    q = shlex.quote(ckpt)
+    with tempfile.TemporaryDirectory() as d:
+        _check_hf(ckpt, Path(d) / "hf", ours, ids, f"pretrain export {q} --format hf -o model-hf")
+        for dtype in ("f32", "q8_0"):
+            _check_gguf(ckpt, Path(d) / f"model-{dtype}.gguf", ours, dtype,
+                        f"pretrain export {q} --format gguf --dtype {dtype} -o model-{dtype}.gguf")
+
+
+# ---------------------------------------------------------------- falsifier 7
+
+def _card_val_loss(frontmatter: dict[str, Any]) -> float | None:
+    for entry in frontmatter.get("model-index") or ():
+        for result in entry.get("results") or ():
+            for metric in result.get("metrics") or ():
+                if metric.get("type") == "loss":
+                    return float(metric["value"])
+    return None
+
+
+def falsify_card_agrees_with_checkpoint(checkpoint: str | None = None, card: str | None = None) -> None:
+    """The card's frontmatter (read by huggingface_hub) states the checkpoint's license, datasets and val loss."""
+    from pretrain.card import card_license, parse_card
+    from pretrain.checkpoint import read_header
+
+    ckpt, card_path = _param(checkpoint, "checkpoint"), _param(card, "card")
+    fix = f"pretrain card {shlex.quote(ckpt)} -o {shlex.quote(card_path)} --force"
+    assert Path(card_path).is_file(), f"{card_path}: no model card there; write it: `{fix}`"
+    metadata = read_header(ckpt).metadata
+    front = parse_card(Path(card_path).read_text(encoding="utf-8"), card_path)
+    wrong: list[str] = []
+    recorded_license = metadata.get("license", "").strip()
+    stated = card_license(front)
+    if stated.lower() != (recorded_license.lower() or "unknown"):
+        wrong.append(f"license {stated!r} but the checkpoint's is {recorded_license or 'unrecorded'!r}")
+    source = metadata.get("data_source", "").strip()
+    datasets = front.get("datasets") or []
+    if source and datasets != [source]:
+        wrong.append(f"datasets {datasets!r} but the checkpoint was trained on {source!r}")
+    recorded_loss = metadata.get("val_loss")
+    card_loss = _card_val_loss(front)
+    if recorded_loss is not None:
+        loss = float(recorded_loss)
+        if card_loss is None or not math.isclose(card_loss, loss, rel_tol=1e-6, abs_tol=1e-9):
+            wrong.append(f"validation loss {card_loss} but the checkpoint records {loss}")
+    assert not wrong, f"{card_path} disagrees with {ckpt}: " + "; ".join(wrong) + f"; rewrite the card: `{fix}`"
