@@ -64,14 +64,30 @@ def _llama_cpp_layout(name: str, tensor: Any, family: str, heads: int, kv_heads:
 
 # ---------------------------------------------------------------- falsifier 6
 
+def _export(call: Any, ckpt: str, fmt: str, fix: str) -> None:
+    """Run one export; a checkpoint that the release's own exporter refuses or breaks on is a failed round trip."""
+    from pretrain.checkpoint import CheckpointError
+    from pretrain.export_hf import ExportError
+
+    try:
+        call()
+    except (ExportError, CheckpointError) as exc:
+        raise AssertionError(f"{ckpt}: `pretrain export --format {fmt}` failed: {exc}; once fixed: `{fix}`") from None
+
+
 def _check_hf(ckpt: str, out: Path, ours: Any, ids: Any, fix: str) -> None:
     import torch
     import transformers
 
     from pretrain.export_hf import export_hf
 
-    export_hf(ckpt, out)
-    theirs, info = transformers.AutoModelForCausalLM.from_pretrained(out, output_loading_info=True)
+    _export(lambda: export_hf(ckpt, out), ckpt, "hf", fix)
+    try:
+        theirs, info = transformers.AutoModelForCausalLM.from_pretrained(out, output_loading_info=True)
+    except Exception as exc:  # transformers raises RuntimeError/ValueError/OSError for a directory it cannot load
+        raise AssertionError(f"{ckpt}: transformers cannot load the HF export ({type(exc).__name__}: "
+                             f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); fix the exporter, "
+                             f"then re-export: `{fix}`") from None
     problems = {k: sorted(info.get(k) or ()) for k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
     problems = {k: v for k, v in problems.items() if v}
     assert not problems, (f"{ckpt}: the HF export does not load into transformers one to one: {problems}; "
@@ -93,7 +109,7 @@ def _check_gguf(ckpt: str, out: Path, ours: Any, dtype: str, fix: str) -> None:
 
     from pretrain.export_gguf import export_gguf
 
-    export_gguf(ckpt, out, dtype=dtype)
+    _export(lambda: export_gguf(ckpt, out, dtype=dtype), ckpt, "gguf", fix)
     cfg = ours.config
     state = {k: v.detach().float().numpy() for k, v in ours.state_dict().items()}
     want: dict[str, Any] = {}
