@@ -175,16 +175,10 @@ def _card_val_loss(frontmatter: dict[str, Any]) -> float | None:
     return None
 
 
-def falsify_card_agrees_with_checkpoint(checkpoint: str | None = None, card: str | None = None) -> None:
-    """The card's frontmatter (read by huggingface_hub) states the checkpoint's license, datasets and val loss."""
-    from pretrain.card import card_license, parse_card
-    from pretrain.checkpoint import read_header
+def _disagreements(front: dict[str, Any], metadata: dict[str, str]) -> list[str]:
+    """How a card's frontmatter contradicts the checkpoint's license, data_source and val_loss metadata."""
+    from pretrain.card import card_license
 
-    ckpt, card_path = _param(checkpoint, "checkpoint"), _param(card, "card")
-    fix = f"pretrain card {shlex.quote(ckpt)} -o {shlex.quote(card_path)} --force"
-    assert Path(card_path).is_file(), f"{card_path}: no model card there; write it: `{fix}`"
-    metadata = read_header(ckpt).metadata
-    front = parse_card(Path(card_path).read_text(encoding="utf-8"), card_path)
     wrong: list[str] = []
     recorded_license = metadata.get("license", "").strip()
     stated = card_license(front)
@@ -200,4 +194,24 @@ def falsify_card_agrees_with_checkpoint(checkpoint: str | None = None, card: str
         loss = float(recorded_loss)
         if card_loss is None or not math.isclose(card_loss, loss, rel_tol=1e-6, abs_tol=1e-9):
             wrong.append(f"validation loss {card_loss} but the checkpoint records {loss}")
+    return wrong
+
+
+def falsify_card_agrees_with_checkpoint(checkpoint: str | None = None, card: str | None = None) -> None:
+    """The card's frontmatter (read by huggingface_hub) states the checkpoint's license, datasets and val loss;
+    and so does the card `pretrain card` writes for it now (the fix this falsifier prints must fix it)."""
+    from pretrain.card import build_card, parse_card
+    from pretrain.checkpoint import read_header
+
+    ckpt, card_path = _param(checkpoint, "checkpoint"), _param(card, "card")
+    fix = f"pretrain card {shlex.quote(ckpt)} -o {shlex.quote(card_path)} --force"
+    metadata = read_header(ckpt).metadata
+    # The writer first: a card it writes wrong would make the printed fix a lie.
+    written, _, _, _ = build_card(ckpt)
+    wrong = _disagreements(parse_card(written, "the card `pretrain card` writes"), metadata)
+    assert not wrong, (f"`pretrain card {shlex.quote(ckpt)}` writes a card that disagrees with the checkpoint: "
+                       + "; ".join(wrong) + " (a defect in pretrain.card, not in the artifact)")
+    assert Path(card_path).is_file(), f"{card_path}: no model card there; write it: `{fix}`"
+    front = parse_card(Path(card_path).read_text(encoding="utf-8"), card_path)
+    wrong = _disagreements(front, metadata)
     assert not wrong, f"{card_path} disagrees with {ckpt}: " + "; ".join(wrong) + f"; rewrite the card: `{fix}`"

@@ -147,3 +147,15 @@ def test_a_lossy_q8_0_export_fails(release: dict[str, Path], monkeypatch: pytest
     monkeypatch.setattr(export_gguf_module, "encode", coarse)
     with pytest.raises(AssertionError, match=r"--dtype q8_0\) does not read back within Q8_0's step"):
         mre.falsify_export_round_trip(str(release["llama"]))
+
+
+def test_a_card_writer_that_states_another_license_fails(release: dict[str, Path],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Falsifier 7 also checks the card `pretrain card` writes now, so the fix it prints cannot be a lie."""
+    from pretrain import card as card_module
+
+    monkeypatch.setattr(card_module, "hub_license", lambda recorded: {"license": "mit"})
+    ckpt = release["qwen2"]
+    with pytest.raises(AssertionError, match=r"`pretrain card .*` writes a card that disagrees with the checkpoint: "
+                                             r"license 'mit' but the checkpoint's is 'Apache-2.0'"):
+        mre.falsify_card_agrees_with_checkpoint(str(ckpt), str(ckpt.parent / "README.md"))
