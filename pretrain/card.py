@@ -357,6 +357,8 @@ def write_card(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str],
     from pretrain.atomic import atomic_write
 
     target = Path(out)
+    if target.exists() and target.resolve() == Path(checkpoint).resolve():
+        raise CardError(f"-o {target} is the checkpoint itself; give the card's path, e.g. -o README.md")
     if target.exists() and not force:
         raise CardError(f"-o {target} already exists; pass --force to replace it, or choose another -o")
     if not target.parent.is_dir():

@@ -100,7 +100,7 @@ def export_gguf(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str],
     if dtype not in DTYPES:
         raise ExportError(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}")
     out = Path(out)
-    check_output(out, force, directory=False)
+    check_output(out, force, directory=False, source=checkpoint)
     loaded = load_for_export(checkpoint)
     cfg, meta = loaded.config, loaded.header.metadata
     state = {k: v.detach().to("cpu").float().numpy() for k, v in loaded.model.state_dict().items()}

@@ -70,8 +70,12 @@ def load_for_export(checkpoint: str | os.PathLike[str]) -> Any:
         raise ExportError(f"cannot export {checkpoint}: {exc}") from None
 
 
-def check_output(out: Path, force: bool, *, directory: bool) -> None:
-    """Refuse an OUT that exists (without --force) or whose parent directory does not exist."""
+def check_output(out: Path, force: bool, *, directory: bool, source: str | os.PathLike[str] | None = None) -> None:
+    """Refuse an OUT that is (or holds) the checkpoint, exists (without --force), or has no parent directory."""
+    if source is not None and out.exists():
+        src, dst = Path(source).resolve(), out.resolve()
+        if src == dst or dst in src.parents:
+            raise ExportError(f"-o {out} is (or holds) the checkpoint {source} being exported; choose another -o")
     if (out.exists() or out.is_symlink()) and not force:
         raise ExportError(f"-o {out} already exists; pass --force to replace it, or choose another -o")
     if out.exists() and directory != out.is_dir():
@@ -105,7 +109,7 @@ def generation_config(source: Path | None, config: dict[str, Any]) -> dict[str, 
 def export_hf(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], *, force: bool = False) -> ExportResult:
     """Write `checkpoint` as an HF directory at `out` (see the module docstring); raises ExportError."""
     out = Path(out)
-    check_output(out, force, directory=True)
+    check_output(out, force, directory=True, source=checkpoint)
     loaded = load_for_export(checkpoint)
     header = loaded.header
     source_dir = Path(header.path) if header.format == "hf-dir" else None

@@ -262,3 +262,19 @@ def test_docs_export_commands_run_as_printed(runs: dict[str, Path], tmp_path: Pa
     for command in commands:
         r = run_cli(*shlex.split(command)[1:])
         assert r.rc == 0, f"docs/pretrain-export.md: `{command}` exited {r.rc}: {r.err}"
+
+
+def test_export_and_card_refuse_to_write_over_the_checkpoint(runs: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    ckpt = tmp_path / "model.safetensors"
+    shutil.copy(runs["qwen3"], ckpt)
+    before = ckpt.read_bytes()
+    r = run_cli("export", str(ckpt), "--format", "gguf", "-o", str(ckpt), "--force")
+    assert r.rc == 2 and "is (or holds) the checkpoint" in r.err
+    hf = export_hf(ckpt, tmp_path / "hf").output
+    r = run_cli("export", hf, "--format", "hf", "-o", hf, "--force")
+    assert r.rc == 2 and "is (or holds) the checkpoint" in r.err and (Path(hf) / "model.safetensors").is_file()
+    r = run_cli("card", str(ckpt), "-o", str(ckpt), "--force")
+    assert r.rc == 2 and "is the checkpoint itself" in r.err
+    assert ckpt.read_bytes() == before
