@@ -176,18 +176,31 @@ def _card_val_loss(frontmatter: dict[str, Any]) -> float | None:
 
 
 def _disagreements(front: dict[str, Any], metadata: dict[str, str]) -> list[str]:
-    """How a card's frontmatter contradicts the checkpoint's license, data_source and val_loss metadata."""
-    from pretrain.card import card_license
+    """How a card's frontmatter contradicts the checkpoint's license, data_source, init and val_loss metadata."""
+    from pretrain.card import HUB_LICENSES, card_license
 
     wrong: list[str] = []
     recorded_license = metadata.get("license", "").strip()
     stated = card_license(front)
     if stated.lower() != (recorded_license.lower() or "unknown"):
         wrong.append(f"license {stated!r} but the checkpoint's is {recorded_license or 'unrecorded'!r}")
+    elif recorded_license.lower() in HUB_LICENSES and front.get("license") != recorded_license.lower():
+        # The Hub filters and shows licences by its own id; `other` hides a licence it knows.
+        wrong.append(f"license {front.get('license')!r} but the Hub's id for {recorded_license!r} is "
+                     f"{recorded_license.lower()!r}")
     source = metadata.get("data_source", "").strip()
     datasets = front.get("datasets") or []
     if source and datasets != [source]:
         wrong.append(f"datasets {datasets!r} but the checkpoint was trained on {source!r}")
+    evaluated_on = {r.get("dataset", {}).get("name") for e in front.get("model-index") or ()
+                    for r in e.get("results") or ()}
+    if source and evaluated_on and evaluated_on != {source}:
+        wrong.append(f"model-index evaluates on {sorted(map(str, evaluated_on))} but the validation split is "
+                     f"{source!r}'s")
+    init = metadata.get("init", "").strip()
+    if (front.get("base_model") or "") != init:
+        wrong.append(f"base_model {front.get('base_model')!r} but the checkpoint was initialised from "
+                     f"{init or 'scratch'!r}")
     recorded_loss = metadata.get("val_loss")
     card_loss = _card_val_loss(front)
     if recorded_loss is not None:

@@ -159,3 +159,30 @@ def test_a_card_writer_that_states_another_license_fails(release: dict[str, Path
     with pytest.raises(AssertionError, match=r"`pretrain card .*` writes a card that disagrees with the checkpoint: "
                                              r"license 'mit' but the checkpoint's is 'Apache-2.0'"):
         mre.falsify_card_agrees_with_checkpoint(str(ckpt), str(ckpt.parent / "README.md"))
+
+
+@pytest.mark.parametrize(("edit", "complaint"), [
+    (("license: apache-2.0", "license: other\nlicense_name: Apache-2.0"), "the Hub's id for 'Apache-2.0' is 'apache-2.0'"),
+    (("pipeline_tag:", "base_model: somebody/else\npipeline_tag:"), "base_model 'somebody/else' but the checkpoint was "
+                                                                    "initialised from 'scratch'"),
+    (("    dataset:\n      name: ", "    dataset:\n      name: other "), "model-index evaluates on"),
+])
+def test_a_card_that_misstates_the_licence_id_base_model_or_evaluation_data_fails(
+        release: dict[str, Path], tmp_path: Path, edit: tuple[str, str], complaint: str) -> None:
+    ckpt = release["llama"]
+    text = (ckpt.parent / "README.md").read_text()
+    assert edit[0] in text
+    card = tmp_path / "README.md"
+    card.write_text(text.replace(edit[0], edit[1], 1))
+    with pytest.raises(AssertionError, match=re.escape(complaint)):
+        mre.falsify_card_agrees_with_checkpoint(str(ckpt), str(card))
+
+
+def test_a_fine_tuned_checkpoints_card_names_its_base_model(release: dict[str, Path], tmp_path: Path) -> None:
+    from pretrain.card import parse_card
+
+    ckpt = train_tiny(tmp_path / "tuned", init=str(release["llama"]), steps=1, eval_every=1).checkpoint
+    card = tmp_path / "README.md"
+    write_card(ckpt, card)
+    assert parse_card(card.read_text())["base_model"] == str(release["llama"])
+    mre.falsify_card_agrees_with_checkpoint(str(ckpt), str(card))
