@@ -102,7 +102,7 @@ def _check_hf(ckpt: str, out: Path, ours: Any, ids: Any, fix: str) -> None:
                          f"> {TOL} (fp32); re-export: `{fix}`")
 
 
-def _check_gguf(ckpt: str, out: Path, ours: Any, dtype: str, fix: str) -> None:
+def _check_gguf(ckpt: str, out: Path, ours: Any, dtype: str, fix: str, license_: str = "") -> None:
     import numpy as np
     from gguf import GGUFReader
     from gguf.quants import dequantize
@@ -124,13 +124,26 @@ def _check_gguf(ckpt: str, out: Path, ours: Any, dtype: str, fix: str) -> None:
                                        f"unexpected {extra}; re-export: `{fix}`")
     arch = reader.fields["general.architecture"].contents()
     assert arch == cfg.family, f"{ckpt}: the GGUF says general.architecture {arch!r}, expected {cfg.family!r}; `{fix}`"
-    for key, value in (("block_count", cfg.num_hidden_layers), ("embedding_length", cfg.hidden_size),
-                       ("attention.head_count", cfg.num_attention_heads),
-                       ("attention.head_count_kv", cfg.num_key_value_heads),
-                       ("feed_forward_length", cfg.intermediate_size)):
-        field = reader.fields.get(f"{arch}.{key}")
-        assert field is not None and field.contents() == value, (
-            f"{ckpt}: the GGUF's {arch}.{key} is {field.contents() if field else 'missing'}, expected {value}; `{fix}`")
+    # llama.cpp's keys for these families, each what the checkpoint's config says (f32 values as written).
+    expected_keys: dict[str, Any] = {
+        f"{arch}.block_count": cfg.num_hidden_layers, f"{arch}.embedding_length": cfg.hidden_size,
+        f"{arch}.context_length": cfg.max_position_embeddings, f"{arch}.feed_forward_length": cfg.intermediate_size,
+        f"{arch}.attention.head_count": cfg.num_attention_heads,
+        f"{arch}.attention.head_count_kv": cfg.num_key_value_heads,
+        f"{arch}.attention.layer_norm_rms_epsilon": float(np.float32(cfg.rms_norm_eps)),
+        f"{arch}.rope.freq_base": float(np.float32(cfg.rope_theta)),
+        f"{arch}.rope.dimension_count": cfg.head_dim, f"{arch}.attention.key_length": cfg.head_dim,
+        f"{arch}.attention.value_length": cfg.head_dim, f"{arch}.vocab_size": cfg.vocab_size,
+        "general.file_type": {"f32": 0, "f16": 1, "q8_0": 7}[dtype],
+    }
+    if dtype == "q8_0":
+        expected_keys["general.quantization_version"] = 2  # llama.cpp refuses a quantized file without it
+    if license_:
+        expected_keys["general.license"] = license_  # the artifact's licence travels with it
+    for key, value in expected_keys.items():
+        field = reader.fields.get(key)
+        stated = field.contents() if field is not None else "missing"
+        assert stated == value, f"{ckpt}: the GGUF's {key} is {stated}, expected {value}; re-export: `{fix}`"
     for name, tensor in got.items():
         # gguf's dequantize reads every type (F32 and F16 too); the reader gives the data in our row-major shape.
         values = dequantize(np.asarray(tensor.data), tensor.tensor_type).astype(np.float32).reshape(want[name].shape)
@@ -156,12 +169,15 @@ def falsify_export_round_trip(checkpoint: str | None = None) -> None:
     ckpt = _param(checkpoint, "checkpoint")
     ours = from_pretrained(ckpt)
     ids = torch.randint(0, ours.config.vocab_size, (2, 12), generator=torch.Generator().manual_seed(0))
+    from pretrain.checkpoint import read_header
+
+    license_ = read_header(ckpt).metadata.get("license", "")
     q = shlex.quote(ckpt)
     with tempfile.TemporaryDirectory() as d:
         _check_hf(ckpt, Path(d) / "hf", ours, ids, f"pretrain export {q} --format hf -o model-hf")
         for dtype in ("f32", "q8_0"):
             _check_gguf(ckpt, Path(d) / f"model-{dtype}.gguf", ours, dtype,
-                        f"pretrain export {q} --format gguf --dtype {dtype} -o model-{dtype}.gguf")
+                        f"pretrain export {q} --format gguf --dtype {dtype} -o model-{dtype}.gguf", license_)
 
 
 # ---------------------------------------------------------------- falsifier 7

@@ -34,8 +34,9 @@ from pretrain.export_hf import ExportError, ExportResult, check_output, load_for
 
 DTYPES = ("f32", "f16", "q8_0")
 GGUF_TOKENIZER_NOTE = ("no tokenizer.ggml.* metadata: the byte-level tokenizer (token id = UTF-8 byte 0-255) "
-                       "has no llama.cpp tokenizer model; pass token ids, or convert the `--format hf` "
-                       "export with llama.cpp's convert_hf_to_gguf.py once it has a tokenizer")
+                       "has no llama.cpp tokenizer model; pass token ids")
+GGUF_NO_VOCAB_NOTE = ("no tokenizer.ggml.* metadata: the tokenizer is not converted; for a GGUF with its vocabulary "
+                      "run llama.cpp's convert_hf_to_gguf.py on the `--format hf` export")
 
 
 def llama_permute(weights: Any, n_head: int, n_head_kv: int | None) -> Any:
@@ -85,6 +86,40 @@ def encode(array: Any, dtype: str) -> tuple[Any, Any]:
     return array.astype(np.float16), Q.F16
 
 
+def write_gguf(path: str, cfg: Any, meta: dict[str, str], tensors: dict[str, Any], dtype: str, name: str) -> None:
+    """The GGUF file itself: llama.cpp's metadata keys for `cfg`'s family, then `tensors` encoded at `dtype`."""
+    import gguf
+
+    file_type = {"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
+                 "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[dtype]
+    writer = gguf.GGUFWriter(path, gguf.MODEL_ARCH_NAMES[gguf_arch(cfg.family)])
+    writer.add_name(name)
+    writer.add_context_length(cfg.max_position_embeddings)
+    writer.add_embedding_length(cfg.hidden_size)
+    writer.add_block_count(cfg.num_hidden_layers)
+    writer.add_feed_forward_length(cfg.intermediate_size)
+    writer.add_head_count(cfg.num_attention_heads)
+    writer.add_head_count_kv(cfg.num_key_value_heads)
+    writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    writer.add_rope_freq_base(cfg.rope_theta)
+    writer.add_rope_dimension_count(cfg.head_dim)
+    writer.add_key_length(cfg.head_dim)
+    writer.add_value_length(cfg.head_dim)
+    writer.add_vocab_size(cfg.vocab_size)
+    writer.add_file_type(file_type)
+    if dtype == "q8_0":
+        writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    if meta.get("license"):
+        writer.add_license(meta["license"])
+    for tensor_name, array in tensors.items():
+        data, qtype = encode(array, dtype)
+        writer.add_tensor(tensor_name, data, raw_dtype=qtype)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
 def model_name(checkpoint: Path) -> str:
     """general.name: the run directory's name for a trainer's model.safetensors, else the file or directory's."""
     if checkpoint.is_file() and checkpoint.name == "model.safetensors":
@@ -95,8 +130,6 @@ def model_name(checkpoint: Path) -> str:
 def export_gguf(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], *, dtype: str = "f32",
                 force: bool = False) -> ExportResult:
     """Write `checkpoint` as a GGUF file at `out` (see the module docstring); raises ExportError."""
-    import gguf
-
     if dtype not in DTYPES:
         raise ExportError(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}")
     out = Path(out)
@@ -105,37 +138,7 @@ def export_gguf(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str],
     cfg, meta = loaded.config, loaded.header.metadata
     state = {k: v.detach().to("cpu").float().numpy() for k, v in loaded.model.state_dict().items()}
     tensors = gguf_tensors(cfg.family, state, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.num_hidden_layers)
-    file_type = {"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
-                 "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[dtype]
-
-    def write(tmp: str) -> None:
-        writer = gguf.GGUFWriter(tmp, gguf.MODEL_ARCH_NAMES[gguf_arch(cfg.family)])
-        writer.add_name(model_name(Path(checkpoint)))
-        writer.add_context_length(cfg.max_position_embeddings)
-        writer.add_embedding_length(cfg.hidden_size)
-        writer.add_block_count(cfg.num_hidden_layers)
-        writer.add_feed_forward_length(cfg.intermediate_size)
-        writer.add_head_count(cfg.num_attention_heads)
-        writer.add_head_count_kv(cfg.num_key_value_heads)
-        writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
-        writer.add_rope_freq_base(cfg.rope_theta)
-        writer.add_rope_dimension_count(cfg.head_dim)
-        writer.add_key_length(cfg.head_dim)
-        writer.add_value_length(cfg.head_dim)
-        writer.add_vocab_size(cfg.vocab_size)
-        writer.add_file_type(file_type)
-        if dtype == "q8_0":
-            writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-        if meta.get("license"):
-            writer.add_license(meta["license"])
-        for name, array in tensors.items():
-            data, qtype = encode(array, dtype)
-            writer.add_tensor(name, data, raw_dtype=qtype)
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
-
-    atomic_write(out, write)
+    atomic_write(out, lambda tmp: write_gguf(tmp, cfg, meta, tensors, dtype, model_name(Path(checkpoint))))
     return ExportResult(source=str(checkpoint), output=str(out), format="gguf", files=(out.name,),
-                        tensors=len(tensors), dtype=dtype, notes=(GGUF_TOKENIZER_NOTE,))
+                        tensors=len(tensors), dtype=dtype,
+                        notes=(GGUF_TOKENIZER_NOTE if meta.get("tokenizer") == "bytes" else GGUF_NO_VOCAB_NOTE,))

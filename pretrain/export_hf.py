@@ -92,6 +92,17 @@ def exported_metadata(metadata: dict[str, str]) -> dict[str, str]:
     return {**kept, "format": "pt"}
 
 
+def tokenizer_note(header: Any) -> str:
+    """What an export says when it writes no tokenizer: byte-level, none in the source, or one it cannot write."""
+    tokenizer = header.metadata.get("tokenizer", "")
+    if tokenizer == "bytes":
+        return BYTE_LEVEL_NOTE
+    if header.format == "hf-dir":
+        return "no tokenizer files: the source directory has none"
+    return (f"no tokenizer files: the checkpoint records tokenizer {tokenizer or 'none'!r}, which pretrain cannot "
+            "write as Hugging Face files; add that tokenizer's files to the output directory")
+
+
 def generation_config(source: Path | None, config: dict[str, Any]) -> dict[str, Any]:
     """The source directory's generation_config.json, else greedy defaults with the config's token ids."""
     if source is not None and (source / GENERATION_CONFIG).is_file():
@@ -106,6 +117,17 @@ def generation_config(source: Path | None, config: dict[str, Any]) -> dict[str, 
     return built
 
 
+def hf_contents(loaded: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+    """(config.json, model.safetensors' tensors, its metadata) for a strictly loaded checkpoint.
+
+    What makes the directory load into transformers one to one: the family's HF config and the state dict
+    under its own names (pretrain.model's names are HF's), nothing renamed.
+    """
+    config = loaded.config.to_hf_dict()
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in loaded.model.state_dict().items()}
+    return config, tensors, exported_metadata(dict(loaded.header.metadata))
+
+
 def export_hf(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], *, force: bool = False) -> ExportResult:
     """Write `checkpoint` as an HF directory at `out` (see the module docstring); raises ExportError."""
     out = Path(out)
@@ -113,19 +135,14 @@ def export_hf(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], *
     loaded = load_for_export(checkpoint)
     header = loaded.header
     source_dir = Path(header.path) if header.format == "hf-dir" else None
-    config = loaded.config.to_hf_dict()
+    config, tensors, metadata = hf_contents(loaded)
     if source_dir is not None and header.config:
         # Token ids an HF config carries (bos/eos/pad) are kept: generation and tokenizers rely on them.
         config.update({k: header.config[k] for k in _TOKEN_IDS if k in header.config})
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in loaded.model.state_dict().items()}
-    metadata = exported_metadata(dict(header.metadata))
     notes: list[str] = []
     tokenizer_files = [n for n in TOKENIZER_FILES if source_dir is not None and (source_dir / n).is_file()]
     if not tokenizer_files:
-        if header.metadata.get("tokenizer") == "bytes" or header.format == "safetensors":
-            notes.append(BYTE_LEVEL_NOTE)
-        else:
-            notes.append("no tokenizer files: the source directory has none")
+        notes.append(tokenizer_note(header))
     files = ["config.json", GENERATION_CONFIG, "model.safetensors", *tokenizer_files]
     try:
         with atomic_directory(out, replace=force) as tmp:

@@ -186,3 +186,12 @@ def test_a_fine_tuned_checkpoints_card_names_its_base_model(release: dict[str, P
     write_card(ckpt, card)
     assert parse_card(card.read_text())["base_model"] == str(release["llama"])
     mre.falsify_card_agrees_with_checkpoint(str(ckpt), str(card))
+
+
+def test_a_q8_0_gguf_without_its_quantization_version_fails(release: dict[str, Path],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import gguf
+
+    monkeypatch.setattr(gguf.GGUFWriter, "add_quantization_version", lambda self, version: None)
+    with pytest.raises(AssertionError, match=r"the GGUF's general\.quantization_version is missing, expected 2"):
+        mre.falsify_export_round_trip(str(release["qwen2"]))
