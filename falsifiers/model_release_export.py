@@ -64,6 +64,16 @@ def _llama_cpp_layout(name: str, tensor: Any, family: str, heads: int, kv_heads:
 
 # ---------------------------------------------------------------- falsifier 6
 
+def _llama_cpp_type(dtype: str, shape: tuple[int, ...]) -> str:
+    """The tensor type llama.cpp's converter writes: 1-D tensors (norms, biases) F32; matrices at --dtype, Q8_0
+    only for rows of whole 32-value blocks (F16 otherwise)."""
+    if dtype == "f32" or len(shape) < 2:
+        return "F32"
+    if dtype == "q8_0" and shape[-1] % 32 == 0:
+        return "Q8_0"
+    return "F16"
+
+
 def _export(call: Any, ckpt: str, fmt: str, fix: str) -> None:
     """Run one export; a checkpoint that the release's own exporter refuses or breaks on is a failed round trip."""
     from pretrain.checkpoint import CheckpointError
@@ -81,7 +91,16 @@ def _check_hf(ckpt: str, out: Path, ours: Any, ids: Any, fix: str) -> None:
 
     from pretrain.export_hf import export_hf
 
+    from pretrain.checkpoint import read_header
+
     _export(lambda: export_hf(ckpt, out), ckpt, "hf", fix)
+    # transformers 4.x refuses a safetensors file whose metadata lacks `format: pt` (5.x no longer asks); and the
+    # release's provenance must travel with its weights.
+    source, exported = read_header(ckpt).metadata, read_header(out).metadata
+    lost = [k for k in ("license", "data_source", "data_license", "val_loss") if source.get(k) != exported.get(k)]
+    assert exported.get("format") == "pt" and not lost, (
+        f"{ckpt}: the HF export's model.safetensors metadata has format {exported.get('format')!r} (want 'pt') and "
+        f"loses {lost or 'nothing'}; re-export: `{fix}`")
     try:
         theirs, info = transformers.AutoModelForCausalLM.from_pretrained(out, output_loading_info=True)
     except Exception as exc:  # transformers raises RuntimeError/ValueError/OSError for a directory it cannot load
@@ -145,6 +164,10 @@ def _check_gguf(ckpt: str, out: Path, ours: Any, dtype: str, fix: str, license_:
         stated = field.contents() if field is not None else "missing"
         assert stated == value, f"{ckpt}: the GGUF's {key} is {stated}, expected {value}; re-export: `{fix}`"
     for name, tensor in got.items():
+        want_type = _llama_cpp_type(dtype, want[name].shape)
+        assert tensor.tensor_type.name == want_type, (
+            f"{ckpt}: GGUF tensor {name} is {tensor.tensor_type.name} under --dtype {dtype}; llama.cpp writes "
+            f"{want_type} there; re-export: `{fix}`")
         # gguf's dequantize reads every type (F32 and F16 too); the reader gives the data in our row-major shape.
         values = dequantize(np.asarray(tensor.data), tensor.tensor_type).astype(np.float32).reshape(want[name].shape)
         expected = want[name]
@@ -161,7 +184,8 @@ def _check_gguf(ckpt: str, out: Path, ours: Any, dtype: str, fix: str, license_:
 
 def falsify_export_round_trip(checkpoint: str | None = None) -> None:
     """export hf -> transformers loads every weight and gives pretrain's logits (1e-4, fp32); export gguf ->
-    gguf's reader gives llama.cpp's tensor names, layout and the same values (f32 exact, q8_0 dequantized)."""
+    gguf's reader gives llama.cpp's tensor names, types, layout and metadata and the same values (f32 exact,
+    f16 to its rounding, q8_0 dequantized within a step)."""
     import torch
 
     from pretrain.model import from_pretrained
@@ -175,7 +199,7 @@ def falsify_export_round_trip(checkpoint: str | None = None) -> None:
     q = shlex.quote(ckpt)
     with tempfile.TemporaryDirectory() as d:
         _check_hf(ckpt, Path(d) / "hf", ours, ids, f"pretrain export {q} --format hf -o model-hf")
-        for dtype in ("f32", "q8_0"):
+        for dtype in ("f32", "f16", "q8_0"):
             _check_gguf(ckpt, Path(d) / f"model-{dtype}.gguf", ours, dtype,
                         f"pretrain export {q} --format gguf --dtype {dtype} -o model-{dtype}.gguf", license_)
 

@@ -195,3 +195,18 @@ def test_a_q8_0_gguf_without_its_quantization_version_fails(release: dict[str, P
     monkeypatch.setattr(gguf.GGUFWriter, "add_quantization_version", lambda self, version: None)
     with pytest.raises(AssertionError, match=r"the GGUF's general\.quantization_version is missing, expected 2"):
         mre.falsify_export_round_trip(str(release["qwen2"]))
+
+
+def test_an_hf_export_that_drops_format_pt_or_the_provenance_fails(release: dict[str, Path],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(export_hf_module, "exported_metadata", lambda metadata: {"architecture": "llama"})
+    with pytest.raises(AssertionError, match=r"metadata has format None \(want 'pt'\) and loses \['license'"):
+        mre.falsify_export_round_trip(str(release["llama"]))
+
+
+def test_a_gguf_export_that_writes_another_tensor_type_than_asked_fails(release: dict[str, Path],
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    real = export_gguf_module.encode
+    monkeypatch.setattr(export_gguf_module, "encode", lambda array, dtype: real(array, "f16" if dtype == "f32" else dtype))
+    with pytest.raises(AssertionError, match=r"GGUF tensor \S+ is F16 under --dtype f32; llama.cpp writes F32 there"):
+        mre.falsify_export_round_trip(str(release["qwen2"]))
