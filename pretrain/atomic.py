@@ -7,6 +7,7 @@ a SIGKILLed writer's temp file (named with its pid) is removed by the next write
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import os
 import re
@@ -158,3 +159,51 @@ def atomic_write(path: str | os.PathLike[str], write: Any) -> None:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
             raise
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike[str], *, replace: bool = False) -> Iterator[Path]:
+    """Yield an empty temp directory beside `path`; when the block succeeds, rename it to `path`.
+
+    The directory form of atomic_write, for outputs that are several files (an HF model directory): an
+    error or a signal (WriteInterrupted) removes the temp directory and leaves `path` as it was. An existing
+    `path` is refused (FileExistsError) unless `replace`; then the old one is moved aside, the new one
+    renamed in, and the old one removed, so `path` never holds a mixture of the two.
+    """
+    target = Path(path)
+    if (target.exists() or target.is_symlink()) and not replace:
+        raise FileExistsError(errno.EEXIST, "already exists", str(target))
+    if replace and target.exists() and not target.is_dir():
+        raise CheckpointError(target, "output exists and is not a directory; refusing to replace it",
+                              "give a directory path as the output")
+    with cleanup_on_signals():
+        tmp: str | None = None
+        old: str | None = None
+        try:
+            tmp = tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
+            yield Path(tmp)
+            for entry in Path(tmp).iterdir():
+                if entry.is_file():
+                    with open(entry, "rb") as f:
+                        os.fsync(f.fileno())
+            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the directory normal permissions
+            if replace and target.exists():
+                old = tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".old", dir=target.parent)
+                os.rename(target, Path(old) / target.name)
+            os.rename(tmp, target)
+            tmp = None
+        except BaseException:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+            if old is not None and not target.exists() and (Path(old) / target.name).exists():
+                os.rename(Path(old) / target.name, target)  # put the old output back
+            raise
+        finally:
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask

@@ -1,4 +1,5 @@
-"""Train small Llama/Qwen2/Qwen3 causal LMs on CPU or CUDA, and inspect or re-stamp their checkpoints.
+"""Train small Llama/Qwen2/Qwen3 causal LMs on CPU or CUDA, inspect or re-stamp their checkpoints, export them
+(HF directory, GGUF) and write their model cards.
 
 Exit codes: 0 ok, 1 the command's check failed (inspect --min-score/--check-arch), 2 bad input (a bad flag,
 unusable data, an unreadable or refused checkpoint, a full disk), 130 interrupted (Ctrl-C),
@@ -20,7 +21,8 @@ from pretrain.terminal import escape
 
 # Imported lazily so `pretrain stamp` does not pay for importing torch's model code. None of them imports
 # torch (or numpy) at module level: --help, inspect and stamp never load it (tests/pretrain/test_cli_imports.py).
-COMMAND_MODULES: tuple[str, ...] = ("pretrain.train_cli", "pretrain.stamp", "pretrain.inspection")
+COMMAND_MODULES: tuple[str, ...] = ("pretrain.train_cli", "pretrain.stamp", "pretrain.inspection", "pretrain.export_cli",
+                                     "pretrain.card")
 EXIT_BAD_INPUT, EXIT_INTERRUPTED = 2, 130
 # What a shell reports for a process SIGPIPE killed (128 + 13); Python ignores SIGPIPE, so we exit with it.
 EXIT_BROKEN_PIPE = 141

@@ -314,3 +314,26 @@ def check_out_dir(out: Path, overwrite: bool = False) -> None:
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"--out {out}: {parent} is not writable by this user; pass a --out you can write "
                           "to, or fix the permissions (chmod u+w)")
+
+
+def command_line(cfg: TrainConfig) -> str:
+    """The `pretrain train` command that gives `cfg`: every option that differs from its default, shell-quoted.
+
+    Recorded in the checkpoint as `train_command` metadata, so a model card can say how to reproduce the run.
+    `--overwrite` is left out: it says how the run treated an earlier one, not what it trained.
+    """
+    import shlex
+
+    parts = ["pretrain", "train"]
+    for f in dataclasses.fields(TrainConfig):
+        value = getattr(cfg, f.name)
+        if f.name == "overwrite" or (f.default is not dataclasses.MISSING and value == f.default):
+            continue
+        kind = f.metadata["kind"]
+        if kind == "bool?":
+            parts.append(flag(f.name) if value else "--no-" + f.name.replace("_", "-"))
+        elif kind is bool:
+            parts.append(flag(f.name))
+        else:
+            parts += [flag(f.name), shlex.quote(str(value))]
+    return " ".join(parts)

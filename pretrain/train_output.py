@@ -171,11 +171,15 @@ class Throughput:
 
 
 def provenance(args: "TrainConfig", corpus: data_mod.Corpus) -> dict[str, str]:
-    """The checkpoint's `license`, `data_source` and `data_license` metadata: the flags, else the corpus's own."""
+    """The checkpoint's `license`, `data_source` and `data_license` metadata: the flags, else the corpus's own;
+    and `train_command`, the `pretrain train` command of this run (what `pretrain card` shows to reproduce it)."""
+    from pretrain.train_config import command_line
+
     return {
         "license": args.license,
         "data_source": corpus.source if args.data_source is None else args.data_source,
         "data_license": corpus.license if args.data_license is None else args.data_license,
+        "train_command": command_line(args),
     }
 
 

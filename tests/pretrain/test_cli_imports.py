@@ -47,7 +47,7 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     single = root / "single.safetensors"
     write_checkpoint(single, model.state_dict(), {"architecture": "qwen2", "hf_architecture": "Qwen2ForCausalLM",
                                                   "hf_model_type": "qwen2", "config": cfg.to_json()})
-    return {"hf": hf_dir, "single": single, "out": root / "stamped.safetensors"}
+    return {"hf": hf_dir, "single": single, "out": root / "stamped.safetensors", "card": root / "README.md"}
 
 
 def run_cli(tmp_path: Path, *argv: str) -> tuple[int, set[str]]:
@@ -61,6 +61,7 @@ def run_cli(tmp_path: Path, *argv: str) -> tuple[int, set[str]]:
 
 @pytest.mark.parametrize("argv", [
     ["--help"], ["inspect", "--help"], ["stamp", "--help"], ["train", "--help"], ["--version"],
+    ["export", "--help"], ["card", "--help"],
 ], ids=lambda argv: " ".join(argv))
 def test_help_and_version_never_import_torch(tmp_path: Path, argv: list[str]) -> None:
     code, modules = run_cli(tmp_path, *argv)
@@ -73,6 +74,7 @@ def test_help_and_version_never_import_torch(tmp_path: Path, argv: list[str]) ->
     ["inspect", "--json", "--quality", "{hf}"],
     ["inspect", "--min-score", "0", "--check-arch", "{single}"],
     ["stamp", "{single}", "--license", "MIT", "--out", "{out}"],
+    ["card", "{single}", "-o", "{card}"],
 ], ids=lambda argv: " ".join(argv))
 def test_inspect_and_stamp_never_import_torch(tmp_path: Path, checkpoints: dict[str, Path],
                                               command: list[str]) -> None:
@@ -84,6 +86,8 @@ def test_inspect_and_stamp_never_import_torch(tmp_path: Path, checkpoints: dict[
         from pretrain.checkpoint import read_header
 
         assert read_header(checkpoints["out"]).metadata["license"] == "MIT"
+    if command[0] == "card":
+        assert checkpoints["card"].read_text(encoding="utf-8").startswith("---\n")
 
 
 def test_train_help_describes_the_train_module() -> None:
