@@ -430,7 +430,13 @@ def fixed_name(source: str) -> str:
     """Where salvage recipes write the restamped copy: beside the original, never over it."""
     if source.endswith(".safetensors"):
         return source[: -len(".safetensors")] + ".fixed.safetensors"
-    return source.rstrip("/") + ".fixed"
+    trimmed = source.rstrip("/")
+    if trimmed.split("/")[-1] in ("", ".", ".."):
+        # `.` or `..` (the directory one is in): "..fixed" would land inside it; name it beside, absolutely.
+        import os.path
+
+        trimmed = os.path.abspath(source)
+    return trimmed + ".fixed"
 
 
 def _shell_quote(text: str) -> str:
