@@ -408,7 +408,7 @@ def stamp_command(
         parts += ["--architecture", family, "--hf-architecture", hf_class, "--hf-model-type", model_type]
     for flag, value in flags:
         parts += [flag, value]
-    parts += ["-o", _shell_quote(output or fixed_name(source))]
+    parts += ["-o", _shell_quote(output or free_fixed_name(source))]
     return " ".join(parts)
 
 
@@ -437,6 +437,24 @@ def fixed_name(source: str) -> str:
 
         trimmed = os.path.abspath(source)
     return trimmed + ".fixed"
+
+
+def free_fixed_name(source: str) -> str:
+    """fixed_name(source), or for a directory whose fixed name is taken the first free `NAME.fixed.N` (N >= 2).
+
+    Stamping a directory refuses an existing -o (a file's is replaced atomically), so a suggestion naming a
+    taken directory would not run as printed.
+    """
+    import os.path
+
+    name = fixed_name(source)
+    if not os.path.isdir(source):
+        return name
+    candidate, n = name, 1
+    while os.path.lexists(candidate):
+        n += 1
+        candidate = f"{name}.{n}"
+    return candidate
 
 
 def _shell_quote(text: str) -> str:

@@ -43,6 +43,7 @@ from pretrain.families import (
     InitArchMismatchError,
     family_from_tensor_names,
     fixed_name,
+    free_fixed_name,
     hf_identity_for,
     normalize_metadata_arch_family,
     stamp_recipe,
@@ -216,7 +217,7 @@ def _forced_warning(prospective: Header, force: bool) -> tuple[str, ...]:
 def _output_for(src: Path, output: str | os.PathLike[str] | None, in_place: bool, what: str) -> Path:
     if output is None and not in_place:
         raise StampError(f"give -o OUT for the stamped copy, or --in-place to rewrite the input "
-                         f"(e.g. -o {fixed_name(str(src))})")
+                         f"(e.g. -o {shlex.quote(free_fixed_name(str(src)))})")
     # In place through a symlink rewrites the file it points to, not the link.
     dst = src.resolve() if output is None else Path(output)
     if dst.exists() and dst.resolve() == src.resolve():
@@ -319,15 +320,6 @@ def _link_or_copy(src: Path, dst: Path) -> str:
     return "copied"
 
 
-def _unused_name(path: Path) -> Path:
-    """`path`, or the first of path.2, path.3, ... that does not exist (for a suggestion that runs as printed)."""
-    candidate, n = path, 1
-    while candidate.exists() or candidate.is_symlink():
-        n += 1
-        candidate = path.with_name(f"{path.name}.{n}")
-    return candidate
-
-
 def stamp_hf_dir(
     header: Header,
     output: str | os.PathLike[str] | None,
@@ -351,7 +343,7 @@ def stamp_hf_dir(
         raise StampError(f"{src}: has no config.json and its weights carry no `config` metadata, so nothing says "
                          "what model it is; save the model with save_pretrained, which writes config.json")
     dst = _output_for(src, output, in_place, "directory")
-    beside = _unused_name(Path(fixed_name(str(src.resolve()))))
+    beside = free_fixed_name(str(src.resolve()))
     if dst != src.resolve() and (dst.exists() or dst.is_symlink()):
         raise StampError(f"-o {dst} already exists; give a new directory name such as {shlex.quote(str(beside))}")
     if dst != src.resolve() and src.resolve() in dst.resolve().parents:

@@ -258,3 +258,16 @@ def test_the_reader_and_stamp_agree_on_the_stamp_fields() -> None:
     from pretrain.formats.hf_dir import STAMPED_FIELDS
 
     assert tuple(stamp_module.STAMP_FIELDS) == STAMPED_FIELDS
+
+
+def test_the_salvage_recipe_names_a_free_directory_when_the_fixed_one_exists(tmp_path: Path,
+                                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    src = mis_stamp(save(tmp_path / "hf"))
+    for expected in ("hf.fixed", "hf.fixed.2"):
+        with pytest.raises(InitArchMismatchError) as gate:
+            check_init_arch(src)
+        argv = shlex.split(re.search(r"`(pretrain stamp [^`]+)`", str(gate.value)).group(1))
+        assert argv[-1] == str(tmp_path / expected)  # was hf.fixed again, which stamp then refused
+        assert main(argv[1:]) == 0, capsys.readouterr().err
+    assert main(["stamp", str(src), "--architecture", "qwen2"]) == 2
+    assert f"(e.g. -o {tmp_path / 'hf.fixed.3'})" in capsys.readouterr().err
