@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from pretrain.model import CausalLM
+from pretrain.model import CausalLM, forward_cached, new_cache
 
 
 class GenerateError(ValueError):
@@ -110,14 +110,14 @@ def decode(model: CausalLM, input_ids: torch.Tensor, *, max_new_tokens: int, tem
             generator.manual_seed(seed)
     batch, prompt_len = ids.shape
     done = torch.zeros(batch, dtype=torch.bool, device=device)
-    cache = model.new_cache(batch, prompt_len + max_new_tokens) if use_cache and max_new_tokens else None
+    cache = new_cache(model, batch, prompt_len + max_new_tokens) if use_cache and max_new_tokens else None
     new: list[torch.Tensor] = []
     prefill_s = decode_s = 0.0
     start = time.perf_counter()
     for step in range(max_new_tokens):
         if cache is not None:
             # Prefill: the whole prompt once; after it, only the token chosen last step.
-            logits = model(ids if step == 0 else new[-1].unsqueeze(1), cache)[:, -1]
+            logits = forward_cached(model, ids if step == 0 else new[-1].unsqueeze(1), cache)[:, -1]
         else:
             logits = model(torch.cat([ids, *[t.unsqueeze(1) for t in new]], dim=1))[:, -1]
         token = next_token(logits, temperature, generator, top_k, top_p)

@@ -8,9 +8,9 @@ differ only in a few switches, all carried by `ModelConfig`:
 - qwen2: biases on q/k/v (never on o_proj), usually tied embeddings;
 - qwen3: RMSNorm on each query/key head (`q_norm`/`k_norm`) and an explicit `head_dim`.
 
-Generation (pretrain.generate) decodes through a KV cache: `model.new_cache(batch, max_len)` gives one
-`KVCache` per layer, `model(prompt_ids, cache)` fills it once (prefill), and each step after passes only
-the newest token.
+Generation (pretrain.generate) decodes through a KV cache: `new_cache(model, batch, max_len)` gives one
+`KVCache` per layer, `forward_cached(model, prompt_ids, cache)` fills it once (prefill), and each step
+after passes only the newest token.
 
 Loading is strict, always (INV-INIT-STRICT-001): the model is built on the meta device, so no random
 initialisation happens at all, and every parameter must come from the file; a missing, unexpected or
@@ -210,11 +210,7 @@ class Backbone(nn.Module):
 
 
 class CausalLM(nn.Module):
-    """forward(input_ids (batch, seq)[, cache]) -> logits (batch, seq, vocab).
-
-    With `cache` (one KVCache per layer, from `new_cache`) the ids are the positions after those already
-    cached: prefill passes the prompt once, then each decoding step passes one token.
-    """
+    """forward(input_ids (batch, seq)) -> logits (batch, seq, vocab)."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -223,22 +219,15 @@ class CausalLM(nn.Module):
         # Tied: no lm_head parameter at all, so the state dict matches HF's saved file (which omits it).
         self.lm_head = None if cfg.tie_word_embeddings else Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
 
-    def forward(self, input_ids: torch.Tensor, cache: list[KVCache] | None = None) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         x = self.model.embed_tokens(input_ids)
-        start = 0 if cache is None else cache[0].length
         cos, sin = rotary_cos_sin(input_ids.shape[1], self.config.head_dim, self.config.rope_theta,
-                                  x.device, x.dtype, start=start)
-        for i, layer in enumerate(self.model.layers):
-            x = layer(x, cos, sin, None if cache is None else cache[i])
+                                  x.device, x.dtype)
+        for layer in self.model.layers:
+            x = layer(x, cos, sin)
         x = self.model.norm(x)
         weight = self.model.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
         return F.linear(x, weight)
-
-    def new_cache(self, batch: int, max_len: int) -> list[KVCache]:
-        """An empty KV cache (one KVCache per layer) for `batch` sequences of up to `max_len` positions."""
-        cfg, weight = self.config, self.model.embed_tokens.weight
-        return [KVCache(batch, cfg.num_key_value_heads, max_len, cfg.head_dim, weight.device, weight.dtype)
-                for _ in range(cfg.num_hidden_layers)]
 
     def reset_parameters(self, std: float = 0.02) -> None:
         """HF-style init (normal(0, std) matrices, zero biases, unit norms), for training from scratch."""
@@ -266,6 +255,31 @@ class CausalLM(nn.Module):
         atomic_write(out / "config.json",
                       lambda p: Path(p).write_text(json.dumps(self.config.to_hf_dict(), indent=2) + "\n"))
         return out
+
+
+def new_cache(model: CausalLM, batch: int, max_len: int) -> list[KVCache]:
+    """An empty KV cache for `model`: one KVCache per layer, for `batch` sequences of up to `max_len` positions."""
+    cfg, weight = model.config, model.model.embed_tokens.weight
+    return [KVCache(batch, cfg.num_key_value_heads, max_len, cfg.head_dim, weight.device, weight.dtype)
+            for _ in range(cfg.num_hidden_layers)]
+
+
+def forward_cached(model: CausalLM, input_ids: torch.Tensor, cache: list[KVCache]) -> torch.Tensor:
+    """CausalLM.forward for the positions after those in `cache`, which it extends: logits (batch, seq, vocab).
+
+    Prefill passes the prompt into an empty cache once; each decoding step then passes one token. The same
+    computation as CausalLM.forward (tests/pretrain/test_generate.py holds the logits equal within 1e-5),
+    kept beside it rather than inside it so that the training forward has no branch it never takes.
+    """
+    x = model.model.embed_tokens(input_ids)
+    cfg = model.config
+    cos, sin = rotary_cos_sin(input_ids.shape[1], cfg.head_dim, cfg.rope_theta, x.device, x.dtype,
+                              start=cache[0].length)
+    for layer, layer_cache in zip(model.model.layers, cache, strict=True):
+        x = layer(x, cos, sin, layer_cache)
+    x = model.model.norm(x)
+    weight = model.model.embed_tokens.weight if model.lm_head is None else model.lm_head.weight
+    return F.linear(x, weight)
 
 
 def build_model(cfg: ModelConfig, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,

@@ -15,7 +15,7 @@ import torch
 from pretrain.checkpoint import read_header
 from pretrain.cli import main
 from pretrain.generate import GenerateError, generate
-from pretrain.model import ModelConfig, build_model, from_pretrained
+from pretrain.model import ModelConfig, build_model, forward_cached, from_pretrained, new_cache
 from pretrain.tokenizer import byte_tokenizer, tokenizer_for
 from tests.cli_env import ROOT, cli_env
 from tests.pretrain.hf_tiny import hf_model, save_hf
@@ -86,10 +86,10 @@ def test_cached_logits_equal_uncached_within_1e_5(hf_dir: tuple[object, Path]) -
     ids = prompt_ids(seed=2, batch=2, length=16)
     with torch.no_grad():
         full = ours(ids)
-        cache = ours.new_cache(2, 16)
+        cache = new_cache(ours, 2, 16)
         # Prefill 8, then a chunk of 3 after the cache (the offset causal mask), then one token at a time.
-        pieces = [ours(ids[:, :8], cache), ours(ids[:, 8:11], cache)]
-        pieces += [ours(ids[:, i:i + 1], cache) for i in range(11, 16)]
+        pieces = [forward_cached(ours, ids[:, :8], cache), forward_cached(ours, ids[:, 8:11], cache)]
+        pieces += [forward_cached(ours, ids[:, i:i + 1], cache) for i in range(11, 16)]
     stepped = torch.cat(pieces, dim=1)
     assert cache[0].length == 16
     assert (stepped - full).abs().max().item() < 1e-5
