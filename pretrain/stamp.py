@@ -42,7 +42,6 @@ from pretrain.families import (
     FAMILIES,
     InitArchMismatchError,
     family_from_tensor_names,
-    fixed_name,
     free_fixed_name,
     hf_identity_for,
     normalize_metadata_arch_family,

@@ -16,7 +16,7 @@ from pretrain.checkpoint import read_header
 from pretrain.cli import main
 from pretrain.generate import GenerateError, generate
 from pretrain.model import ModelConfig, build_model, forward_cached, from_pretrained, new_cache
-from pretrain.tokenizer import byte_tokenizer, tokenizer_for
+from pretrain.tokenizer import tokenizer_for
 from tests.cli_env import ROOT, cli_env
 from tests.pretrain.hf_tiny import hf_model, save_hf
 
@@ -143,6 +143,7 @@ def test_a_trainer_checkpoint_uses_the_byte_tokenizer_both_ways(trained: Path, c
     text = "déf naïve(x):\n\treturn 'ü'"
     assert tok.encode(text) == list(text.encode("utf-8"))
     assert tok.decode(tok.encode(text)) == text
+    assert tok.decode([104, 105, 300, 0xC3]) == "hi\ufffd\ufffd"  # an id past 255, a cut UTF-8 sequence
     assert main(["generate", str(trained), "--prompt", "déf ", "--max-new-tokens", "12", "--json",
                  "--device", "cpu"]) == 0
     out = json.loads(capsys.readouterr().out)
