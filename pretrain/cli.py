@@ -22,7 +22,7 @@ from pretrain.terminal import escape
 # Imported lazily so `pretrain stamp` does not pay for importing torch's model code. None of them imports
 # torch (or numpy) at module level: --help, inspect and stamp never load it (tests/pretrain/test_cli_imports.py).
 COMMAND_MODULES: tuple[str, ...] = ("pretrain.train_cli", "pretrain.stamp", "pretrain.inspection", "pretrain.export_cli",
-                                     "pretrain.card")
+                                     "pretrain.card", "pretrain.generate_cli")
 EXIT_BAD_INPUT, EXIT_INTERRUPTED = 2, 130
 # What a shell reports for a process SIGPIPE killed (128 + 13); Python ignores SIGPIPE, so we exit with it.
 EXIT_BROKEN_PIPE = 141

@@ -408,7 +408,7 @@ def stamp_command(
         parts += ["--architecture", family, "--hf-architecture", hf_class, "--hf-model-type", model_type]
     for flag, value in flags:
         parts += [flag, value]
-    parts += ["-o", _shell_quote(output or fixed_name(source))]
+    parts += ["-o", _shell_quote(output or free_fixed_name(source))]
     return " ".join(parts)
 
 
@@ -430,7 +430,31 @@ def fixed_name(source: str) -> str:
     """Where salvage recipes write the restamped copy: beside the original, never over it."""
     if source.endswith(".safetensors"):
         return source[: -len(".safetensors")] + ".fixed.safetensors"
-    return source.rstrip("/") + ".fixed"
+    trimmed = source.rstrip("/")
+    if trimmed.split("/")[-1] in ("", ".", ".."):
+        # `.` or `..` (the directory one is in): "..fixed" would land inside it; name it beside, absolutely.
+        import os.path
+
+        trimmed = os.path.abspath(source)
+    return trimmed + ".fixed"
+
+
+def free_fixed_name(source: str) -> str:
+    """fixed_name(source), or for a directory whose fixed name is taken the first free `NAME.fixed.N` (N >= 2).
+
+    Stamping a directory refuses an existing -o (a file's is replaced atomically), so a suggestion naming a
+    taken directory would not run as printed.
+    """
+    import os.path
+
+    name = fixed_name(source)
+    if not os.path.isdir(source):
+        return name
+    candidate, n = name, 1
+    while os.path.lexists(candidate):
+        n += 1
+        candidate = f"{name}.{n}"
+    return candidate
 
 
 def _shell_quote(text: str) -> str:

@@ -8,6 +8,10 @@ differ only in a few switches, all carried by `ModelConfig`:
 - qwen2: biases on q/k/v (never on o_proj), usually tied embeddings;
 - qwen3: RMSNorm on each query/key head (`q_norm`/`k_norm`) and an explicit `head_dim`.
 
+Generation (pretrain.generate) decodes through a KV cache: `new_cache(model, batch, max_len)` gives one
+`KVCache` per layer, `forward_cached(model, prompt_ids, cache)` fills it once (prefill), and each step
+after passes only the newest token.
+
 Loading is strict, always (INV-INIT-STRICT-001): the model is built on the meta device, so no random
 initialisation happens at all, and every parameter must come from the file; a missing, unexpected or
 mis-shaped tensor is a `StrictLoadError` listing them.
@@ -84,10 +88,11 @@ class RMSNorm(nn.Module):
 
 
 def rotary_cos_sin(seq_len: int, head_dim: int, theta: float, device: torch.device,
-                   dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+                   dtype: torch.dtype, start: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin (seq_len, head_dim) for positions start .. start + seq_len - 1 (start > 0: decoding with a cache)."""
     # Computed per call instead of held in a buffer: a meta-device model has no buffer values to keep.
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64, device=device).float() / head_dim))
-    freqs = torch.outer(torch.arange(seq_len, device=device, dtype=torch.float32), inv_freq)
+    freqs = torch.outer(torch.arange(start, start + seq_len, device=device, dtype=torch.float32), inv_freq)
     emb = torch.cat((freqs, freqs), dim=-1)
     return emb.cos().to(dtype), emb.sin().to(dtype)
 
@@ -100,6 +105,30 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
 # scaled_dot_product_attention(enable_gqa=) arrived in torch 2.5.
 _SDPA_GQA = torch.__version__ >= (2, 5)
+
+
+class KVCache:
+    """One attention layer's keys and values for the positions seen so far, so decoding computes one token per step.
+
+    Preallocated for `max_len` positions; `append` writes the new positions after the old ones and returns
+    the keys and values of every position so far (views into the buffers, no copy).
+    """
+
+    def __init__(self, batch: int, n_kv_heads: int, max_len: int, head_dim: int,
+                 device: torch.device | str, dtype: torch.dtype) -> None:
+        self.k = torch.empty(batch, n_kv_heads, max_len, head_dim, device=device, dtype=dtype)  # (b, n_kv, max_len, hd)
+        self.v = torch.empty_like(self.k)
+        self.length = 0  # positions filled
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """k, v (b, n_kv, t, hd) for positions length .. length + t - 1 -> (b, n_kv, length + t, hd) each."""
+        end = self.length + k.shape[2]
+        if end > self.k.shape[2]:
+            raise ValueError(f"KV cache holds {self.k.shape[2]} positions; {end} were asked for")
+        self.k[:, :, self.length:end] = k
+        self.v[:, :, self.length:end] = v
+        self.length = end
+        return self.k[:, :, :end], self.v[:, :, :end]
 
 
 class Attention(nn.Module):
@@ -116,24 +145,33 @@ class Attention(nn.Module):
             self.q_norm = RMSNorm(self.head_dim, cfg.rms_norm_eps)
             self.k_norm = RMSNorm(self.head_dim, cfg.rms_norm_eps)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                cache: KVCache | None = None) -> torch.Tensor:
         b, t, _ = x.shape
         q = self.q_proj(x).view(b, t, self.n_heads, self.head_dim)
         k = self.k_proj(x).view(b, t, self.n_kv, self.head_dim)
         v = self.v_proj(x).view(b, t, self.n_kv, self.head_dim)
         if hasattr(self, "q_norm"):
             q, k = self.q_norm(q), self.k_norm(k)
-        q, k, v = (z.transpose(1, 2) for z in (q, k, v))
+        q, k, v = (z.transpose(1, 2) for z in (q, k, v))  # (b, heads, t, head_dim)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        past = 0 if cache is None else cache.length
+        if cache is not None:
+            k, v = cache.append(k, v)  # (b, n_kv, past + t, head_dim): every position so far
+        # Query i sits at position past + i and sees keys 0 .. past + i. With nothing cached that is SDPA's
+        # own causal mask; one new token sees every key (no mask); a chunk after a cache needs the offset.
+        mask, causal = None, past == 0 and t > 1
+        if past and t > 1:
+            mask = torch.ones(t, past + t, dtype=torch.bool, device=x.device).tril(diagonal=past)
         if self.n_kv == self.n_heads:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
         elif _SDPA_GQA:
             # Grouped-query attention inside SDPA (flash on CUDA): no repeated copy of k and v per step.
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=True)
         else:
             rep = self.n_heads // self.n_kv
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
         return self.o_proj(y.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim))
 
 
@@ -157,8 +195,9 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin)
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                cache: KVCache | None = None) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -216,6 +255,31 @@ class CausalLM(nn.Module):
         atomic_write(out / "config.json",
                       lambda p: Path(p).write_text(json.dumps(self.config.to_hf_dict(), indent=2) + "\n"))
         return out
+
+
+def new_cache(model: CausalLM, batch: int, max_len: int) -> list[KVCache]:
+    """An empty KV cache for `model`: one KVCache per layer, for `batch` sequences of up to `max_len` positions."""
+    cfg, weight = model.config, model.model.embed_tokens.weight
+    return [KVCache(batch, cfg.num_key_value_heads, max_len, cfg.head_dim, weight.device, weight.dtype)
+            for _ in range(cfg.num_hidden_layers)]
+
+
+def forward_cached(model: CausalLM, input_ids: torch.Tensor, cache: list[KVCache]) -> torch.Tensor:
+    """CausalLM.forward for the positions after those in `cache`, which it extends: logits (batch, seq, vocab).
+
+    Prefill passes the prompt into an empty cache once; each decoding step then passes one token. The same
+    computation as CausalLM.forward (tests/pretrain/test_generate.py holds the logits equal within 1e-5),
+    kept beside it rather than inside it so that the training forward has no branch it never takes.
+    """
+    x = model.model.embed_tokens(input_ids)
+    cfg = model.config
+    cos, sin = rotary_cos_sin(input_ids.shape[1], cfg.head_dim, cfg.rope_theta, x.device, x.dtype,
+                              start=cache[0].length)
+    for layer, layer_cache in zip(model.model.layers, cache, strict=True):
+        x = layer(x, cos, sin, layer_cache)
+    x = model.model.norm(x)
+    weight = model.model.embed_tokens.weight if model.lm_head is None else model.lm_head.weight
+    return F.linear(x, weight)
 
 
 def build_model(cfg: ModelConfig, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,

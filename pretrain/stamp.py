@@ -3,18 +3,21 @@
 The salvage for INV-INIT-ARCH-MATCH-001: a checkpoint whose claim contradicts its tensors is fixed by
 restamping the claim, not by re-exporting the weights. For a .safetensors file the data section is
 streamed across unchanged, hashed on the way, and the written file is re-read and re-hashed before it
-replaces anything. For an HF directory the claim is config.json's `architectures`/`model_type`: a new
-directory gets the rewritten config.json, the weight files hard-linked (or copied byte-identical) and the
-other files copied; `--in-place` rewrites config.json atomically.
+replaces anything. For an HF directory only config.json is rewritten: its `architectures`/`model_type`
+and, under `pretrain_stamp`, every stamped field (which outranks the shards' own metadata); a new
+directory gets the weight files hard-linked (or copied and compared byte for byte) and the other files
+copied; `--in-place` rewrites config.json atomically. Either way every weight file stays byte-identical.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import filecmp
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import struct
 import sys
@@ -34,11 +37,12 @@ from pretrain.checkpoint import (
     read_safetensors_header,
     remove_stale_temps,
 )
+from pretrain.formats.hf_dir import STAMP_KEY
 from pretrain.families import (
     FAMILIES,
     InitArchMismatchError,
     family_from_tensor_names,
-    fixed_name,
+    free_fixed_name,
     hf_identity_for,
     normalize_metadata_arch_family,
     stamp_recipe,
@@ -75,6 +79,8 @@ class StampResult:
     data_bytes: int = 0
     data_sha256: str = ""
     warnings: tuple[str, ...] = ()  # printed on stderr (a --force contradiction)
+    # An HF directory's weight files by name: "hard-linked", "copied" (compared byte for byte) or "in place".
+    weight_files: dict[str, str] = field(default_factory=dict)
 
 
 PROVENANCE_FIELDS = ("license", "data_source", "data_license")
@@ -210,7 +216,7 @@ def _forced_warning(prospective: Header, force: bool) -> tuple[str, ...]:
 def _output_for(src: Path, output: str | os.PathLike[str] | None, in_place: bool, what: str) -> Path:
     if output is None and not in_place:
         raise StampError(f"give -o OUT for the stamped copy, or --in-place to rewrite the input "
-                         f"(e.g. -o {fixed_name(str(src))})")
+                         f"(e.g. -o {shlex.quote(free_fixed_name(str(src)))})")
     # In place through a symlink rewrites the file it points to, not the link.
     dst = src.resolve() if output is None else Path(output)
     if dst.exists() and dst.resolve() == src.resolve():
@@ -300,12 +306,17 @@ def _claim_view(header: Header) -> dict[str, str]:
     return view
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    # A hard link shares the bytes (free, and provably identical); across filesystems, copy them.
+def _link_or_copy(src: Path, dst: Path) -> str:
+    """Put weight file `src` at `dst` unchanged: "hard-linked", or "copied" and compared byte for byte."""
+    # A hard link shares the bytes (free, and provably identical); across filesystems, copy and compare.
     try:
         os.link(src, dst)
+        return "hard-linked"
     except OSError:
         shutil.copyfile(src, dst)
+    if not filecmp.cmp(src, dst, shallow=False):
+        raise CheckpointError(dst, f"the copy differs from {src}", "check the disk, then retry the stamp")
+    return "copied"
 
 
 def stamp_hf_dir(
@@ -317,49 +328,43 @@ def stamp_hf_dir(
     force: bool = False,
     filled: dict[str, str] | None = None,
 ) -> StampResult:
-    """Stamp an HF directory: config.json carries the HF class/model_type; provenance goes to the first shard.
+    """Stamp an HF directory by rewriting its config.json alone; every weight file stays byte-identical.
 
-    Shard metadata that already states an identity field is restamped too, so no file keeps the old claim
-    (the directory's metadata outranks config.json). Untouched shards are hard-linked into a new
-    directory; with in_place each rewritten file is replaced atomically.
+    config.json gets the HF class and model_type (`architectures`, `model_type`) and, under STAMP_KEY,
+    every stamped field (identity and provenance), which the reader lays over the shards' own metadata;
+    so a shard stating an old claim needs no rewrite. A directory without config.json (a `pretrain train`
+    run directory) gets one from its weights' `config` metadata. A new directory is built as a hidden temp
+    directory beside `output` (weight files hard-linked, or copied and compared, everything else copied)
+    and renamed into place; with in_place only config.json is replaced, atomically.
     """
     src = Path(header.path)
-    config_path = src / HF_CONFIG
-    if not config_path.is_file():
-        raise StampError(f"{src}: has no config.json to carry the architecture; save the model with "
-                         "save_pretrained, which writes one")
+    if header.config is None:
+        raise StampError(f"{src}: has no config.json and its weights carry no `config` metadata, so nothing says "
+                         "what model it is; save the model with save_pretrained, which writes config.json")
     dst = _output_for(src, output, in_place, "directory")
+    beside = free_fixed_name(str(src.resolve()))
     if dst != src.resolve() and (dst.exists() or dst.is_symlink()):
-        raise StampError(f"-o {dst} already exists; give a new directory name such as {fixed_name(str(src))}")
-    config = dict(header.config or {})
+        raise StampError(f"-o {dst} already exists; give a new directory name such as {shlex.quote(str(beside))}")
+    if dst != src.resolve() and src.resolve() in dst.resolve().parents:
+        raise StampError(f"-o {dst.resolve()} is inside the input directory {src.resolve()}; give a directory beside it, "
+                         f"such as {shlex.quote(str(beside))}")
+    config = dict(header.config)
     if "hf_architecture" in patch:
         config["architectures"] = [patch["hf_architecture"]]
     if "hf_model_type" in patch:
         config["model_type"] = patch["hf_model_type"]
-    shard_headers = {name: read_safetensors_header(src / name) for name in header.shards}
-    shard_after: dict[str, dict[str, str]] = {}
-    for i, (name, shard) in enumerate(shard_headers.items()):
-        keys = [k for k in patch if (k in IDENTITY_FIELDS and k in shard.metadata) or (k in PROVENANCE_FIELDS and i == 0)]
-        new = {**shard.metadata, **{k: patch[k] for k in keys}}
-        if new != shard.metadata:
-            shard_after[name] = new
-    metadata = dict(header.metadata)
-    for name in reversed(header.shards):  # the reader lets the first shard's value win
-        metadata.update(shard_after.get(name, {}))
-    prospective = dataclasses.replace(header, metadata=metadata, config=config)
-    warnings = _forced_warning(dataclasses.replace(prospective, path=str(src)), force)
+    config[STAMP_KEY] = {**(config.get(STAMP_KEY) or {}), **patch}
+    prospective = dataclasses.replace(header, path=str(src), metadata={**header.metadata, **patch}, config=config)
+    warnings = _forced_warning(prospective, force)
     config_text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
 
     def write_config(tmp: str) -> None:
         Path(tmp).write_text(config_text, encoding="utf-8")
 
-    def write_into(directory: Path) -> None:
-        for name, after in shard_after.items():
-            atomic_write(directory / name, lambda tmp, n=name, a=after: _write_stamped(src / n, shard_headers[n], a, tmp))
-        atomic_write(directory / HF_CONFIG, write_config)
-
+    weights: dict[str, str] = {}
     if dst == src.resolve():
-        write_into(dst)
+        atomic_write(dst / HF_CONFIG, write_config)
+        weights = {name: "in place" for name in header.shards}
     else:
         remove_stale_temps(dst)
         with cleanup_on_signals():
@@ -368,15 +373,15 @@ def stamp_hf_dir(
                 tmp_dir = tempfile.mkdtemp(prefix=f".{dst.name}.{os.getpid()}.", suffix=".tmp", dir=dst.parent)
                 for entry in sorted(src.iterdir()):
                     target = Path(tmp_dir) / entry.name
-                    if entry.name == HF_CONFIG or entry.name in shard_after:
+                    if entry.name == HF_CONFIG:
                         continue
-                    if entry.name in shard_headers:
-                        _link_or_copy(entry, target)
+                    if entry.name in header.shards:
+                        weights[entry.name] = _link_or_copy(entry, target)
                     elif entry.is_dir():
                         shutil.copytree(entry, target, symlinks=True)
                     else:
                         shutil.copy2(entry, target)
-                write_into(Path(tmp_dir))
+                atomic_write(Path(tmp_dir) / HF_CONFIG, write_config)
                 os.rename(tmp_dir, dst)
             except BaseException:
                 if tmp_dir is not None:
@@ -396,6 +401,7 @@ def stamp_hf_dir(
         tensors=len(header.tensors),
         data_bytes=header.total_nbytes,
         warnings=warnings,
+        weight_files=weights,
     )
 
 
@@ -437,7 +443,10 @@ def run(args: argparse.Namespace) -> int:
     if result.data_sha256:
         say(f"tensor data unchanged: {result.tensors} tensors, {result.data_bytes} bytes, sha256 {result.data_sha256}")
     else:
-        say(f"tensor data unchanged: {result.tensors} tensors, {result.data_bytes} bytes (weight files linked or copied as they were)")
+        kinds = sorted(set(result.weight_files.values()))
+        counts = ", ".join(f"{sum(1 for v in result.weight_files.values() if v == kind)} {kind}" for kind in kinds)
+        say(f"tensor data unchanged: {result.tensors} tensors, {result.data_bytes} bytes; weight files byte-identical "
+            f"({counts})")
     return 0
 
 

@@ -20,6 +20,11 @@ from pretrain.formats.safetensors import _config_from_metadata, read_safetensors
 HF_CONFIG = "config.json"
 HF_SINGLE = "model.safetensors"
 HF_INDEX = "model.safetensors.index.json"
+# `pretrain stamp`'s record in config.json: the claim and provenance it stamped, as flat strings. It outranks
+# the shards' own metadata, so a directory is restamped by rewriting config.json alone and every weight file
+# stays byte for byte what it was. transformers keeps an unknown config key as an attribute and writes it back.
+STAMP_KEY = "pretrain_stamp"
+STAMPED_FIELDS = ("architecture", "hf_architecture", "hf_model_type", "license", "data_source", "data_license")
 
 
 def _read_json_file(path: Path, what: str) -> Any:
@@ -42,6 +47,21 @@ def _shard_path(directory: Path, index_path: Path, name: Any) -> Path:
     if not isinstance(name, str) or not name or "/" in name or "\\" in name or "\0" in name or name in (".", ".."):
         raise CheckpointError(index_path, f"weight_map names shard {name!r}, which is not a file name in {directory}")
     return directory / name
+
+
+def _stamp_of(config_path: Path, stamp: Any) -> dict[str, str]:
+    """config.json's STAMP_KEY object, checked: stamp fields only, each a string."""
+    if not isinstance(stamp, dict):
+        raise CheckpointError(config_path, f"{STAMP_KEY!r} is a JSON {type(stamp).__name__}, expected an object "
+                              "of strings", f"remove {STAMP_KEY!r} from config.json, then stamp the directory again")
+    for key, value in stamp.items():
+        if key not in STAMPED_FIELDS:
+            raise CheckpointError(config_path, f"{STAMP_KEY!r} has key {key!r}, which is not a stamp field "
+                                  f"({', '.join(STAMPED_FIELDS)})", "remove it from config.json")
+        if not isinstance(value, str):
+            raise CheckpointError(config_path, f"{STAMP_KEY!r}[{key!r}] is {value!r}, not a string",
+                                  f"remove {STAMP_KEY!r} from config.json, then stamp the directory again")
+    return dict(stamp)
 
 
 def read_hf_dir_header(path: str | os.PathLike[str]) -> Header:
@@ -97,6 +117,8 @@ def read_hf_dir_header(path: str | os.PathLike[str]) -> Header:
         )
     if config is None and "config" in metadata:
         config = _config_from_metadata(str(directory), metadata)
+    elif config is not None and STAMP_KEY in config:
+        metadata.update(_stamp_of(config_path, config[STAMP_KEY]))
     return Header(
         path=str(directory),
         format="hf-dir",

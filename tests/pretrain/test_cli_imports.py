@@ -60,7 +60,7 @@ def run_cli(tmp_path: Path, *argv: str) -> tuple[int, set[str]]:
 
 
 @pytest.mark.parametrize("argv", [
-    ["--help"], ["inspect", "--help"], ["stamp", "--help"], ["train", "--help"], ["--version"],
+    ["--help"], ["inspect", "--help"], ["stamp", "--help"], ["train", "--help"], ["generate", "--help"], ["--version"],
     ["export", "--help"], ["card", "--help"],
 ], ids=lambda argv: " ".join(argv))
 def test_help_and_version_never_import_torch(tmp_path: Path, argv: list[str]) -> None:
