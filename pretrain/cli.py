@@ -1,5 +1,5 @@
-"""Train small Llama/Qwen2/Qwen3 causal LMs on CPU or CUDA, inspect or re-stamp their checkpoints, export them
-(HF directory, GGUF) and write their model cards.
+"""Train small Llama/Qwen2/Qwen3 causal LMs on CPU or CUDA, inspect or re-stamp their checkpoints, generate
+text from them, export them (HF directory, GGUF) and write their model cards.
 
 Exit codes: 0 ok, 1 the command's check failed (inspect --min-score/--check-arch), 2 bad input (a bad flag,
 unusable data, an unreadable or refused checkpoint, a full disk), 130 interrupted (Ctrl-C),
