@@ -25,7 +25,7 @@ import shlex
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -379,6 +379,7 @@ def verify(
     executor: str = "local",
     address: str | None = None,
     shard: tuple[int, int] | None = None,
+    params: Mapping[str, str] | None = None,
 ) -> Evidence:
     """Validate the contracts under `paths`, run their falsifiers (those matching `select`, `jobs` at a
     time, longest first by the durations in the newest evidence under `out`; a falsified or error one up
@@ -390,7 +391,9 @@ def verify(
     evidence under `out` run; the others are carried over from it (harness.incremental), and the
     evidence says so (`selection["changed_since"]`, each carried result's `carried_from`). `executor` "ray" runs the
     falsifiers as tasks on the Ray cluster at `address` (None: Ray's default, a local instance unless
-    RAY_ADDRESS names one; "auto": the cluster this node belongs to); see docs/executors.md.
+    RAY_ADDRESS names one; "auto": the cluster this node belongs to); see docs/executors.md. `params`
+    ({NAME: VALUE}, `--param NAME=VALUE`) are the contract parameters (harness.parameters): each must be
+    declared by a selected contract, a path must exist; the evidence records each with its digests.
 
     Raises InvalidInput before anything runs, EvidenceNotWritten when the evidence could not be
     published; Ctrl-C (or SIGTERM) during the run returns the evidence so far with `complete` False,
@@ -425,6 +428,7 @@ def verify(
         check = shlex.join(["harness", "validate", *map(str, paths)])
         raise InvalidInput(f"harness verify: no falsifier {what} in {len(files)} contract file(s); `{check}` counts them")
 
+    contracts, selected = bind_parameters(contracts, selected, params or {}, "verify")
     roots = {cid: Path(root) for cid, root in validation.roots.items()}
     repo_root = roots[contracts[0].id] if contracts else files[0].parent
     commit, dirty = git_state(repo_root)
@@ -511,6 +515,25 @@ def verify(
     if directory is not None:
         _publish(evidence, directory, command)
     return evidence
+
+
+def bind_parameters(
+    contracts: list[Contract], selected: dict[Key, tuple[Contract, Falsifier]], params: Mapping[str, str], command: str
+) -> tuple[list[Contract], dict[Key, tuple[Contract, Falsifier]]]:
+    """The contracts (and the selected pairs) with `params` bound to the selected contracts that declare them
+    (harness.parameters.bind: digests taken here, in the controller, once); InvalidInput naming the --param."""
+    from harness.parameters import ParameterError, bind
+
+    if not params:
+        return contracts, selected  # a falsifier needing one is not_run, naming the --param (harness.execute)
+    chosen = {cid for cid, _ in selected}
+    try:
+        bound = {c.id: c for c in bind([c for c in contracts if c.id in chosen], params)}
+    except ParameterError as exc:
+        raise InvalidInput(f"harness {command}: {exc}; nothing was run") from None
+    contracts = [bound.get(c.id, c) for c in contracts]
+    by_id = {c.id: c for c in contracts}
+    return contracts, {key: (by_id[key[0]], f) for key, (_, f) in selected.items()}
 
 
 def _check_executor(executor: str, address: str | None, jobs: int) -> None:

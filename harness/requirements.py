@@ -37,7 +37,9 @@ from harness.isolation import child_env, run_isolated
 
 Probe = Callable[[Any], "str | None"]
 ENTRY_POINT_GROUP = "harness.requirements"
-BUILTIN_KINDS = ("cuda", "packages", "min_memory_gib")
+# `parameters` names contract parameters: decided against the run's given values (harness.parameters,
+# in harness.execute), never by a probe of the machine.
+BUILTIN_KINDS = ("cuda", "packages", "min_memory_gib", "parameters")
 
 _registered: dict[str, Probe] = {}
 
@@ -322,7 +324,7 @@ def unmet(requirements: Mapping[str, Any] | Any) -> str | None:
 def _items(requirements: Mapping[str, Any] | Any) -> list[tuple[str, Any]]:
     """(kind, value) pairs of a harness.model.Requirement (or a plain mapping), built-ins first."""
     if isinstance(requirements, Mapping):
-        pairs = list(requirements.items())
+        pairs = [(k, v) for k, v in requirements.items() if k != "parameters"]
     else:
         pairs = [
             ("cuda", requirements.cuda), ("packages", requirements.packages),

@@ -81,6 +81,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="release gate: also fail (exit 1) on results carried over from another commit and on restricted runs",
     )
     parser.add_argument(
+        "--param",
+        dest="params",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a contract parameter (repeatable): the falsifiers get it as HARNESS_PARAM_<NAME>; the evidence records "
+        "it with the sha256 of the file it names (of each file, for a directory)",
+    )
+    parser.add_argument(
         "--executor",
         choices=EXECUTORS,
         default="local",
@@ -125,6 +134,8 @@ def command_line(args: argparse.Namespace) -> list[str]:
         argv += ["--changed-since", args.changed_since]
     if args.release:
         argv.append("--release")
+    for param in args.params:
+        argv += ["--param", param]
     if args.executor != "local":
         argv += ["--executor", args.executor]
     if args.address is not None:
@@ -144,11 +155,18 @@ def run(args: argparse.Namespace) -> int:
         except ShardSpecError as exc:
             emit(f"harness verify: {exc}", sys.stderr)
             return EXIT_INVALID
+    from harness.parameters import ParameterError, parse_assignments
+
+    try:
+        params = parse_assignments(args.params)
+    except ParameterError as exc:
+        emit(f"harness verify: {exc}", sys.stderr)
+        return EXIT_INVALID
     return verify(
         args.paths, out=args.out, select=args.select, jobs=args.jobs, rerun=args.rerun, strict=args.strict, command=command,
         changed_since=args.changed_since, release=args.release,
         executor=args.executor, address=args.address,
-        shard=shard,
+        shard=shard, params=params,
     )
 
 
@@ -265,6 +283,7 @@ def verify(
     executor: str = "local",
     address: str | None = None,
     shard: tuple[int, int] | None = None,
+    params: dict[str, str] | None = None,
 ) -> int:
     """`harness verify`: run the pipeline, print, and map its verdict to the exit status (0, 1, 2, 3 or 130)."""
     stream = stream or sys.stdout
@@ -280,7 +299,7 @@ def verify(
         evidence = run_verification(
             paths, out=out, select=select, jobs=jobs, rerun=rerun, command=command, observer=_Printer(stream),
             changed_since=changed_since,
-            executor=executor, address=address, shard=shard,
+            executor=executor, address=address, shard=shard, params=params,
         )
     except InvalidInput as exc:
         _print_problems(exc.problems, str(exc), sys.stdout)
