@@ -136,7 +136,9 @@ def _contract(doc: ContractDoc) -> Contract:
                 requires=Requirement(
                     cuda=bool(req.get("cuda", False)), packages=tuple(req.get("packages", ())),
                     min_memory_gib=float(req["min_memory_gib"]) if "min_memory_gib" in req else None,
-                    custom=tuple((k, v) for k, v in req.items() if k not in requirements.BUILTIN_KINDS),
+                    custom=tuple(
+                        (k, v) for k, v in req.items() if k not in requirements.BUILTIN_KINDS and k != requirements.PARAMETERS
+                    ),
                     parameters=tuple(req.get("parameters", ())),
                 ),
                 timeout_s=float(fal.get("timeout_s", 300.0)),
