@@ -196,6 +196,25 @@ def bind(
     return bound
 
 
+def rebind(contract: Contract, recorded: Sequence[ParameterValue]) -> Contract:
+    """`contract` bound to the parameters an evidence recorded (harness replay), each path taken again at its
+    recorded absolute path; ParameterError when one is no longer declared or what it names has changed."""
+    declared = {p.name: p for p in contract.parameters}
+    values = {}
+    for old in recorded:
+        if old.name not in declared:
+            raise ParameterError(f"parameter {old.name}: recorded in the evidence, no longer declared by {contract.path}")
+        now = value_of(declared[old.name], old.absolute or old.value, "--param", Path.cwd())
+        if (now.sha256, now.files) != (old.sha256, old.files):
+            raise ParameterError(
+                f"parameter {old.name}: {old.absolute} changed since the evidence was recorded (its digests differ); "
+                "a replay needs the artifact that failed"
+            )
+        values[old.name] = old
+    params = tuple(dataclasses.replace(p, given=values.get(p.name)) for p in contract.parameters)
+    return dataclasses.replace(contract, parameters=params)
+
+
 def given(contract: Contract) -> tuple[ParameterValue, ...]:
     """The values bound to `contract`'s parameters for this run, in declaration order."""
     return tuple(p.given for p in contract.parameters if p.given is not None)

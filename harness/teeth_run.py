@@ -35,7 +35,7 @@ from harness import mutate
 from harness.environment import _git, git_state
 from harness.execute import run_falsifier
 from harness.guards import GuardSite, locate_guards
-from harness.model import Contract, Falsifier, FalsifierResult, Invariant, Outcome
+from harness.model import Contract, Falsifier, FalsifierResult, Invariant, Outcome, ParameterValue
 from harness.pipeline import InvalidInput, _unwritable, bind_parameters, validated
 from harness.plugin import matches_any
 from harness.record import evidence_dir, now_iso
@@ -66,6 +66,7 @@ class ContractDigest:
     version: str
     path: str
     sha256: str
+    parameters: tuple[ParameterValue, ...] = ()  # --param given to this run, as the evidence records them
 
 
 @dataclass(frozen=True)
@@ -539,7 +540,10 @@ def teeth(
         schema_version=SCHEMA_VERSION, harness_version=__version__, commit=commit, dirty=dirty,
         complete=not interrupted, started_at=started_at, finished_at=now_iso(),
         duration_s=round(time.monotonic() - t0, 3), command=tuple(command), selection=tuple(select),
-        contracts=tuple(ContractDigest(c.id, c.version, c.path, c.sha256) for c in contracts),
+        contracts=tuple(
+            ContractDigest(c.id, c.version, c.path, c.sha256, tuple(p.given for p in c.parameters if p.given is not None))
+            for c in contracts
+        ),
         invariants=invariants, totals=count_totals(invariants),
     )
     if out is not None:

@@ -375,3 +375,35 @@ def test_teeth_refuses_a_param_no_contract_declares(tmp_path: Path) -> None:
     root = _project(tmp_path / "p")
     with pytest.raises(harness.InvalidInput, match="harness teeth: --param nope: no selected contract declares"):
         harness.teeth([root / "contracts"], out=None, params={"nope": "x"})
+
+
+def test_teeth_json_records_the_parameters(tmp_path: Path) -> None:
+    root = _project(tmp_path / "p", GUARDED)
+    (root / "fx_guard.py").write_text("def clamp(x):\n    if x < 0:\n        return 0\n    return x\n")
+    (root / "fx_guard_falsifier.py").write_text(
+        "from pathlib import Path\nfrom fx_guard import clamp\n\n\ndef clamps_the_artifact(artifact=None):\n"
+        "    for n in Path(artifact).read_text().split():\n        assert clamp(int(n)) >= 0, n\n"
+    )
+    (root / "numbers.txt").write_text("-3\n")
+    result = harness.teeth([root / "contracts"], out=tmp_path / "out", params={"artifact": str(root / "numbers.txt")})
+    expected = (ParameterValue("artifact", ParameterKind.FILE, str(root / "numbers.txt"), str(root / "numbers.txt"),
+                               _sha(root / "numbers.txt")),)
+    assert result.contracts[0].parameters == expected
+    assert harness.read_teeth(next((tmp_path / "out").rglob("teeth.json"))).contracts[0].parameters == expected
+
+
+# ---------------------------------------------------------------------------------------- replay
+
+
+def test_replay_runs_against_the_recorded_artifact_and_refuses_a_changed_one(tmp_path: Path) -> None:
+    root = _project(tmp_path / "p")
+    out = tmp_path / "out"
+    run = run_verify(root, "contracts/", "--out", str(out), "-k", "FALSIFY-ART-001", "--param", "artifact=bad.txt")
+    assert run.returncode == 1, run.stdout + run.stderr
+    evidence = next(out.rglob("evidence.json"))
+    replayed = harness.replay("FALSIFY-ART-001", evidence=evidence, cwd=root)
+    assert replayed.reproduced, replayed.why
+    assert replayed.result.reason == "AssertionError: the artifact says 'bad\\n'"
+    (root / "bad.txt").write_text("good\n")
+    with pytest.raises(harness.ReplayError, match=r"parameter artifact: .*bad.txt changed since the evidence was recorded"):
+        harness.replay("FALSIFY-ART-001", evidence=evidence, cwd=root)
