@@ -215,6 +215,21 @@ def rebind(contract: Contract, recorded: Sequence[ParameterValue]) -> Contract:
     return dataclasses.replace(contract, parameters=params)
 
 
+def changed(contract: Contract) -> str | None:
+    """Why a parameter bound to `contract` no longer names what its digests say (taken again now), or None."""
+    for p in contract.parameters:
+        old = p.given
+        if old is None or old.absolute is None:
+            continue
+        try:
+            now = value_of(p, old.absolute, "--param", Path.cwd())
+        except ParameterError as exc:
+            return f"parameter {p.name} changed during the run: {exc}"
+        if (now.sha256, now.files) != (old.sha256, old.files):
+            return f"parameter {p.name}: {old.absolute} changed during the run (its digests differ from those recorded)"
+    return None
+
+
 def given(contract: Contract) -> tuple[ParameterValue, ...]:
     """The values bound to `contract`'s parameters for this run, in declaration order."""
     return tuple(p.given for p in contract.parameters if p.given is not None)

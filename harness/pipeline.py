@@ -498,6 +498,8 @@ def verify(
                 recorder.close()
         if plan is not None:
             results = {**plan.carried, **results}
+        if params:
+            results = _artifacts_unchanged(contracts, results)
         evidence = make_evidence(
             contracts,
             results,
@@ -534,6 +536,21 @@ def bind_parameters(
     contracts = [bound.get(c.id, c) for c in contracts]
     by_id = {c.id: c for c in contracts}
     return contracts, {key: (by_id[key[0]], f) for key, (_, f) in selected.items()}
+
+
+def _artifacts_unchanged(contracts: Sequence[Contract], results: dict[Key, FalsifierResult]) -> dict[Key, FalsifierResult]:
+    """`results`, with every pass of a contract whose parameters' digests changed while it ran turned into an
+    error: the evidence names the artifact it recorded at the start, so a pass over another one proves nothing."""
+    from harness.parameters import changed
+
+    for contract in contracts:
+        why = changed(contract)
+        if why is None:
+            continue
+        for key, result in results.items():
+            if key[0] == contract.id and result.outcome is Outcome.PASSED:
+                results[key] = replace(result, outcome=Outcome.ERROR, reason=f"{why}; run it again on an artifact nothing writes to")
+    return results
 
 
 def _check_executor(executor: str, address: str | None, jobs: int) -> None:

@@ -407,3 +407,20 @@ def test_replay_runs_against_the_recorded_artifact_and_refuses_a_changed_one(tmp
     (root / "bad.txt").write_text("good\n")
     with pytest.raises(harness.ReplayError, match=r"parameter artifact: .*bad.txt changed since the evidence was recorded"):
         harness.replay("FALSIFY-ART-001", evidence=evidence, cwd=root)
+
+
+def test_an_artifact_changed_during_the_run_turns_its_passes_into_errors(tmp_path: Path) -> None:
+    # The evidence records the digest taken before anything ran; a pass over different bytes would be a
+    # pass the evidence attributes to an artifact nobody checked.
+    contract = HEAD + _falsifier(
+        "FALSIFY-ART-007", """{command: [sh, -c, 'cat "$HARNESS_PARAM_ARTIFACT" && echo more >> "$HARNESS_PARAM_ARTIFACT"']}"""
+    )
+    root = _project(tmp_path / "p", contract)
+    run = run_verify(root, "contracts/", "--out", str(tmp_path / "out"), "--param", "artifact=good.txt")
+    assert run.returncode == 1, run.stdout + run.stderr
+    outcome, reason = _outcomes(_evidence(tmp_path / "out"))["FALSIFY-ART-007"]
+    assert outcome == "error"
+    assert reason == (
+        f"parameter artifact: {root / 'good.txt'} changed during the run (its digests differ from those recorded); "
+        "run it again on an artifact nothing writes to"
+    )
