@@ -424,3 +424,17 @@ def test_an_artifact_changed_during_the_run_turns_its_passes_into_errors(tmp_pat
         f"parameter artifact: {root / 'good.txt'} changed during the run (its digests differ from those recorded); "
         "run it again on an artifact nothing writes to"
     )
+
+
+def test_parallel_workers_receive_the_parameters_and_record_the_same_evidence(tmp_path: Path) -> None:
+    root = _project(tmp_path / "p")
+    runs = {}
+    for jobs in ("1", "2"):
+        out = tmp_path / f"out{jobs}"
+        run = run_verify(root, "contracts/", "--out", str(out), "-j", jobs, "-k", "FALSIFY-ART-00[1-4]",
+                         "--param", "artifact=good.txt")
+        assert run.returncode == 0, run.stdout + run.stderr
+        evidence = read_evidence(next(out.rglob("evidence.json")))
+        runs[jobs] = ([c["parameters"] for c in evidence["contracts"]], sorted(_outcomes(evidence).items()))
+    assert runs["1"] == runs["2"]
+    assert runs["2"][0][0][0]["sha256"] == _sha(root / "good.txt")
