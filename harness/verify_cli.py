@@ -317,6 +317,10 @@ def verify(
         sources = ", ".join(sorted({str(r.carried_from)[:12] for r in carried}))
         partial += f" ({len(carried)} carried over from {sources})"
     emit(f"harness: {totals_line(evidence.totals)}{partial}{' (INTERRUPTED: incomplete)' if interrupted else ''}", stream)
+    for entry in evidence.contracts:
+        for p in entry.parameters:
+            digest = f" (sha256 {p.sha256})" if p.sha256 else f" ({len(p.files)} files)" if p.files is not None else ""
+            emit(terminal(f"parameter {entry.id} {p.name}: {p.absolute or p.value}{digest}"), stream)
     emit(f"evidence: {evidence_dir(out, evidence.commit, evidence.selection) / 'evidence.json'}", stream)
     for warning in gate.warnings:
         emit(f"harness: warning: {warning}", sys.stderr)

@@ -157,6 +157,12 @@ def test_every_binding_kind_receives_the_parameter_and_the_evidence_records_its_
          "files": {"a.bin": _sha(root / "weights" / "a.bin"), "sub/b.bin": _sha(root / "weights" / "sub" / "b.bin")}},
     ]
     assert "--param" in evidence["command"] and "artifact=good.txt" in evidence["command"]
+    # Shown where people look: the closing lines and summary.md.
+    assert f"parameter art-v1 artifact: {root / 'good.txt'} (sha256 {_sha(root / 'good.txt')})" in run.stdout
+    assert "parameter art-v1 weights: " + str(root / "weights") + " (2 files)" in run.stdout
+    summary = (tmp_path / "out" / "uncommitted" / "summary.md").read_text()
+    row = next(line for line in summary.splitlines() if line.startswith("| `artifact` | "))
+    assert row.endswith(f" | `{_sha(root / 'good.txt')}` |") and "good.txt" in row, row
 
 
 @pytest.mark.parametrize("fork_server", ["1", "0"])
