@@ -19,7 +19,7 @@ import sys
 import traceback
 from typing import Any
 
-from harness import channel, guard_coverage, imported_files, replay_child
+from harness import channel, guard_coverage, imported_files, parameters, replay_child
 
 MAX_TEXT = 8000
 
@@ -64,7 +64,8 @@ def classify(target: str) -> dict[str, Any]:
             "counterexample": None,
         }
     try:
-        returned = func()
+        # Contract parameters (harness.parameters) the function takes by name; all are in the environment too.
+        returned = func(**parameters.keyword_arguments(func, os.environ))
         if returned is not None:
             # `return a == b` instead of `assert a == b`, a generator, or an un-awaited coroutine: the check
             # either never ran or its verdict would be thrown away, so this can never count as passed.

@@ -17,7 +17,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from harness import clock, fork_server, guard_coverage, imported_files, project_config, replay_record, requirements
+from harness import clock, fork_server, guard_coverage, imported_files, parameters, project_config, replay_record, requirements
 # HARNESS_PARENT stays importable from here for verify_cli.
 from harness.channel import InvalidRecord, open_channel
 from harness.isolation import HARNESS_PARENT, ProcessRun, child_env, describe_exit, exit_of, run_isolated
@@ -103,11 +103,22 @@ def _start(
     return run_isolated(argv, repo_root, timeout_s, env, pass_fds=pass_fds, on_started=on_started)
 
 
+def _env(repo_root: Path, params: dict[str, str]) -> dict[str, str]:
+    """child_env with exactly this run's contract parameters: a HARNESS_PARAM_* left in the harness's own
+    environment must never reach a falsifier as an artifact the evidence does not record."""
+    env = {
+        k: v for k, v in child_env(repo_root).items()
+        if not k.startswith(parameters.ENV_PREFIX) and k != parameters.NAMES_ENV
+    }
+    return env | params
+
+
 def _run_python(
-    binding: Binding, repo_root: Path, timeout_s: float, guards: tuple[str, ...] = (), fork: tuple[str, ...] | None = None
+    binding: Binding, repo_root: Path, timeout_s: float, guards: tuple[str, ...] = (), fork: tuple[str, ...] | None = None,
+    params: dict[str, str] | None = None,
 ) -> _Verdict:
     with tempfile.TemporaryDirectory(prefix="harness-child-") as scratch, open_channel(scratch) as results:
-        env = guard_coverage.with_guards(child_env(repo_root), guards) | results.env()
+        env = guard_coverage.with_guards(_env(repo_root, params or {}), guards) | results.env()
         run = _start(
             [sys.executable, "-m", "harness.child", str(binding.target), str(results.path)],
             repo_root, timeout_s, env, pass_fds=results.pass_fds, on_started=results.close, fork=fork,
@@ -149,10 +160,11 @@ def _skips(counts: dict[str, Any]) -> str:
 
 
 def _run_pytest(
-    binding: Binding, repo_root: Path, timeout_s: float, guards: tuple[str, ...] = (), fork: tuple[str, ...] | None = None
+    binding: Binding, repo_root: Path, timeout_s: float, guards: tuple[str, ...] = (), fork: tuple[str, ...] | None = None,
+    params: dict[str, str] | None = None,
 ) -> _Verdict:
     with tempfile.TemporaryDirectory(prefix="harness-pytest-") as scratch, open_channel(scratch) as results:
-        env = guard_coverage.with_guards(child_env(repo_root), guards) | results.env()
+        env = guard_coverage.with_guards(_env(repo_root, params or {}), guards) | results.env()
         env["HARNESS_COUNT_FILE"] = str(results.path)
         run = _start(
             _pytest_argv(binding), repo_root, timeout_s, env, pass_fds=results.pass_fds, on_started=results.close,
@@ -310,7 +322,8 @@ def _junit_verdict(binding: Binding, run: ProcessRun, path: Path) -> _Verdict:
 
 
 def _run_command(
-    binding: Binding, repo_root: Path, timeout_s: float, guards: tuple[str, ...] = (), fork: tuple[str, ...] | None = None
+    binding: Binding, repo_root: Path, timeout_s: float, guards: tuple[str, ...] = (), fork: tuple[str, ...] | None = None,
+    params: dict[str, str] | None = None,
 ) -> _Verdict:
     # `guards` is not measured here: the command may be any program (shown as n/a); `fork` never applies.
     argv = list(binding.argv)
@@ -365,7 +378,7 @@ def _run_step(binding: Binding, argv: list[str], repo_root: Path, timeout_s: flo
         if why_not is not None:
             return _Verdict(Outcome.ERROR, why_not)
     try:
-        run = run_isolated(argv, repo_root, timeout_s, child_env(repo_root))
+        run = run_isolated(argv, repo_root, timeout_s, _env(repo_root, params or {}))
     except FileNotFoundError:
         return _Verdict(Outcome.ERROR, f"command not found: {argv[0]}; install it or fix binding.command")
     except PermissionError:
@@ -412,7 +425,7 @@ def run_falsifier(
     """Decide and run one falsifier; never raises for anything the falsifier does (Ctrl-C excepted)."""
     start = time.monotonic()
     guards = guard_coverage.guards_of(falsifier.attacks, contract.invariants)
-    verdict = _decide(falsifier, Path(repo_root), today or clock.today(), guards)
+    verdict = _decide(falsifier, Path(repo_root), today or clock.today(), guards, contract)
     guards_executed, guard_lines, vacuous = _vacuity(falsifier, verdict, guards)
     if vacuous is not None:
         verdict = replace(verdict, outcome=Outcome.VACUOUS, reason=vacuous, counterexample=None)
@@ -471,7 +484,9 @@ def _vacuity(
     return guard_coverage.executed(guards, lines), lines, reason
 
 
-def _decide(falsifier: Falsifier, repo_root: Path, today: date, guards: tuple[str, ...] = ()) -> _Verdict:
+def _decide(
+    falsifier: Falsifier, repo_root: Path, today: date, guards: tuple[str, ...] = (), contract: Contract | None = None
+) -> _Verdict:
     if falsifier.deferred is not None:
         until = falsifier.deferred.until
         if today > until:
@@ -481,6 +496,10 @@ def _decide(falsifier: Falsifier, repo_root: Path, today: date, guards: tuple[st
                 "make the falsifier runnable or extend deferred.until",
             )
         return _Verdict(Outcome.DEFERRED, f"deferred until {until.isoformat()}: {falsifier.deferred.reason}")
+    absent = parameters.missing(falsifier, contract) if contract is not None else []
+    if absent:
+        # Never run against nothing (or whatever a default would find): the artifact is the point.
+        return _Verdict(Outcome.NOT_RUN, parameters.not_run_reason(contract, absent))  # type: ignore[arg-type]
     try:
         unmet = unmet_requirement(falsifier.requires)
     except requirements.ProbeError as exc:
@@ -494,7 +513,8 @@ def _decide(falsifier: Falsifier, repo_root: Path, today: date, guards: tuple[st
     except ProjectConfigError as exc:
         return _Verdict(Outcome.ERROR, f"{exc}; fix it, or run with {fork_server.DISABLE_ENV}=0 to bypass the fork server")
     try:
-        return _RUNNERS[falsifier.binding.kind](falsifier.binding, repo_root, falsifier.timeout_s, guards, fork)
+        params = parameters.environment(contract) if contract is not None else {}
+        return _RUNNERS[falsifier.binding.kind](falsifier.binding, repo_root, falsifier.timeout_s, guards, fork, params)
     except fork_server.PreloadError as exc:
         return _Verdict(
             Outcome.ERROR,

@@ -152,6 +152,8 @@ def why_run(
         return f"its contract file {contract.path} changed"
     if _binding_changed(falsifier, before):
         return "its binding changed"
+    if tuple(p.given for p in contract.parameters if p.given is not None) != entry.parameters:
+        return f"its contract parameters (--param, and the digests of what they name) differ from those of {ref}"
     if before.outcome is not Outcome.PASSED:
         return f"it was {before.outcome.value} at {ref}"
     if before.modules is None:

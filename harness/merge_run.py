@@ -209,11 +209,21 @@ def _merged(shards: list[tuple[Path, Evidence]], given: list[str]) -> Evidence:
     first = ordered[0][1]
     results: dict[Key, FalsifierResult] = {(r.contract_id, r.id): r for _, e in ordered for r in e.results}
     order = [tuple(k) for k in first.shard["selected"]]
+    # Every shard of a run with --param records the same parameters (and digests) for a contract it ran.
+    params: dict[str, tuple[Path, Any]] = {}
+    for path, e in ordered:
+        for entry in e.contracts:
+            if entry.id in params and params[entry.id][1] != entry.parameters:
+                raise MergeError(
+                    f"harness merge: mixed parameters: contract {entry.id} was run with different --param values (or "
+                    f"files whose digests differ) in {params[entry.id][0]} and {path}; run every shard with the same --param"
+                )
+            params.setdefault(entry.id, (path, entry.parameters))
     entries = []
     for c in first.shard["contracts"]:
         found = tuple(results[k] for k in order if k[0] == c["id"] and k in results)
         if found:
-            entries.append(ContractResult(c["id"], c["version"], c["path"], c["sha256"], found))
+            entries.append(ContractResult(c["id"], c["version"], c["path"], c["sha256"], found, params[c["id"]][1]))
     started = min((e.started_at for _, e in ordered), key=_time)
     finished = max((e.finished_at for _, e in ordered), key=_time)
     k = (first.selection or {}).get("k")

@@ -78,6 +78,9 @@ class Requirement:
     min_memory_gib: float | None = None
     # Project-registered kinds (harness.requirements) as (kind, value) in the order written.
     custom: tuple[tuple[str, Any], ...] = ()
+    # The contract parameters (harness.parameters) the falsifier needs besides the contract's required ones;
+    # one not given makes it not_run, naming the --param that supplies it.
+    parameters: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,39 @@ class Falsifier:
     gpus: int = 0
 
 
+class ParameterKind(str, enum.Enum):
+    PATH = "path"  # an existing file or directory
+    FILE = "file"  # an existing regular file
+    DIRECTORY = "directory"  # an existing directory
+    STRING = "string"  # any text
+
+
+@dataclass(frozen=True)
+class ParameterValue:
+    """One parameter given to a run (`harness verify --param NAME=VALUE`), as the evidence records it, so an
+    audit says exactly which artifact was verified (harness.parameters)."""
+
+    name: str
+    kind: ParameterKind
+    value: str  # as given on the command line
+    absolute: str | None = None  # path kinds: the absolute path the falsifiers received
+    sha256: str | None = None  # a file: the sha256 of its bytes
+    files: dict[str, str] | None = None  # a directory: each file's relative POSIX path -> sha256, sorted
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A contract parameter (`parameters: {NAME: {kind, required, description}}`)."""
+
+    name: str
+    kind: ParameterKind
+    location: SourceLocation
+    required: bool = False
+    description: str = ""
+    # The value bound for this run (harness.parameters.bind); None when not given.
+    given: ParameterValue | None = None
+
+
 @dataclass(frozen=True)
 class Contract:
     id: str
@@ -135,6 +171,8 @@ class Contract:
     depends_on: tuple[str, ...] = ()
     references: tuple[Any, ...] = ()
     changelog: tuple[Any, ...] = ()
+    # What the falsifiers receive (HARNESS_PARAM_<NAME>); each carries the value given to this run, if any.
+    parameters: tuple[Parameter, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -213,6 +251,8 @@ class ContractResult:
     path: str  # repository-relative
     sha256: str
     falsifiers: tuple[FalsifierResult, ...]
+    # The parameters given to this run that the contract declares (name order as declared); empty when none.
+    parameters: tuple[ParameterValue, ...] = ()
 
 
 @dataclass(frozen=True)

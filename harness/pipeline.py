@@ -25,7 +25,7 @@ import shlex
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -368,6 +368,7 @@ def verify(
     address: str | None = None,
     shard: tuple[int, int] | None = None,
     waivers: str | os.PathLike[str] | None = None,
+    params: Mapping[str, str] | None = None,
 ) -> Evidence:
     """Validate the contracts under `paths`, run their falsifiers (those matching `select`, `jobs` at a
     time, longest first by the durations in the newest evidence under `out`; a falsified or error one up
@@ -381,7 +382,9 @@ def verify(
     falsifiers as tasks on the Ray cluster at `address` (None: Ray's default, a local instance unless
     RAY_ADDRESS names one; "auto": the cluster this node belongs to); see docs/executors.md. The waivers
     file `waivers` (default: waivers.yaml in the first directory of `paths`, when there is one) is loaded
-    and recorded in the evidence (`Evidence.waivers`) for the gate; it changes no result.
+    and recorded in the evidence (`Evidence.waivers`) for the gate; it changes no result. `params`
+    ({NAME: VALUE}, `--param NAME=VALUE`) are the contract parameters (harness.parameters): each must be
+    declared by a selected contract, a path must exist; the evidence records each with its digests.
 
     Raises InvalidInput before anything runs, EvidenceNotWritten when the evidence could not be
     published; Ctrl-C (or SIGTERM) during the run returns the evidence so far with `complete` False,
@@ -417,6 +420,7 @@ def verify(
         check = shlex.join(["harness", "validate", *map(str, paths)])
         raise InvalidInput(f"harness verify: no falsifier {what} in {len(files)} contract file(s); `{check}` counts them")
 
+    contracts, selected = bind_parameters(contracts, selected, params or {}, "verify")
     roots = {cid: Path(root) for cid, root in validation.roots.items()}
     repo_root = roots[contracts[0].id] if contracts else files[0].parent
     commit, dirty = git_state(repo_root)
@@ -486,6 +490,8 @@ def verify(
                 recorder.close()
         if plan is not None:
             results = {**plan.carried, **results}
+        if params:
+            results = _artifacts_unchanged(contracts, results)
         evidence = make_evidence(
             contracts,
             results,
@@ -522,6 +528,38 @@ def _waivers(paths: Sequence[str | os.PathLike[str]], given: str | os.PathLike[s
             f"(see {waivers.GUIDE}), then run harness verify again.",
             [str(p) for p in exc.problems],
         ) from None
+def bind_parameters(
+    contracts: list[Contract], selected: dict[Key, tuple[Contract, Falsifier]], params: Mapping[str, str], command: str
+) -> tuple[list[Contract], dict[Key, tuple[Contract, Falsifier]]]:
+    """The contracts (and the selected pairs) with `params` bound to the selected contracts that declare them
+    (harness.parameters.bind: digests taken here, in the controller, once); InvalidInput naming the --param."""
+    from harness.parameters import ParameterError, bind
+
+    if not params:
+        return contracts, selected  # a falsifier needing one is not_run, naming the --param (harness.execute)
+    chosen = {cid for cid, _ in selected}
+    try:
+        bound = {c.id: c for c in bind([c for c in contracts if c.id in chosen], params)}
+    except ParameterError as exc:
+        raise InvalidInput(f"harness {command}: {exc}; nothing was run") from None
+    contracts = [bound.get(c.id, c) for c in contracts]
+    by_id = {c.id: c for c in contracts}
+    return contracts, {key: (by_id[key[0]], f) for key, (_, f) in selected.items()}
+
+
+def _artifacts_unchanged(contracts: Sequence[Contract], results: dict[Key, FalsifierResult]) -> dict[Key, FalsifierResult]:
+    """`results`, with every pass of a contract whose parameters' digests changed while it ran turned into an
+    error: the evidence names the artifact it recorded at the start, so a pass over another one proves nothing."""
+    from harness.parameters import changed
+
+    for contract in contracts:
+        why = changed(contract)
+        if why is None:
+            continue
+        for key, result in results.items():
+            if key[0] == contract.id and result.outcome is Outcome.PASSED:
+                results[key] = replace(result, outcome=Outcome.ERROR, reason=f"{why}; run it again on an artifact nothing writes to")
+    return results
 
 
 def _check_executor(executor: str, address: str | None, jobs: int) -> None:

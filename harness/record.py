@@ -33,7 +33,8 @@ import harness
 from harness.atomic import create_file, fsync_dir, unique_sibling, write_atomic
 from harness.escape import json_safe
 from harness.model import (
-    Attempt, Binding, BindingKind, Contract, ContractResult, Evidence, FalsifierResult, Outcome, SourceLocation, Waiver,
+    Attempt, Binding, BindingKind, Contract, ContractResult, Evidence, FalsifierResult, Outcome, ParameterKind, ParameterValue,
+    SourceLocation, Waiver,
 )
 from harness.schema import load_schema
 
@@ -186,7 +187,8 @@ def make_evidence(
     for contract in contracts:
         found = tuple(results[(contract.id, f.id)] for f in contract.falsifiers if (contract.id, f.id) in results)
         if found or keep_empty:
-            entries.append(ContractResult(contract.id, contract.version, contract.path, contract.sha256, found))
+            given = tuple(p.given for p in contract.parameters if p.given is not None)
+            entries.append(ContractResult(contract.id, contract.version, contract.path, contract.sha256, found, given))
     return Evidence(
         schema_version=SCHEMA_VERSION,
         harness_version=harness.__version__,
@@ -224,6 +226,15 @@ def _contract_result_from_dict(data: dict[str, Any]) -> ContractResult:
         path=data["path"],
         sha256=data["sha256"],
         falsifiers=tuple(result_from_dict(f) for f in data["falsifiers"]),
+        parameters=tuple(parameter_value_from_dict(p) for p in data.get("parameters") or ()),
+    )
+
+
+def parameter_value_from_dict(data: dict[str, Any]) -> ParameterValue:
+    """Inverse of the evidence's `parameters` entry (a ParameterValue serialised field for field)."""
+    return ParameterValue(
+        name=data["name"], kind=ParameterKind(data["kind"]), value=data["value"], absolute=data.get("absolute"),
+        sha256=data.get("sha256"), files=None if data.get("files") is None else dict(data["files"]),
     )
 
 

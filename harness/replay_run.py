@@ -143,6 +143,13 @@ def replay(
             f"harness replay: {falsifier_id} was {recorded.outcome.value} in {source}: there is no failure to replay"
         )
     contract, falsifier = _contract(entry, root, document, falsifier_id)
+    if entry.parameters:
+        from harness.parameters import ParameterError, rebind
+
+        try:  # the artifact it failed on, unchanged, or no replay
+            contract = rebind(contract, entry.parameters)
+        except ParameterError as exc:
+            raise ReplayError(f"harness replay: {falsifier_id}: {exc}") from None
     plan = recorded.replay or {}
     env: dict[str, str | None] = {name: plan.get("env", {}).get(name) for name in REPLAY_ENV}
     with tempfile.TemporaryDirectory(prefix="harness-replay-") as scratch:

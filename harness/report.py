@@ -103,6 +103,22 @@ def _cell(text: Any, limit: int = 160) -> str:
     return escape.markdown(text, limit)
 
 
+def _parameter_lines(parameters: list[dict[str, Any]]) -> list[str]:
+    """The contract's --param values and what they named (the artifact verified), before its results."""
+    if not parameters:
+        return []
+    lines = ["| Parameter | Value | sha256 |", "|---|---|---|"]
+    for p in parameters:
+        if p["sha256"]:
+            digest = escape.markdown_code(p["sha256"], in_table=True)
+        elif p["files"] is not None:
+            digest = f"{len(p['files'])} files (evidence.json lists each)"
+        else:
+            digest = ""
+        lines.append(f"| {escape.markdown_code(p['name'], in_table=True)} | {_cell(p['absolute'] or p['value'])} | {digest} |")
+    return [*lines, ""]
+
+
 def render_summary(evidence: dict[str, Any]) -> str:
     """Markdown fit for $GITHUB_STEP_SUMMARY: totals, one table per contract, then the details
     a reader needs to act: counterexamples, errors, not_run reasons, deferrals."""
@@ -142,6 +158,7 @@ def render_summary(evidence: dict[str, Any]) -> str:
             escape.markdown_code(contract["path"]),
             "",
         ]
+        lines += _parameter_lines(contract.get("parameters") or [])
         lines += ["| Falsifier | Attacks | Outcome | Time | Tests | Guards | Reason |", "|---|---|---|---:|---:|---|---|"]
         for f in contract["falsifiers"]:
             tests = "" if f["tests_matched"] is None else f"{f['tests_executed']}/{f['tests_matched']}"

@@ -38,6 +38,9 @@ from harness.isolation import child_env, run_isolated
 Probe = Callable[[Any], "str | None"]
 ENTRY_POINT_GROUP = "harness.requirements"
 BUILTIN_KINDS = ("cuda", "packages", "min_memory_gib")
+# `requires.parameters` names contract parameters: decided against the run's given values (harness.parameters,
+# in harness.execute), never by a probe of the machine, so it is no requirement kind a project may register.
+PARAMETERS = "parameters"
 
 _registered: dict[str, Probe] = {}
 
@@ -48,7 +51,7 @@ class ProbeError(Exception):
 
 def register(kind: str, probe: Probe) -> None:
     """Make `kind` a requirement kind contracts may use; `probe(value)` returns None or why it is unmet."""
-    if kind in BUILTIN_KINDS:
+    if kind in BUILTIN_KINDS or kind == PARAMETERS:
         raise ValueError(f"requirement kind {kind!r} is built in; choose another name")
     if not re.fullmatch(r"[a-z][a-z0-9_]*", kind):
         raise ValueError(f"requirement kind {kind!r} must be lower_snake_case")
@@ -61,7 +64,7 @@ def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
 
     found = {}
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name not in BUILTIN_KINDS:
+        if ep.name not in BUILTIN_KINDS and ep.name != PARAMETERS:
             found.setdefault(ep.name, ep)
     return found
 
@@ -322,7 +325,7 @@ def unmet(requirements: Mapping[str, Any] | Any) -> str | None:
 def _items(requirements: Mapping[str, Any] | Any) -> list[tuple[str, Any]]:
     """(kind, value) pairs of a harness.model.Requirement (or a plain mapping), built-ins first."""
     if isinstance(requirements, Mapping):
-        pairs = list(requirements.items())
+        pairs = [(k, v) for k, v in requirements.items() if k != PARAMETERS]
     else:
         pairs = [
             ("cuda", requirements.cuda), ("packages", requirements.packages),

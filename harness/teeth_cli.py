@@ -37,6 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="only invariants whose id or contract id, or falsifiers whose id, match this glob or substring (repeatable)",
     )
     parser.add_argument("-j", dest="jobs", type=int, default=1, metavar="N", help="run N mutants in parallel (each in its own child)")
+    parser.add_argument(
+        "--param", dest="params", action="append", default=[], metavar="NAME=VALUE",
+        help="a contract parameter (repeatable), as for harness verify; without a parameter its falsifiers are "
+        "not_run and their invariants' mutants not checked",
+    )
 
 
 def register(subparsers: Any) -> None:
@@ -52,12 +57,21 @@ def command_line(args: argparse.Namespace) -> list[str]:
         argv += ["-k", pattern]
     if args.jobs != 1:
         argv += ["-j", str(args.jobs)]
+    for param in args.params:
+        argv += ["--param", param]
     return argv
 
 
 def run(args: argparse.Namespace) -> int:
     """The `func` of the `teeth` subparser."""
-    return teeth(args.paths, out=args.out, select=args.select, jobs=args.jobs, command=command_line(args))
+    from harness.parameters import ParameterError, parse_assignments
+
+    try:
+        params = parse_assignments(args.params)
+    except ParameterError as exc:
+        emit(f"harness teeth: {exc}", sys.stderr)
+        return EXIT_INVALID
+    return teeth(args.paths, out=args.out, select=args.select, jobs=args.jobs, command=command_line(args), params=params)
 
 
 class _Printer(Observer):
@@ -114,11 +128,14 @@ def teeth(
     jobs: int = 1,
     command: Sequence[str] = (),
     stream: TextIO | None = None,
+    params: dict[str, str] | None = None,
 ) -> int:
     """`harness teeth`: run, print, and map the result to the exit status (0, 1, 2, 3 or 130)."""
     stream = stream or sys.stdout
     try:
-        result = run_teeth(paths, out=out, select=select, jobs=jobs, command=command, observer=_Printer(stream))
+        result = run_teeth(
+            paths, out=out, select=select, jobs=jobs, command=command, observer=_Printer(stream), params=params
+        )
     except InvalidInput as exc:
         for line in exc.problems:
             emit(line, stream)

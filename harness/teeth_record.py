@@ -21,7 +21,7 @@ import jsonschema
 from harness import escape
 from harness.atomic import write_atomic
 from harness.guards import GuardSite
-from harness.record import _json_value
+from harness.record import _json_value, parameter_value_from_dict
 from harness.schema import load_schema
 from harness.teeth_run import (
     SURVIVED,
@@ -83,7 +83,10 @@ def teeth_from_dict(data: Any, source: str = "teeth") -> Teeth:
             **data,
             "command": tuple(data["command"]),
             "selection": tuple(data["selection"]),
-            "contracts": tuple(ContractDigest(**c) for c in data["contracts"]),
+            "contracts": tuple(
+                ContractDigest(**{**c, "parameters": tuple(parameter_value_from_dict(p) for p in c.get("parameters") or ())})
+                for c in data["contracts"]
+            ),
             "invariants": tuple(_invariant(i) for i in data["invariants"]),
         }
     )

@@ -26,7 +26,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,8 +35,8 @@ from harness import mutate
 from harness.environment import _git, git_state
 from harness.execute import run_falsifier
 from harness.guards import GuardSite, locate_guards
-from harness.model import Contract, Falsifier, FalsifierResult, Invariant, Outcome
-from harness.pipeline import InvalidInput, _unwritable, validated
+from harness.model import Contract, Falsifier, FalsifierResult, Invariant, Outcome, ParameterValue
+from harness.pipeline import InvalidInput, _unwritable, bind_parameters, validated
 from harness.plugin import matches_any
 from harness.record import evidence_dir, now_iso
 
@@ -66,6 +66,7 @@ class ContractDigest:
     version: str
     path: str
     sha256: str
+    parameters: tuple[ParameterValue, ...] = ()  # --param given to this run, as the evidence records them
 
 
 @dataclass(frozen=True)
@@ -448,13 +449,16 @@ def teeth(
     jobs: int = 1,
     command: Sequence[str] = (),
     observer: Observer | None = None,
+    params: Mapping[str, str] | None = None,
 ) -> Teeth:
     """Validate the contracts under `paths`, run the falsifiers of every invariant (those matching
     `select`) against mutants of its guards, `jobs` at a time, and return the Teeth, written to
     `out`/<commit>/teeth.json and teeth.md (nowhere when `out` is None).
 
     Raises InvalidInput (exit 2) before anything runs. Ctrl-C during the run returns what was measured
-    so far with `complete` False (runs already started finish first; nothing new starts)."""
+    so far with `complete` False (runs already started finish first; nothing new starts). `params` are the
+    contract parameters, as for verify: a falsifier missing one it needs is not_run in its baseline, so the
+    mutants of its invariant are `not_run` (neither killed nor survived) with that reason."""
     from harness import __version__
     from harness.teeth_record import write_teeth  # it imports this module's types
 
@@ -465,6 +469,10 @@ def teeth(
     validation = validated(paths, "teeth")
     check = shlex.join(["harness", "validate", *map(str, paths)])
     contracts = list(validation.contracts)
+    if params:
+        # Bound to the contracts with a falsifier that teeth would run (the selected invariants' attackers).
+        chosen = {(c.id, f.id): (c, f) for plan in _plan(contracts, select) for c, f in plan.falsifiers}
+        contracts, _ = bind_parameters(contracts, chosen, params, "teeth")
     roots = {cid: Path(root).resolve() for cid, root in validation.roots.items()}
     plans = _plan(contracts, select)
     if not plans:
@@ -532,7 +540,10 @@ def teeth(
         schema_version=SCHEMA_VERSION, harness_version=__version__, commit=commit, dirty=dirty,
         complete=not interrupted, started_at=started_at, finished_at=now_iso(),
         duration_s=round(time.monotonic() - t0, 3), command=tuple(command), selection=tuple(select),
-        contracts=tuple(ContractDigest(c.id, c.version, c.path, c.sha256) for c in contracts),
+        contracts=tuple(
+            ContractDigest(c.id, c.version, c.path, c.sha256, tuple(p.given for p in c.parameters if p.given is not None))
+            for c in contracts
+        ),
         invariants=invariants, totals=count_totals(invariants),
     )
     if out is not None:

@@ -41,7 +41,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from harness import bindings, clock, crossref, requirements, schema_check
+from harness import bindings, clock, crossref, parameters, requirements, schema_check
 from harness.bindings import default_test_paths, k_shorthand
 from harness.contract_doc import NO_ID, ContractDoc, Problems
 from harness.discover import (
@@ -157,7 +157,10 @@ def _contract(doc: ContractDoc) -> Contract:
                 requires=Requirement(
                     cuda=bool(req.get("cuda", False)), packages=tuple(req.get("packages", ())),
                     min_memory_gib=float(req["min_memory_gib"]) if "min_memory_gib" in req else None,
-                    custom=tuple((k, v) for k, v in req.items() if k not in requirements.BUILTIN_KINDS),
+                    custom=tuple(
+                        (k, v) for k, v in req.items() if k not in requirements.BUILTIN_KINDS and k != requirements.PARAMETERS
+                    ),
+                    parameters=tuple(req.get("parameters", ())),
                 ),
                 timeout_s=float(fal.get("timeout_s", 300.0)),
                 deferred=Deferred(reason=deferred["reason"], until=date.fromisoformat(deferred["until"])) if deferred else None,
@@ -169,7 +172,7 @@ def _contract(doc: ContractDoc) -> Contract:
         id=data["id"], version=data["version"], title=data["title"], description=data.get("description", ""),
         path=rel, sha256=doc.loaded.sha256, invariants=invariants, falsifiers=tuple(falsifiers),
         depends_on=tuple(data.get("depends_on", ())), references=tuple(data.get("references", ())),
-        changelog=tuple(data.get("changelog", ())),
+        changelog=tuple(data.get("changelog", ())), parameters=parameters.from_yaml(data.get("parameters"), loc),
     )
 
 
@@ -208,6 +211,7 @@ def validate_report(
     crossref.check_ids(docs, problems)
     problems.check = "references"
     crossref.check_references(docs, problems, today)
+    parameters.check(docs, problems)
     # The static binding rules hold wherever contracts are loaded (verify and plain pytest included):
     # they cost no child process and keep every binding inside its repository.
     problems.check = "binding-paths"

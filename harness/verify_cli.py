@@ -88,6 +88,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="release gate: also fail (exit 1) on results carried over from another commit and on restricted runs",
     )
     parser.add_argument(
+        "--param",
+        dest="params",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a contract parameter (repeatable): the falsifiers get it as HARNESS_PARAM_<NAME>; the evidence records "
+        "it with the sha256 of the file it names (of each file, for a directory)",
+    )
+    parser.add_argument(
         "--executor",
         choices=EXECUTORS,
         default="local",
@@ -134,6 +143,8 @@ def command_line(args: argparse.Namespace) -> list[str]:
         argv += ["--changed-since", args.changed_since]
     if args.release:
         argv.append("--release")
+    for param in args.params:
+        argv += ["--param", param]
     if args.executor != "local":
         argv += ["--executor", args.executor]
     if args.address is not None:
@@ -155,11 +166,18 @@ def run(args: argparse.Namespace) -> int:
         except ShardSpecError as exc:
             emit(f"harness verify: {exc}", sys.stderr)
             return EXIT_INVALID
+    from harness.parameters import ParameterError, parse_assignments
+
+    try:
+        params = parse_assignments(args.params)
+    except ParameterError as exc:
+        emit(f"harness verify: {exc}", sys.stderr)
+        return EXIT_INVALID
     return verify(
         args.paths, out=args.out, select=args.select, jobs=args.jobs, rerun=args.rerun, strict=args.strict, command=command,
         changed_since=args.changed_since, release=args.release,
         executor=args.executor, address=args.address,
-        shard=shard, waivers=args.waivers,
+        shard=shard, waivers=args.waivers, params=params,
     )
 
 
@@ -277,6 +295,7 @@ def verify(
     address: str | None = None,
     shard: tuple[int, int] | None = None,
     waivers: str | os.PathLike[str] | None = None,
+    params: dict[str, str] | None = None,
 ) -> int:
     """`harness verify`: run the pipeline, print, and map its verdict to the exit status (0, 1, 2, 3 or 130)."""
     stream = stream or sys.stdout
@@ -292,7 +311,7 @@ def verify(
         evidence = run_verification(
             paths, out=out, select=select, jobs=jobs, rerun=rerun, command=command, observer=_Printer(stream),
             changed_since=changed_since,
-            executor=executor, address=address, shard=shard, waivers=waivers,
+            executor=executor, address=address, shard=shard, waivers=waivers, params=params,
         )
     except InvalidInput as exc:
         _print_problems(exc.problems, str(exc), sys.stdout)
@@ -311,6 +330,10 @@ def verify(
         sources = ", ".join(sorted({str(r.carried_from)[:12] for r in carried}))
         partial += f" ({len(carried)} carried over from {sources})"
     emit(f"harness: {totals_line(evidence.totals)}{partial}{' (INTERRUPTED: incomplete)' if interrupted else ''}", stream)
+    for entry in evidence.contracts:
+        for p in entry.parameters:
+            digest = f" (sha256 {p.sha256})" if p.sha256 else f" ({len(p.files)} files)" if p.files is not None else ""
+            emit(terminal(f"parameter {entry.id} {p.name}: {p.absolute or p.value}{digest}"), stream)
     directory = evidence_dir(out, evidence.commit, evidence.selection)
     emit(f"evidence: {directory / 'evidence.json'}", stream)
     _print_waivers(evidence, gate, today, stream)

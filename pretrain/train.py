@@ -37,7 +37,7 @@ from pretrain.model import (CausalLM, LoadError, ModelConfig, build_model, check
                             config_from_header, load_state_strict)
 from pretrain.train_config import (DivergedError, OutputError, TrainConfig, TrainConfigError, TrainDataError,
                                    TrainError, check_flags_agree, check_out_dir, config_from_flags)
-from pretrain.train_output import Metrics, Progress, Throughput, provenance, save_or_refuse
+from pretrain.train_output import Metrics, Progress, Throughput, provenance, save_or_refuse, val_split
 
 # Names pretrain.train offered before the split, still importable from here.
 from pretrain.memory import MemoryEstimate, estimate_memory  # noqa: F401
@@ -418,7 +418,8 @@ def _train_loop(args: TrainConfig, model: CausalLM, cfg: ModelConfig, corpus: da
         if dist.is_main and ckpt_path is not None:
             # Evaluate at exactly the weights being saved, so the recorded val_loss is theirs.
             val_loss = record_val(step) if last_eval != step else val_loss
-            save_or_refuse(ckpt_path, model, cfg, step, val_loss, corpus, recorded, args.init)
+            save_or_refuse(ckpt_path, model, cfg, step, val_loss, corpus, recorded, args.init,
+                           val_split(args, corpus, precision))
         metrics.close()
         # The CLI reports the saved checkpoint and exits 130; rank > 0 saved nothing (checkpoint None).
         return TrainResult(step, val_loss, ckpt_path, metrics.path, interrupted=True)
@@ -426,7 +427,8 @@ def _train_loop(args: TrainConfig, model: CausalLM, cfg: ModelConfig, corpus: da
         guard.__exit__()
     progress.close()
     if dist.is_main and ckpt_path is not None:
-        save_or_refuse(ckpt_path, model, cfg, step, val_loss, corpus, recorded, args.init)
+        save_or_refuse(ckpt_path, model, cfg, step, val_loss, corpus, recorded, args.init,
+                       val_split(args, corpus, precision))
         progress.note(f"saved {ckpt_path} at step {step}, val_loss {val_loss:.4f}")
     metrics.close()
     finish_distributed(dist)

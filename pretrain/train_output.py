@@ -183,8 +183,33 @@ def provenance(args: "TrainConfig", corpus: data_mod.Corpus) -> dict[str, str]:
     }
 
 
+def val_split(args: "TrainConfig", corpus: data_mod.Corpus, precision: str) -> dict[str, Any]:
+    """The checkpoint's `val_split` metadata: what its `val_loss` was measured on, so it can be measured again
+    (the model release gate's re-evaluation): the data (absolute path; null for the default corpus), the window
+    length and count, the split's size and dtype and the sha256 of its token bytes, and the precision."""
+    import hashlib
+
+    import numpy as np
+
+    tokens = np.ascontiguousarray(corpus.val)
+    digest = hashlib.sha256()
+    for start in range(0, len(tokens), 1 << 22):  # in chunks: a memory-mapped split is never read whole
+        digest.update(np.ascontiguousarray(tokens[start:start + (1 << 22)]).tobytes())
+    return {
+        "data": None if args.data is None else str(Path(args.data).resolve()),
+        "seq_len": args.seq_len,
+        "windows": args.val_windows,
+        "val_fraction": data_mod.VAL_FRACTION,
+        "tokens": int(len(tokens)),
+        "dtype": str(tokens.dtype),
+        "sha256": digest.hexdigest(),
+        "precision": precision,
+    }
+
+
 def save_checkpoint(path: Path, model: CausalLM, cfg: ModelConfig, step: int, val_loss: float,
-                    corpus: data_mod.Corpus, provenance: dict[str, str], init: str | None) -> None:
+                    corpus: data_mod.Corpus, provenance: dict[str, str], init: str | None,
+                    split: dict[str, Any] | None = None) -> None:
     from pretrain.checkpoint import write_checkpoint
 
     # The last line of defence: whatever got past the loss checks, a NaN model is never saved.
@@ -207,6 +232,8 @@ def save_checkpoint(path: Path, model: CausalLM, cfg: ModelConfig, step: int, va
         metadata["tokenizer"] = corpus.tokenizer
     if init:
         metadata["init"] = str(init)
+    if split is not None:
+        metadata["val_split"] = json.dumps(split, sort_keys=True)
     write_checkpoint(path, tensors, metadata)
 
 

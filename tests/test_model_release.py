@@ -1,0 +1,155 @@
+"""The model release gate end to end: train a tiny model with `pretrain train`, stamp it fully, and
+`harness verify contracts/model-release-v1.yaml --param checkpoint=...` passes falsifiers 1-5, with the
+checkpoint's digest in the evidence; then an unstamped checkpoint, a mis-stamped one, a NaN tensor and a
+val_loss that does not reproduce each make the named falsifier fail, its fix (a command) in the message.
+
+Slow: a training run and six verify runs (`pytest -m slow tests/test_model_release.py`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.cli_env import cli_env
+
+ROOT = Path(__file__).resolve().parents[1]
+CONTRACT = "contracts/model-release-v1.yaml"
+
+pytestmark = pytest.mark.slow(minutes=6)
+
+
+def _run(*argv: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    env = cli_env(CI="1", CUDA_VISIBLE_DEVICES="")
+    env.pop("PYTEST_ADDOPTS", None)
+    return subprocess.run([sys.executable, "-m", *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny run's directory (model.safetensors, metrics.jsonl) from `pretrain train`, on a small text file."""
+    root = tmp_path_factory.mktemp("release")
+    data = root / "corpus.txt"
+    data.write_bytes(b"".join(f"def f{i}(x):\n    return x * {i} + {i % 7}\n".encode() for i in range(1500)))
+    out = root / "run"
+    proc = _run("pretrain", "train", "--data", str(data), "--steps", "6", "--layers", "1", "--hidden", "32", "--heads", "4",
+                "--kv-heads", "2", "--seq-len", "32", "--batch", "4", "--eval-every", "6", "--data-source",
+                "tiny generated Python", "--data-license", "CC0-1.0", "--out", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def stamped(trained: Path) -> Path:
+    path = trained / "release.safetensors"
+    proc = _run("pretrain", "stamp", str(trained / "model.safetensors"), "--license", "Apache-2.0", "-o", str(path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return path
+
+
+def _verify(checkpoint: Path, out: Path, *k: str) -> tuple[int, dict, str]:
+    """(exit code, evidence, output) of the release contract against `checkpoint` (-k narrows it)."""
+    selection = [arg for pattern in k for arg in ("-k", pattern)]
+    proc = _run("harness", "verify", CONTRACT, "--out", str(out), "--param", f"checkpoint={checkpoint}", *selection)
+    files = list(out.rglob("evidence.json"))
+    assert len(files) == 1, proc.stdout + proc.stderr
+    return proc.returncode, json.loads(files[0].read_text()), proc.stdout + proc.stderr
+
+
+def _results(evidence: dict) -> dict[str, dict]:
+    return {f["id"]: f for c in evidence["contracts"] for f in c["falsifiers"]}
+
+
+def _rewritten(src: Path, dst: Path, *, metadata: dict[str, str] | None = None, nan: str | None = None) -> Path:
+    """`src` written again as `dst` with its metadata updated, and optionally one element of tensor `nan` set to NaN."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(src), framework="pt") as f:
+        meta = dict(f.metadata())
+        tensors = {name: f.get_tensor(name).clone() for name in f.keys()}
+    if nan is not None:
+        tensors[nan].view(-1)[0] = float("nan")
+    save_file(tensors, str(dst), {**meta, **(metadata or {})})
+    return dst
+
+
+def test_a_fully_stamped_checkpoint_passes_falsifiers_1_to_5_and_the_evidence_names_it(stamped: Path, tmp_path: Path) -> None:
+    code, evidence, output = _verify(stamped, tmp_path / "out")
+    assert code == 0, output
+    results = _results(evidence)
+    assert {fid: r["outcome"] for fid, r in results.items()} == {
+        "FALSIFY-RELEASE-READS-001": "passed", "FALSIFY-RELEASE-QUALITY-001": "passed",
+        "FALSIFY-RELEASE-FAMILY-001": "passed", "FALSIFY-RELEASE-GENERATES-001": "passed",
+        "FALSIFY-RELEASE-VAL-LOSS-001": "passed",
+    }
+    assert all(r["guards_executed"] for r in results.values()), {fid: r["guards_executed"] for fid, r in results.items()}
+    (contract,) = evidence["contracts"]
+    assert contract["parameters"] == [{
+        "name": "checkpoint", "kind": "path", "value": str(stamped), "absolute": str(stamped),
+        "sha256": hashlib.sha256(stamped.read_bytes()).hexdigest(), "files": None,
+    }]
+    assert evidence["selection"] is None
+
+
+def test_an_unstamped_checkpoint_fails_the_quality_gate_with_the_stamp_command(trained: Path, tmp_path: Path) -> None:
+    checkpoint = trained / "model.safetensors"  # as trained: no --license
+    code, evidence, output = _verify(checkpoint, tmp_path / "out", "FALSIFY-RELEASE-QUALITY-001")
+    assert code == 1, output
+    result = _results(evidence)["FALSIFY-RELEASE-QUALITY-001"]
+    assert result["outcome"] == "falsified"
+    assert "provenance.license: no license" in result["reason"]
+    assert f"pretrain stamp {checkpoint} --license '<SPDX-ID>' -o {trained / 'model.fixed.safetensors'}" in result["reason"]
+
+
+def test_a_mis_stamped_checkpoint_fails_the_family_check_with_the_salvage_command(stamped: Path, tmp_path: Path) -> None:
+    mis = _rewritten(stamped, tmp_path / "mis.safetensors", metadata={
+        "architecture": "qwen2", "hf_architecture": "Qwen2ForCausalLM", "hf_model_type": "qwen2",
+    })
+    code, evidence, output = _verify(mis, tmp_path / "out", "FALSIFY-RELEASE-FAMILY-001")
+    assert code == 1, output
+    result = _results(evidence)["FALSIFY-RELEASE-FAMILY-001"]
+    assert result["outcome"] == "falsified"
+    fix = f"pretrain stamp {mis} --architecture llama --hf-architecture LlamaForCausalLM --hf-model-type llama -o {tmp_path / 'mis.fixed.safetensors'}"
+    assert fix in result["counterexample"], result["counterexample"]
+    # The command runs as printed, and its output passes the check.
+    proc = subprocess.run(fix, shell=True, cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    code, evidence, output = _verify(tmp_path / "mis.fixed.safetensors", tmp_path / "out-fixed", "FALSIFY-RELEASE-FAMILY-001")
+    assert code == 0, output
+
+
+def test_a_nan_tensor_fails_the_read_check(stamped: Path, tmp_path: Path) -> None:
+    broken = _rewritten(stamped, tmp_path / "nan.safetensors", nan="model.layers.0.mlp.up_proj.weight")
+    code, evidence, output = _verify(broken, tmp_path / "out", "FALSIFY-RELEASE-READS-001")
+    assert code == 1, output
+    result = _results(evidence)["FALSIFY-RELEASE-READS-001"]
+    assert result["outcome"] == "falsified"
+    assert "'model.layers.0.mlp.up_proj.weight'" in result["reason"] and "NaN or Inf" in result["reason"]
+    assert f"harness verify {CONTRACT} --param checkpoint=GOOD.safetensors" in result["reason"]
+
+
+def test_a_val_loss_that_does_not_reproduce_fails_with_the_command_that_measures_it_again(stamped: Path, tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    with safe_open(str(stamped), framework="pt") as f:
+        recorded = float(f.metadata()["val_loss"])
+    wrong = _rewritten(stamped, tmp_path / "wrong.safetensors", metadata={"val_loss": repr(recorded * 0.9)})
+    code, evidence, output = _verify(wrong, tmp_path / "out", "FALSIFY-RELEASE-VAL-LOSS-001")
+    assert code == 1, output
+    result = _results(evidence)["FALSIFY-RELEASE-VAL-LOSS-001"]
+    assert result["outcome"] == "falsified"
+    assert f"recorded {recorded * 0.9:.4f}" in result["reason"] and "more than 2%" in result["reason"]
+    fix = result["counterexample"].rsplit("measure and record it again: ", 1)[1]
+    assert fix.startswith(f"pretrain train --init {wrong} --steps 0 --seq-len 32 --val-windows 16 --data "), fix
+    # The command runs as printed and writes a checkpoint whose val_loss reproduces.
+    proc = subprocess.run(fix, shell=True, cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    again = Path(fix.rsplit("--out ", 1)[1].strip("'")) / "model.safetensors"
+    code, evidence, output = _verify(again, tmp_path / "out-again", "FALSIFY-RELEASE-VAL-LOSS-001", "FALSIFY-RELEASE-QUALITY-001")
+    assert code == 0, output
