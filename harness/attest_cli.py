@@ -21,6 +21,7 @@ import shlex
 import sys
 from typing import Any
 
+from harness.cli import add_command
 from harness.console import emit
 
 EXIT_OK, EXIT_INVALID, EXIT_BAD_INPUT = 0, 1, 2
@@ -28,21 +29,11 @@ EXIT_OK, EXIT_INVALID, EXIT_BAD_INPUT = 0, 1, 2
 
 def register(subparsers: Any) -> None:
     """Add the `keygen` and `attest` subcommands to the harness CLI."""
-    keygen = subparsers.add_parser(
-        "keygen",
-        help="make an Ed25519 key pair for signing evidence (harness attest)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    keygen = add_command(subparsers, "keygen", help="make an Ed25519 key pair for signing evidence (harness attest)", doc=__doc__)
     keygen.add_argument("--out", required=True, metavar="DIR", help="directory to write attestation.key and attestation.pub into")
     keygen.set_defaults(func=run_keygen)
 
-    attest = subparsers.add_parser(
-        "attest",
-        help="sign a commit's evidence (in-toto statement, DSSE envelope), or --verify a signed one",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    attest = add_command(subparsers, "attest", help="sign a commit's evidence (in-toto statement, DSSE envelope), or --verify a signed one", doc=__doc__)
     attest.add_argument("dir", metavar="DIR/<sha>", help="a commit directory harness verify wrote (evidence.json)")
     attest.add_argument("--key", metavar="KEY", help="the Ed25519 private key (PEM) to sign with")
     attest.add_argument("--verify", action="store_true", help="check the attestation instead of writing one")

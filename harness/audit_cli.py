@@ -15,6 +15,7 @@ import argparse
 import sys
 from typing import Any
 
+from harness.cli import add_command
 from harness.console import emit
 from harness.escape import terminal
 
@@ -33,12 +34,7 @@ def _history(value: str) -> int:
 
 def register(subparsers: Any) -> None:
     """Add the `audit` subcommand to the harness CLI."""
-    parser = subparsers.add_parser(
-        "audit",
-        help="audit a commit's evidence for a release: GO or NO-GO, audit.md and audit.html",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command(subparsers, "audit", help="audit a commit's evidence for a release: GO or NO-GO, audit.md and audit.html", doc=__doc__)
     parser.add_argument("--release", required=True, metavar="TAG", help="the release tag (the audit directory's name)")
     parser.add_argument("--commit", default=None, metavar="SHA", help="the commit to audit (a sha or ref; default HEAD)")
     parser.add_argument("--reports", default="reports", metavar="DIR", help="the evidence directory (default: reports/)")

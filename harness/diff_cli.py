@@ -18,6 +18,7 @@ import json
 import sys
 from typing import Any
 
+from harness.cli import add_command
 from harness.console import emit
 
 EXIT_OK, EXIT_REGRESSED, EXIT_INVALID = 0, 1, 2
@@ -25,12 +26,7 @@ EXIT_OK, EXIT_REGRESSED, EXIT_INVALID = 0, 1, 2
 
 def register(subparsers: Any) -> None:
     """Add the `diff` subcommand to the harness CLI."""
-    parser = subparsers.add_parser(
-        "diff",
-        help="compare two commits' evidence: regressions, recoveries, contract and teeth changes",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command(subparsers, "diff", help="compare two commits' evidence: regressions, recoveries, contract and teeth changes", doc=__doc__)
     parser.add_argument("base", metavar="A", help="the base: an evidence.json, a DIR/<sha>/ directory, or a commit")
     parser.add_argument("head", metavar="B", help="the head: an evidence.json, a DIR/<sha>/ directory, or a commit")
     parser.add_argument("--json", action="store_true", help="print the diff as JSON instead of text")

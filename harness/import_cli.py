@@ -16,6 +16,7 @@ import sys
 from datetime import date
 from typing import Any
 
+from harness.cli import add_command
 from harness.console import emit
 
 EXIT_OK, EXIT_BUG, EXIT_INVALID = 0, 1, 2
@@ -30,12 +31,7 @@ def _date(text: str) -> date:
 
 def register(subparsers: Any) -> None:
     """Add the `import` subcommand to the harness CLI."""
-    parser = subparsers.add_parser(
-        "import",
-        help="convert contracts of another tool (pv) into harness contracts, with an honest report",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command(subparsers, "import", help="convert contracts of another tool (pv) into harness contracts, with an honest report", doc=__doc__)
     parser.add_argument("format", choices=("pv",), help="the source format: pv (provable-contracts YAML)")
     parser.add_argument("paths", nargs="+", metavar="PATH", help="pv contract files or directories (searched for *.yaml, *.yml)")
     parser.add_argument("-o", "--out", required=True, metavar="DIR", help="directory to write the contracts into (new or empty)")
