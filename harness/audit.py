@@ -21,7 +21,6 @@ reason and tolerated otherwise (a CUDA one on a CPU machine).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -31,10 +30,16 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness import escape
-from harness.model import Evidence, Outcome
+from harness.gate import is_expired, is_expiring
+from harness.model import ContractResult, Evidence, FalsifierResult, Outcome, Waiver
+
+if TYPE_CHECKING:
+    from harness.attest import AttestationCheck
+    from harness.diff import EvidenceDiff
+    from harness.teeth_run import Teeth
 
 SCHEMA_VERSION = 1
 AUDIT_FILES = ("audit.md", "audit.html", "audit.json")
@@ -75,7 +80,7 @@ class Decision:
     waived: tuple[str, ...] = ()
     expiring: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
-    diff: Any = None
+    diff: EvidenceDiff | None = None
 
     @property
     def verdict(self) -> str:
@@ -86,15 +91,7 @@ class Decision:
         return 0 if self.go else 1
 
 
-def _gate_policy(today: date | None) -> Any:
-    """Policy(release=True, today=today); a gate without waivers yet takes no `today` (issue 12's parts merge)."""
-    from harness.gate import Policy
-
-    names = {f.name for f in dataclasses.fields(Policy)}
-    return Policy(release=True, today=today) if "today" in names else Policy(release=True)
-
-
-def is_cuda_falsifier(result: Any, cuda: Collection[str]) -> bool:
+def is_cuda_falsifier(result: FalsifierResult, cuda: Collection[str]) -> bool:
     """`requires: {cuda: true}` in its contract (`cuda`: such ids, read from the contract files), or,
     where those could not be read, a not_run whose reason is the CUDA requirement's."""
     return result.id in cuda or (result.outcome is Outcome.NOT_RUN and result.reason.startswith(_CUDA_REASON))
@@ -111,7 +108,7 @@ def gpu_names(evidence: Evidence) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _teeth_reasons(evidence: Evidence, teeth: Any, commit: str | None, make_teeth: str, waived: Collection[str] = ()) -> list[str]:
+def _teeth_reasons(evidence: Evidence, teeth: Teeth | None, commit: str | None, make_teeth: str, waived: Collection[str] = ()) -> list[str]:
     if teeth is None:
         return [f"no teeth results for this commit: run `{make_teeth}` (a release needs every guard shown to have teeth)"]
     reasons = []
@@ -139,11 +136,11 @@ def _teeth_reasons(evidence: Evidence, teeth: Any, commit: str | None, make_teet
 
 def decide(
     evidence: Evidence,
-    teeth: Any,
+    teeth: Teeth | None,
     *,
     previous: Evidence | None = None,
-    previous_teeth: Any = None,
-    attestation: Any = None,
+    previous_teeth: Teeth | None = None,
+    attestation: AttestationCheck | None = None,
     attestation_required: bool = False,
     require_cuda: bool = False,
     today: date | None = None,
@@ -158,10 +155,11 @@ def decide(
     there is none) and the previous release's evidence for the diff. `cuda` are the ids of the CUDA
     falsifiers (`cuda_falsifiers`); `today` decides which waivers have expired. The `make_*` commands are
     what the reasons tell the user to run."""
-    from harness.gate import verdict
+    from harness.diff import diff_evidence
+    from harness.gate import Policy, verdict
 
     commit = evidence.commit if commit is None else commit
-    gate = verdict(evidence, _gate_policy(today))
+    gate = verdict(evidence, Policy(release=True, today=today))
     reasons: list[str] = list(gate.reasons)
     warnings: list[str] = []
     if evidence.commit != commit:
@@ -174,7 +172,7 @@ def decide(
             reasons.append(f"{r.id}: deferred: {r.reason.splitlines()[0] if r.reason else ''} (a release needs it run)")
     if evidence.complete and not any(r.outcome is Outcome.PASSED for r in results):
         reasons.append("no falsifier passed: nothing was verified")
-    reasons += _teeth_reasons(evidence, teeth, commit, make_teeth, tuple(getattr(gate, "waived", ())))
+    reasons += _teeth_reasons(evidence, teeth, commit, make_teeth, gate.waived)
     if attestation is None and attestation_required:
         reasons.append(
             f"no attestation, and [tool.harness] attestation_public_key requires one: run `{attest_command}`"
@@ -193,20 +191,15 @@ def decide(
             warnings.append(f"{r.id}: not_run: {r.reason.splitlines()[0] if r.reason else ''}")
     diff = None
     if previous is not None:
-        try:
-            from harness.diff import diff_evidence
-        except ImportError:
-            warnings.append("no diff against the previous release: this harness has no harness.diff")
-        else:
-            extra = {"today": today} if _accepts(diff_evidence, "today") else {}  # waivers judged on the audit's day
-            diff = diff_evidence(previous, evidence, base_teeth=previous_teeth, head_teeth=teeth, **extra)
-            if getattr(diff, "regressed", False):
-                warnings.append("regressed since the previous release (see the diff)")
+        # head's waivers judged on the audit's day, as the gate above judged them
+        diff = diff_evidence(previous, evidence, base_teeth=previous_teeth, head_teeth=teeth, today=today)
+        if diff.regressed:
+            warnings.append("regressed since the previous release (see the diff)")
     return Decision(
         go=not reasons,
         reasons=tuple(reasons),
-        waived=tuple(getattr(gate, "waived", ())),
-        expiring=tuple(getattr(gate, "expiring", ())),
+        waived=gate.waived,
+        expiring=gate.expiring,
         warnings=tuple(warnings),
         diff=diff,
     )
@@ -221,7 +214,7 @@ class PreviousRelease:
     directory: Path
     audited_at: str
     evidence: Evidence
-    teeth: Any  # Teeth or None
+    teeth: Teeth | None
 
 
 @dataclass(frozen=True)
@@ -244,8 +237,8 @@ class Audit:
     today: date
     decision: Decision
     evidence: Evidence
-    teeth: Any  # harness.teeth_run.Teeth, or None
-    attestation: Any  # harness.attest.AttestationCheck, or None
+    teeth: Teeth | None
+    attestation: AttestationCheck | None
     attestation_required: bool
     require_cuda: bool
     cuda: frozenset[str]
@@ -257,8 +250,8 @@ class Audit:
     history_skipped: int = 0  # evidence files under reports/ that could not be read
 
     @property
-    def waivers(self) -> tuple[Any, ...]:
-        return tuple(getattr(self.evidence, "waivers", ()) or ())
+    def waivers(self) -> tuple[Waiver, ...]:
+        return self.evidence.waivers
 
 
 def sha256(data: bytes) -> str:
@@ -370,39 +363,14 @@ def _attestation_required(repo_root: Path) -> str | None:
         config = load(repo_root)
     except ProjectConfigError as exc:
         raise AuditInputError(f"harness audit: {exc}") from None
-    return getattr(config, "attestation_public_key", None) or None
+    return config.attestation_public_key or None
 
 
-def _accepts(function: Any, name: str) -> bool:
-    """Whether `function` takes the keyword `name` (harness.diff's `today`, harness.attest's `commit`: beyond
-    the signatures issue 12's parts agreed on, passed where they exist)."""
-    import inspect
+def _check_attestation(commit_dir: Path, repo_root: Path, commit: str) -> "AttestationCheck":
+    from harness.attest import verify_attestation
 
-    return name in inspect.signature(function).parameters
-
-
-def _check_attestation(commit_dir: Path, repo_root: Path, commit: str) -> Any:
-    try:
-        from harness.attest import verify_attestation
-    except ImportError:
-        return _Unverifiable(f"{commit_dir / ATTESTATION_FILE}: cannot be checked: this harness has no harness.attest")
     # `commit`: an attestation of another commit copied into this directory is a problem, not a pass.
-    extra = {"commit": commit} if _accepts(verify_attestation, "commit") else {}
-    return verify_attestation(commit_dir, public_key=None, repo_root=repo_root, **extra)
-
-
-@dataclass(frozen=True)
-class _Unverifiable:
-    """An attestation that is there but cannot be checked here: never valid."""
-
-    problem: str
-    valid: bool = False
-    subjects: tuple[Any, ...] = ()
-    key_id: str | None = None
-
-    @property
-    def problems(self) -> tuple[str, ...]:
-        return (self.problem,)
+    return verify_attestation(commit_dir, public_key=None, repo_root=repo_root, commit=commit)
 
 
 def check_tag(release: str) -> str:
@@ -511,12 +479,12 @@ def release_audit(
 def assemble(
     release: str,
     evidence: Evidence,
-    teeth: Any,
+    teeth: Teeth | None,
     *,
     commit: str,
     today: date,
     files: dict[str, bytes],
-    attestation: Any = None,
+    attestation: AttestationCheck | None = None,
     attestation_required: bool = False,
     require_cuda: bool = False,
     previous: PreviousRelease | None = None,
@@ -646,7 +614,7 @@ class FalsifierRow:
     waived: bool
 
 
-def falsifier_rows(audit: Audit) -> list[tuple[Any, list[FalsifierRow]]]:
+def falsifier_rows(audit: Audit) -> list[tuple[ContractResult, list[FalsifierRow]]]:
     """Per contract of the evidence, a row per (attacked invariant, falsifier), by invariant then file order."""
     from harness.guard_coverage import summary as guard_summary
 
@@ -686,21 +654,14 @@ def not_run_rows(audit: Audit) -> list[tuple[str, str, str]]:
 
 def waiver_rows(audit: Audit) -> list[tuple[str, str, str, str, str, str, str]]:
     """(falsifier pattern, status, expires, owner, reason, link, where) per waiver the evidence records;
-    status `expired`, `expiring` (within 14 days) or `in force`."""
+    status `expired`, `expiring` (within 14 days: harness.gate's rule, so the page and the verdict agree)
+    or `in force`."""
     rows = []
     for w in audit.waivers:
-        expires = getattr(w, "expires", None)
-        if isinstance(expires, date):
-            days = (expires - audit.today).days
-            status = "expired" if days < 0 else "expiring" if days <= 14 else "in force"
-            expires_text = expires.isoformat()
-        else:
-            status, expires_text = "in force", str(expires)
-        location = getattr(w, "location", None)
-        where = f"{location.path}:{location.line}" if location is not None else ""
+        status = "expired" if is_expired(w, audit.today) else "expiring" if is_expiring(w, audit.today) else "in force"
         rows.append((
-            str(getattr(w, "falsifier", "")), status, expires_text, str(getattr(w, "owner", "")),
-            str(getattr(w, "reason", "")), str(getattr(w, "link", None) or ""), where,
+            w.falsifier, status, w.expires.isoformat(), w.owner, w.reason, w.link or "",
+            f"{w.location.path}:{w.location.line}",
         ))
     return rows
 

@@ -131,7 +131,7 @@ def _diff_section(audit: Audit) -> str:
 
     data = diff_to_dict(d)
     out = [f"<p>Previous release <strong>{_t(audit.previous.tag)}</strong> (audited {_t(audit.previous.audited_at)}); "
-           f"regressed: <strong>{'yes' if getattr(d, 'regressed', False) else 'no'}</strong>.</p>"]
+           f"regressed: <strong>{'yes' if d.regressed else 'no'}</strong>.</p>"]
     # Rendered from the diff's own JSON (harness.diff_to_dict): every category it has, whatever it holds.
     for key, value in data.items():
         if isinstance(value, list) and value:
