@@ -161,7 +161,7 @@ def decide(
     commit = evidence.commit if commit is None else commit
     gate = verdict(evidence, Policy(release=True, today=today))
     reasons: list[str] = list(gate.reasons)
-    warnings: list[str] = []
+    warnings: list[str] = list(gate.warnings)  # what verify printed as warnings (a waiver that waives nothing)
     if evidence.commit != commit:
         reasons.append(f"the evidence is of commit {str(evidence.commit)[:12]}, not {str(commit)[:12]}: run `{make_evidence}`")
     if evidence.dirty:

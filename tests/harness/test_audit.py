@@ -332,3 +332,11 @@ def test_a_waiver_recorded_by_verify_is_go_until_the_audit_day_passes_its_expiry
     assert not late.decision.go and any("expired" in r for r in late.decision.reasons), late.decision.reasons
     recorded = json.loads((root / "reports" / "releases" / "v1" / "audit.json").read_text())
     assert recorded["verdict"] == "NO-GO"
+
+
+def test_the_gates_waiver_warnings_are_the_audits_notes(run: Run) -> None:
+    # verify prints the gate's warnings (a waiver that waives nothing); the audit must not drop them.
+    idle = waiver("FALSIFY-CLAMP-001", "was flaky", "ana", TODAY + timedelta(days=60), None, SourceLocation("contracts/waivers.yaml", 2))
+    decision = audit_lib.decide(with_waivers(run.evidence, (idle,)), run.teeth, today=TODAY)
+    assert decision.go, decision.reasons
+    assert "waiver FALSIFY-CLAMP-001 (contracts/waivers.yaml:2) waives nothing: every falsifier it matches passed; remove it" in decision.warnings
