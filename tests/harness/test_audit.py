@@ -340,3 +340,30 @@ def test_the_gates_waiver_warnings_are_the_audits_notes(run: Run) -> None:
     decision = audit_lib.decide(with_waivers(run.evidence, (idle,)), run.teeth, today=TODAY)
     assert decision.go, decision.reasons
     assert "waiver FALSIFY-CLAMP-001 (contracts/waivers.yaml:2) waives nothing: every falsifier it matches passed; remove it" in decision.warnings
+
+
+def test_an_unbound_falsifier_is_an_error_in_the_audit_the_diff_and_the_attestation(run: Run, tmp_path: Path) -> None:
+    # `harness import pv` writes `binding: {unbound: TEXT}` for prose; verify records it as error, and no
+    # consumer of the evidence may read it as anything but a failure.
+    import harness
+    from harness.attest import predicate_lists, predicate_result
+    from harness.diff import diff_evidence
+    from tests.harness.audit_support import make_project
+
+    root = tmp_path / "prose"
+    make_project(root)
+    contract = root / "contracts" / "tiny.yaml"
+    contract.write_text(contract.read_text() + (
+        "  - id: FALSIFY-PROSE-001\n    attacks: [INV-CLAMP-001]\n    prediction: it holds.\n    if_fails: it does not.\n"
+        "    binding:\n      unbound: proptest over random bounds\n"
+    ))
+    commit_all(root, "an imported prose falsifier")
+    evidence = harness.verify([root / "contracts"], out=root / "reports")
+    (prose,) = [r for r in evidence.results if r.id == "FALSIFY-PROSE-001"]
+    assert prose.outcome is Outcome.ERROR and prose.reason.startswith("unbound: no runnable test is bound")
+    decision = audit_lib.decide(evidence, None, today=TODAY)
+    assert not decision.go
+    assert any(r.startswith("FALSIFY-PROSE-001: error: unbound: no runnable test is bound") for r in decision.reasons), decision.reasons
+    d = diff_evidence(run.evidence, evidence, today=TODAY)
+    assert d.regressed and [c.falsifier_id for c in d.regressions] == ["FALSIFY-PROSE-001"]
+    assert "FALSIFY-PROSE-001" in predicate_lists(evidence)["failedTests"] and predicate_result(evidence) == "FAILED"
