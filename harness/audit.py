@@ -26,6 +26,7 @@ import json
 import os
 import re
 import shlex
+from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -666,22 +667,57 @@ def waiver_rows(audit: Audit) -> list[tuple[str, str, str, str, str, str, str]]:
     return rows
 
 
-def teeth_rows(audit: Audit) -> list[tuple[str, str, str, int, int, int, int, str]]:
-    """(contract, invariant, guards, mutants, killed, survived, other, note) per invariant teeth measured."""
+def teeth_rows(audit: Audit) -> list[tuple[str, str, tuple[str, ...], int, int, int, str, str]]:
+    """(contract, invariant, guards (one line each), mutants, killed, survived, other, note) per invariant
+    teeth measured; `other` names what the rest were (`11 not_run`, `2 equivalent`), empty when none."""
     if audit.teeth is None:
         return []
     rows = []
     for inv in audit.teeth.invariants:
         killed = sum(m.status == "killed" for m in inv.mutants)
         survived = len(inv.survivors)
-        guards = ", ".join(
+        guards = tuple(
             f"{g.guard} ({g.file}:{g.lines[0]}-{g.lines[1]})" if g.status == "resolved" and g.lines
             else f"{g.guard} (skipped: {g.reason})"
             for g in inv.guards
-        ) or "none"
-        rows.append((inv.contract_id, inv.id, guards, len(inv.mutants), killed, survived,
-                     len(inv.mutants) - killed - survived, inv.note or ""))
+        ) or ("none",)
+        rest = Counter(m.status for m in inv.mutants if m.status not in ("killed", "survived"))
+        other = ", ".join(f"{n} {status}" for status, n in sorted(rest.items()))
+        rows.append((inv.contract_id, inv.id, guards, len(inv.mutants), killed, survived, other, inv.note or ""))
     return rows
+
+
+def summary_lines(audit: Audit) -> list[str]:
+    """What a reviewer reads first, under the verdict: one line each for the falsifiers, teeth, the
+    attestation, the waivers and the previous release (the sections below give the detail)."""
+    e = audit.evidence
+    counts = ", ".join(f"{e.totals.get(o, 0)} {o}" for o in OUTCOMES if e.totals.get(o, 0))
+    waived = f"; {len(audit.decision.waived)} failing, waived" if audit.decision.waived else ""
+    n = len(e.contracts)
+    lines = [f"Falsifiers: {len(e.results)} in {n} contract{'s' if n != 1 else ''}: {counts or 'none'}{waived}"]
+    if audit.teeth is None:
+        lines.append("Teeth: no teeth.json for this commit")
+    else:
+        tt = audit.teeth.totals
+        rest = ", ".join(f"{tt[k]} {k}" for k in ("timeout", "error", "not_run", "equivalent") if tt.get(k))
+        lines.append(
+            f"Teeth: {tt['mutants']} mutants of {len(audit.teeth.invariants)} invariant"
+            f"{'s' if len(audit.teeth.invariants) != 1 else ''}: {tt['killed']} killed, "
+            f"{tt['survived']} survived" + (f", {rest}" if rest else "")
+            + (f"; {tt['baseline_failed']} baseline failure(s)" if tt.get("baseline_failed") else "")
+        )
+    lines.append(f"Attestation: {attestation_summary(audit)}")
+    expiring = sum(1 for row in waiver_rows(audit) if row[1] == "expiring")
+    lines.append(
+        f"Waivers: {len(audit.waivers)} recorded" + (f", {expiring} expiring within 14 days" if expiring else "")
+        if audit.waivers else "Waivers: none"
+    )
+    if audit.previous is None:
+        lines.append("Previous release: none found beside this one")
+    else:
+        regressed = audit.decision.diff is not None and audit.decision.diff.regressed
+        lines.append(f"Previous release: {audit.previous.tag}, {'regressed since' if regressed else 'no regression'}")
+    return lines
 
 
 def environment_rows(evidence: Evidence) -> list[tuple[str, str]]:

@@ -94,6 +94,15 @@ def test_a_go_page_shows_go_every_falsifier_the_cuda_leg_teeth_and_digests(run: 
     assert teeth is not None
     clamp = next(r for r in teeth.rows() if r[1] == "INV-CLAMP-001")
     assert int(clamp[4]) > 0 and clamp[5] == "0", clamp  # killed, none survived
+    gpu = next(r for r in teeth.rows() if r[1] == "INV-GPU-001")
+    assert gpu[6] == f"{gpu[3]} not_run", gpu  # what the mutants that were neither killed nor survived were
+    summary = dom.by_id("summary")
+    assert summary is not None
+    lines = [" ".join(li.text().split()) for li in summary.find_all(lambda n: n.tag == "li")]
+    assert lines[0] == "Falsifiers: 2 in 1 contract: 1 passed, 1 not_run", lines
+    assert lines[1].startswith(f"Teeth: {run.teeth.totals['mutants']} mutants of 2 invariants: ") and ", 0 survived" in lines[1], lines
+    assert lines[2:] == ["Attestation: none (not required: [tool.harness] attestation_public_key is not set)", "Waivers: none",
+                         "Previous release: none found beside this one"], lines
     digests = dict(r for r in dom.by_id("digests").rows())  # type: ignore[union-attr]
     assert digests["commit"] == run.sha
     assert digests["evidence.json"] == audit_lib.sha256((tmp_path / "reports" / run.sha / "evidence.json").read_bytes())
