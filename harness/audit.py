@@ -21,20 +21,26 @@ reason and tolerated otherwise (a CUDA one on a CPU machine).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
 import re
 import shlex
+from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness import escape
-from harness.model import Evidence, Outcome
+from harness.gate import is_expired, is_expiring
+from harness.model import ContractResult, Evidence, FalsifierResult, Outcome, Waiver
+
+if TYPE_CHECKING:
+    from harness.attest import AttestationCheck
+    from harness.diff import EvidenceDiff
+    from harness.teeth_run import Teeth
 
 SCHEMA_VERSION = 1
 AUDIT_FILES = ("audit.md", "audit.html", "audit.json")
@@ -75,7 +81,7 @@ class Decision:
     waived: tuple[str, ...] = ()
     expiring: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
-    diff: Any = None
+    diff: EvidenceDiff | None = None
 
     @property
     def verdict(self) -> str:
@@ -86,15 +92,7 @@ class Decision:
         return 0 if self.go else 1
 
 
-def _gate_policy(today: date | None) -> Any:
-    """Policy(release=True, today=today); a gate without waivers yet takes no `today` (issue 12's parts merge)."""
-    from harness.gate import Policy
-
-    names = {f.name for f in dataclasses.fields(Policy)}
-    return Policy(release=True, today=today) if "today" in names else Policy(release=True)
-
-
-def is_cuda_falsifier(result: Any, cuda: Collection[str]) -> bool:
+def is_cuda_falsifier(result: FalsifierResult, cuda: Collection[str]) -> bool:
     """`requires: {cuda: true}` in its contract (`cuda`: such ids, read from the contract files), or,
     where those could not be read, a not_run whose reason is the CUDA requirement's."""
     return result.id in cuda or (result.outcome is Outcome.NOT_RUN and result.reason.startswith(_CUDA_REASON))
@@ -111,7 +109,7 @@ def gpu_names(evidence: Evidence) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _teeth_reasons(evidence: Evidence, teeth: Any, commit: str | None, make_teeth: str, waived: Collection[str] = ()) -> list[str]:
+def _teeth_reasons(evidence: Evidence, teeth: Teeth | None, commit: str | None, make_teeth: str, waived: Collection[str] = ()) -> list[str]:
     if teeth is None:
         return [f"no teeth results for this commit: run `{make_teeth}` (a release needs every guard shown to have teeth)"]
     reasons = []
@@ -139,11 +137,11 @@ def _teeth_reasons(evidence: Evidence, teeth: Any, commit: str | None, make_teet
 
 def decide(
     evidence: Evidence,
-    teeth: Any,
+    teeth: Teeth | None,
     *,
     previous: Evidence | None = None,
-    previous_teeth: Any = None,
-    attestation: Any = None,
+    previous_teeth: Teeth | None = None,
+    attestation: AttestationCheck | None = None,
     attestation_required: bool = False,
     require_cuda: bool = False,
     today: date | None = None,
@@ -158,12 +156,13 @@ def decide(
     there is none) and the previous release's evidence for the diff. `cuda` are the ids of the CUDA
     falsifiers (`cuda_falsifiers`); `today` decides which waivers have expired. The `make_*` commands are
     what the reasons tell the user to run."""
-    from harness.gate import verdict
+    from harness.diff import diff_evidence
+    from harness.gate import Policy, verdict
 
     commit = evidence.commit if commit is None else commit
-    gate = verdict(evidence, _gate_policy(today))
+    gate = verdict(evidence, Policy(release=True, today=today))
     reasons: list[str] = list(gate.reasons)
-    warnings: list[str] = []
+    warnings: list[str] = list(gate.warnings)  # what verify printed as warnings (a waiver that waives nothing)
     if evidence.commit != commit:
         reasons.append(f"the evidence is of commit {str(evidence.commit)[:12]}, not {str(commit)[:12]}: run `{make_evidence}`")
     if evidence.dirty:
@@ -174,7 +173,7 @@ def decide(
             reasons.append(f"{r.id}: deferred: {r.reason.splitlines()[0] if r.reason else ''} (a release needs it run)")
     if evidence.complete and not any(r.outcome is Outcome.PASSED for r in results):
         reasons.append("no falsifier passed: nothing was verified")
-    reasons += _teeth_reasons(evidence, teeth, commit, make_teeth, tuple(getattr(gate, "waived", ())))
+    reasons += _teeth_reasons(evidence, teeth, commit, make_teeth, gate.waived)
     if attestation is None and attestation_required:
         reasons.append(
             f"no attestation, and [tool.harness] attestation_public_key requires one: run `{attest_command}`"
@@ -193,20 +192,15 @@ def decide(
             warnings.append(f"{r.id}: not_run: {r.reason.splitlines()[0] if r.reason else ''}")
     diff = None
     if previous is not None:
-        try:
-            from harness.diff import diff_evidence
-        except ImportError:
-            warnings.append("no diff against the previous release: this harness has no harness.diff")
-        else:
-            extra = {"today": today} if _accepts(diff_evidence, "today") else {}  # waivers judged on the audit's day
-            diff = diff_evidence(previous, evidence, base_teeth=previous_teeth, head_teeth=teeth, **extra)
-            if getattr(diff, "regressed", False):
-                warnings.append("regressed since the previous release (see the diff)")
+        # head's waivers judged on the audit's day, as the gate above judged them
+        diff = diff_evidence(previous, evidence, base_teeth=previous_teeth, head_teeth=teeth, today=today)
+        if diff.regressed:
+            warnings.append("regressed since the previous release (see the diff)")
     return Decision(
         go=not reasons,
         reasons=tuple(reasons),
-        waived=tuple(getattr(gate, "waived", ())),
-        expiring=tuple(getattr(gate, "expiring", ())),
+        waived=gate.waived,
+        expiring=gate.expiring,
         warnings=tuple(warnings),
         diff=diff,
     )
@@ -221,7 +215,7 @@ class PreviousRelease:
     directory: Path
     audited_at: str
     evidence: Evidence
-    teeth: Any  # Teeth or None
+    teeth: Teeth | None
 
 
 @dataclass(frozen=True)
@@ -244,8 +238,8 @@ class Audit:
     today: date
     decision: Decision
     evidence: Evidence
-    teeth: Any  # harness.teeth_run.Teeth, or None
-    attestation: Any  # harness.attest.AttestationCheck, or None
+    teeth: Teeth | None
+    attestation: AttestationCheck | None
     attestation_required: bool
     require_cuda: bool
     cuda: frozenset[str]
@@ -257,8 +251,8 @@ class Audit:
     history_skipped: int = 0  # evidence files under reports/ that could not be read
 
     @property
-    def waivers(self) -> tuple[Any, ...]:
-        return tuple(getattr(self.evidence, "waivers", ()) or ())
+    def waivers(self) -> tuple[Waiver, ...]:
+        return self.evidence.waivers
 
 
 def sha256(data: bytes) -> str:
@@ -370,39 +364,14 @@ def _attestation_required(repo_root: Path) -> str | None:
         config = load(repo_root)
     except ProjectConfigError as exc:
         raise AuditInputError(f"harness audit: {exc}") from None
-    return getattr(config, "attestation_public_key", None) or None
+    return config.attestation_public_key or None
 
 
-def _accepts(function: Any, name: str) -> bool:
-    """Whether `function` takes the keyword `name` (harness.diff's `today`, harness.attest's `commit`: beyond
-    the signatures issue 12's parts agreed on, passed where they exist)."""
-    import inspect
+def _check_attestation(commit_dir: Path, repo_root: Path, commit: str) -> "AttestationCheck":
+    from harness.attest import verify_attestation
 
-    return name in inspect.signature(function).parameters
-
-
-def _check_attestation(commit_dir: Path, repo_root: Path, commit: str) -> Any:
-    try:
-        from harness.attest import verify_attestation
-    except ImportError:
-        return _Unverifiable(f"{commit_dir / ATTESTATION_FILE}: cannot be checked: this harness has no harness.attest")
     # `commit`: an attestation of another commit copied into this directory is a problem, not a pass.
-    extra = {"commit": commit} if _accepts(verify_attestation, "commit") else {}
-    return verify_attestation(commit_dir, public_key=None, repo_root=repo_root, **extra)
-
-
-@dataclass(frozen=True)
-class _Unverifiable:
-    """An attestation that is there but cannot be checked here: never valid."""
-
-    problem: str
-    valid: bool = False
-    subjects: tuple[Any, ...] = ()
-    key_id: str | None = None
-
-    @property
-    def problems(self) -> tuple[str, ...]:
-        return (self.problem,)
+    return verify_attestation(commit_dir, public_key=None, repo_root=repo_root, commit=commit)
 
 
 def check_tag(release: str) -> str:
@@ -511,12 +480,12 @@ def release_audit(
 def assemble(
     release: str,
     evidence: Evidence,
-    teeth: Any,
+    teeth: Teeth | None,
     *,
     commit: str,
     today: date,
     files: dict[str, bytes],
-    attestation: Any = None,
+    attestation: AttestationCheck | None = None,
     attestation_required: bool = False,
     require_cuda: bool = False,
     previous: PreviousRelease | None = None,
@@ -646,7 +615,7 @@ class FalsifierRow:
     waived: bool
 
 
-def falsifier_rows(audit: Audit) -> list[tuple[Any, list[FalsifierRow]]]:
+def falsifier_rows(audit: Audit) -> list[tuple[ContractResult, list[FalsifierRow]]]:
     """Per contract of the evidence, a row per (attacked invariant, falsifier), by invariant then file order."""
     from harness.guard_coverage import summary as guard_summary
 
@@ -686,41 +655,69 @@ def not_run_rows(audit: Audit) -> list[tuple[str, str, str]]:
 
 def waiver_rows(audit: Audit) -> list[tuple[str, str, str, str, str, str, str]]:
     """(falsifier pattern, status, expires, owner, reason, link, where) per waiver the evidence records;
-    status `expired`, `expiring` (within 14 days) or `in force`."""
+    status `expired`, `expiring` (within 14 days: harness.gate's rule, so the page and the verdict agree)
+    or `in force`."""
     rows = []
     for w in audit.waivers:
-        expires = getattr(w, "expires", None)
-        if isinstance(expires, date):
-            days = (expires - audit.today).days
-            status = "expired" if days < 0 else "expiring" if days <= 14 else "in force"
-            expires_text = expires.isoformat()
-        else:
-            status, expires_text = "in force", str(expires)
-        location = getattr(w, "location", None)
-        where = f"{location.path}:{location.line}" if location is not None else ""
+        status = "expired" if is_expired(w, audit.today) else "expiring" if is_expiring(w, audit.today) else "in force"
         rows.append((
-            str(getattr(w, "falsifier", "")), status, expires_text, str(getattr(w, "owner", "")),
-            str(getattr(w, "reason", "")), str(getattr(w, "link", None) or ""), where,
+            w.falsifier, status, w.expires.isoformat(), w.owner, w.reason, w.link or "",
+            f"{w.location.path}:{w.location.line}",
         ))
     return rows
 
 
-def teeth_rows(audit: Audit) -> list[tuple[str, str, str, int, int, int, int, str]]:
-    """(contract, invariant, guards, mutants, killed, survived, other, note) per invariant teeth measured."""
+def teeth_rows(audit: Audit) -> list[tuple[str, str, tuple[str, ...], int, int, int, str, str]]:
+    """(contract, invariant, guards (one line each), mutants, killed, survived, other, note) per invariant
+    teeth measured; `other` names what the rest were (`11 not_run`, `2 equivalent`), empty when none."""
     if audit.teeth is None:
         return []
     rows = []
     for inv in audit.teeth.invariants:
         killed = sum(m.status == "killed" for m in inv.mutants)
         survived = len(inv.survivors)
-        guards = ", ".join(
+        guards = tuple(
             f"{g.guard} ({g.file}:{g.lines[0]}-{g.lines[1]})" if g.status == "resolved" and g.lines
             else f"{g.guard} (skipped: {g.reason})"
             for g in inv.guards
-        ) or "none"
-        rows.append((inv.contract_id, inv.id, guards, len(inv.mutants), killed, survived,
-                     len(inv.mutants) - killed - survived, inv.note or ""))
+        ) or ("none",)
+        rest = Counter(m.status for m in inv.mutants if m.status not in ("killed", "survived"))
+        other = ", ".join(f"{n} {status}" for status, n in sorted(rest.items()))
+        rows.append((inv.contract_id, inv.id, guards, len(inv.mutants), killed, survived, other, inv.note or ""))
     return rows
+
+
+def summary_lines(audit: Audit) -> list[str]:
+    """What a reviewer reads first, under the verdict: one line each for the falsifiers, teeth, the
+    attestation, the waivers and the previous release (the sections below give the detail)."""
+    e = audit.evidence
+    counts = ", ".join(f"{e.totals.get(o, 0)} {o}" for o in OUTCOMES if e.totals.get(o, 0))
+    waived = f"; {len(audit.decision.waived)} failing, waived" if audit.decision.waived else ""
+    n = len(e.contracts)
+    lines = [f"Falsifiers: {len(e.results)} in {n} contract{'s' if n != 1 else ''}: {counts or 'none'}{waived}"]
+    if audit.teeth is None:
+        lines.append("Teeth: no teeth.json for this commit")
+    else:
+        tt = audit.teeth.totals
+        rest = ", ".join(f"{tt[k]} {k}" for k in ("timeout", "error", "not_run", "equivalent") if tt.get(k))
+        lines.append(
+            f"Teeth: {tt['mutants']} mutants of {len(audit.teeth.invariants)} invariant"
+            f"{'s' if len(audit.teeth.invariants) != 1 else ''}: {tt['killed']} killed, "
+            f"{tt['survived']} survived" + (f", {rest}" if rest else "")
+            + (f"; {tt['baseline_failed']} baseline failure(s)" if tt.get("baseline_failed") else "")
+        )
+    lines.append(f"Attestation: {attestation_summary(audit)}")
+    expiring = sum(1 for row in waiver_rows(audit) if row[1] == "expiring")
+    lines.append(
+        f"Waivers: {len(audit.waivers)} recorded" + (f", {expiring} expiring within 14 days" if expiring else "")
+        if audit.waivers else "Waivers: none"
+    )
+    if audit.previous is None:
+        lines.append("Previous release: none found beside this one")
+    else:
+        regressed = audit.decision.diff is not None and audit.decision.diff.regressed
+        lines.append(f"Previous release: {audit.previous.tag}, {'regressed since' if regressed else 'no regression'}")
+    return lines
 
 
 def environment_rows(evidence: Evidence) -> list[tuple[str, str]]:

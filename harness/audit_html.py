@@ -5,7 +5,7 @@ Content-Security-Policy meta tag forbids scripts and every fetch besides: whatev
 into its reason shows as text and runs nothing. The page reads without JavaScript and prints (a print
 stylesheet: no colours needed, tables not split mid-row). The sections and their order are audit.md's.
 
-Stable hooks for tools and the browser test: `#verdict` (GO or NO-GO), `#reasons`, `table.falsifiers`
+Stable hooks for tools and the browser test: `#verdict` (GO or NO-GO), `#summary`, `#reasons`, `table.falsifiers`
 (one per contract, `data-contract`), `#not-run`, `#teeth`, `#waivers`, `#diff`, `#history` (the SVG
 chart), `#environment`, `#digests`.
 """
@@ -25,6 +25,7 @@ from harness.audit import (
     environment_rows,
     falsifier_rows,
     not_run_rows,
+    summary_lines,
     teeth_rows,
     waiver_rows,
 )
@@ -46,6 +47,7 @@ th { background: #f3f3f3; } td.num { text-align: right; }
 td.o-passed { color: #2e7d32; } td.o-falsified, td.o-error, td.o-vacuous, td.o-flaky { color: #c62828; font-weight: bold; }
 td.o-not_run, td.o-deferred { color: #666; } tr.waived td { background: #fff8e1; }
 td code { white-space: nowrap; }
+td.guards { overflow-wrap: anywhere; }  /* long module:qualname guards wrap, so the table stays on the page */
 code, pre { font-family: ui-monospace, monospace; font-size: .92em; } pre { background: #f6f6f6; padding: .5em; overflow-x: auto; }
 .status-expired { color: #c62828; font-weight: bold; } .status-expiring { color: #ef6c00; }
 .muted { color: #666; }
@@ -131,7 +133,7 @@ def _diff_section(audit: Audit) -> str:
 
     data = diff_to_dict(d)
     out = [f"<p>Previous release <strong>{_t(audit.previous.tag)}</strong> (audited {_t(audit.previous.audited_at)}); "
-           f"regressed: <strong>{'yes' if getattr(d, 'regressed', False) else 'no'}</strong>.</p>"]
+           f"regressed: <strong>{'yes' if d.regressed else 'no'}</strong>.</p>"]
     # Rendered from the diff's own JSON (harness.diff_to_dict): every category it has, whatever it holds.
     for key, value in data.items():
         if isinstance(value, list) and value:
@@ -160,6 +162,7 @@ def render_html(audit: Audit) -> str:
         f"<p>Commit <code>{_t(audit.commit)}</code>, audited {_t(audit.audited_at)}"
         + (" with --require-cuda" if audit.require_cuda else "") + ".</p>",
     ]
+    body.append('<ul id="summary">' + "".join(f"<li>{_t(line)}</li>" for line in summary_lines(audit)) + "</ul>")
     if d.reasons:
         body += ["<h2>Why NO-GO</h2>", '<ul id="reasons">' + "".join(f"<li>{_t(r)}</li>" for r in d.reasons) + "</ul>"]
     else:
@@ -200,8 +203,9 @@ def render_html(audit: Audit) -> str:
         )
         body.append(_table(
             ["Contract", "Invariant", "Guards", "Mutants", "Killed", "Survived", "Other", "Note"],
-            [[f"<code>{_t(c)}</code>", f"<code>{_t(i)}</code>", _t(g), f'<td class="num">{n}</td>', f'<td class="num">{k}</td>',
-              f'<td class="num">{s}</td>', f'<td class="num">{o}</td>', _t(note)] for c, i, g, n, k, s, o, note in teeth_rows(audit)],
+            [[f"<code>{_t(c)}</code>", f"<code>{_t(i)}</code>", '<td class="guards">' + "<br>".join(_t(x) for x in g) + "</td>",
+              f'<td class="num">{n}</td>', f'<td class="num">{k}</td>',
+              f'<td class="num">{s}</td>', _t(o), _t(note)] for c, i, g, n, k, s, o, note in teeth_rows(audit)],
             ' id="teeth"',
         ))
         for inv, m in teeth.survivors:

@@ -14,6 +14,7 @@ from harness.audit import (
     environment_rows,
     falsifier_rows,
     not_run_rows,
+    summary_lines,
     teeth_rows,
     waiver_rows,
 )
@@ -38,6 +39,7 @@ def render_markdown(audit: Audit) -> str:
         + (" with --require-cuda" if audit.require_cuda else "") + ".",
         "",
     ]
+    lines += [f"- {_c(line, 600)}" for line in summary_lines(audit)] + [""]
     if d.reasons:
         lines += ["## Why NO-GO", ""] + [f"- {_c(r, 600)}" for r in d.reasons] + [""]
     else:
@@ -76,10 +78,10 @@ def render_markdown(audit: Audit) -> str:
             f"{tt['error']} error, {tt['not_run']} not_run, {tt['equivalent']} equivalent; "
             f"{tt['baseline_failed']} baseline failure(s)" + ("" if teeth.complete else " (INCOMPLETE)") + ".",
             "",
-            "| Contract | Invariant | Guards | Mutants | Killed | Survived | Other | Note |", "|---|---|---|---:|---:|---:|---:|---|",
+            "| Contract | Invariant | Guards | Mutants | Killed | Survived | Other | Note |", "|---|---|---|---:|---:|---:|---|---|",
         ]
         lines += [
-            f"| {_code(c)} | {_code(i)} | {_c(g)} | {n} | {k} | {s} | {o} | {_c(note)} |"
+            f"| {_code(c)} | {_code(i)} | {_c('; '.join(g))} | {n} | {k} | {s} | {_c(o)} | {_c(note)} |"
             for c, i, g, n, k, s, o, note in teeth_rows(audit)
         ]
         lines.append("")

@@ -62,7 +62,7 @@ def run_validate(args: argparse.Namespace) -> int:
     problems = list(result.problems) + [
         dataclasses.replace(p, check="waivers") for p in _waiver_problems(args, result)
     ]
-    fmt = getattr(args, "format", "text")
+    fmt = args.format
     # json and sarif are one document on stdout, also when there is no problem (an empty list, a log with
     # no results), so a program or an upload step always has one to read; their human lines go to stderr.
     document = fmt in ("json", "sarif")

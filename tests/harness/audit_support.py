@@ -1,26 +1,24 @@
 """Builders shared by the release-audit tests: a tiny committed project whose evidence and teeth come
 from a real `harness.verify` + `harness.teeth` run, variants of that evidence for each NO-GO reason,
-small fakes of the interfaces issue 12's other parts define (waivers in the gate, harness.diff,
-harness.attest) until they are merged, and a headless-Chromium reader of the rendered page."""
+waivers and real attestations (harness.attest's keygen, attest, and an edit after signing), and a
+headless-Chromium reader of the rendered page."""
 
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 import html.parser
 import os
 import shutil
 import subprocess
 import sys
 import textwrap
-import types
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any, Callable
 
 import harness
-from harness.model import Evidence, Outcome, SourceLocation
+from harness.model import Evidence, Outcome, SourceLocation, Waiver
 from harness.record import evidence_json
 from harness.teeth_record import write_teeth
 
@@ -186,116 +184,54 @@ def audit_cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-# ---------------------------------------------------------------------------------------- fakes of the other parts
+# ---------------------------------------------------------------------------------------- waivers, attestations
 
 
-def has_module(name: str) -> bool:
-    """Whether this checkout's harness has `harness/<name>.py` (asked of the files, not of the import
-    system: an editable install of another checkout would otherwise lend its module)."""
-    return (Path(harness.__path__[0]) / f"{name}.py").is_file()
+def waiver(falsifier: str, reason: str, owner: str, expires: date, link: str | None, location: SourceLocation) -> Waiver:
+    return Waiver(falsifier=falsifier, reason=reason, owner=owner, expires=expires, link=link, location=location)
 
 
-@dataclass(frozen=True)
-class FakeWaiver:
-    """harness.model.Waiver as issue 12's DIFF part defines it."""
-
-    falsifier: str
-    reason: str
-    owner: str
-    expires: date
-    link: str | None
-    location: SourceLocation
+def with_waivers(evidence: Evidence, waivers: tuple[Waiver, ...]) -> Evidence:
+    """`evidence` recording `waivers` (as verify records contracts/waivers.yaml's)."""
+    return dataclasses.replace(evidence, waivers=waivers)
 
 
-def waiver(falsifier: str, reason: str, owner: str, expires: date, link: str | None, location: SourceLocation) -> Any:
-    """A harness.model.Waiver (FakeWaiver until issue 12's DIFF part defines it)."""
-    import harness.model
+def signed_run(root: Path) -> Run:
+    """The tiny project with `[tool.harness] attestation_public_key` set (its key pair made by
+    harness.attest.keygen under keys/, the private key ignored by git), committed, verified, given teeth
+    and signed by harness.attest.attest: reports/<sha>/attestation.dsse.json."""
+    from harness import attest
 
-    kind = getattr(harness.model, "Waiver", FakeWaiver)
-    return kind(falsifier=falsifier, reason=reason, owner=owner, expires=expires, link=link, location=location)
-
-
-def with_waivers(evidence: Evidence, waivers: tuple[Any, ...]) -> Evidence:
-    """`evidence` recording `waivers` (Evidence.waivers, once DIFF's field exists; set directly until then)."""
-    if "waivers" in {f.name for f in dataclasses.fields(Evidence)}:
-        return dataclasses.replace(evidence, waivers=waivers)
-    copy = dataclasses.replace(evidence)
-    object.__setattr__(copy, "waivers", waivers)
-    return copy
-
-
-def gate_with_waivers(today: date) -> Callable[..., Any] | None:
-    """A stand-in for the gate's waiver rules (the agreed interface) while harness.gate has none; None
-    once the real gate takes `Policy(today=)`."""
-    from harness import gate
-
-    if "today" in {f.name for f in dataclasses.fields(gate.Policy)}:
-        return None
-    real = gate.verdict
-
-    def verdict(evidence: Evidence, policy: Any = gate.Policy()) -> Any:
-        waivers = getattr(evidence, "waivers", ())
-        base = real(evidence, policy)
-        failing = (Outcome.FALSIFIED, Outcome.ERROR, Outcome.VACUOUS, Outcome.FLAKY)
-        reasons, waived = [], []
-        for r in evidence.results:
-            if r.outcome not in failing:
-                continue
-            if any(fnmatch.fnmatchcase(r.id, w.falsifier) and w.expires >= today for w in waivers):
-                waived.append(r.id)
-            else:
-                reasons.append(next(x for x in base.reasons if x.startswith(r.id + ":")))
-        reasons += [x for x in base.reasons if not any(x.startswith(r.id + ":") for r in evidence.results)]
-        for w in waivers:
-            if w.expires < today:
-                reasons.append(f"waiver {w.falsifier} ({w.location.path}:{w.location.line}) expired on {w.expires}")
-            elif not any(fnmatch.fnmatchcase(r.id, w.falsifier) for r in evidence.results):
-                reasons.append(f"waiver {w.falsifier} matches no falsifier")
-        expiring = tuple(w.falsifier for w in waivers if today <= w.expires <= today + timedelta(days=14))
-        verdict_ = gate.Verdict(not reasons, 1 if reasons else 0, tuple(reasons))
-        object.__setattr__(verdict_, "waived", tuple(waived))
-        object.__setattr__(verdict_, "expiring", expiring)
-        return verdict_
-
-    return verdict
+    make_project(root)
+    attest.keygen(root / "keys")
+    with (root / "pyproject.toml").open("a") as fh:
+        fh.write('\n[tool.harness]\nattestation_public_key = "keys/attestation.pub"\n')
+    with (root / ".gitignore").open("a") as fh:
+        fh.write("keys/attestation.key\n")
+    sha = commit_all(root, "the key that signs our evidence")
+    evidence = harness.verify([root / "contracts"], out=root / "reports")
+    teeth = harness.teeth([root / "contracts"], out=root / "reports")
+    attest.attest(root / "reports" / sha, root / "keys" / "attestation.key", repo_root=root)
+    return Run(root, sha, evidence, teeth)
 
 
-@dataclass(frozen=True)
-class FakeAttestationCheck:
-    valid: bool
-    problems: tuple[str, ...] = ()
-    subjects: tuple[Any, ...] = ()
-    key_id: str | None = None
+def tamper(path: Path) -> None:
+    """An edit after signing. A signed file: one more space after a `:` (only its bytes differ). The DSSE
+    envelope: its payload's statement with one more space (the envelope's own JSON layout is not signed,
+    so reformatting it changes nothing a verifier checks)."""
+    import base64
+    import json
 
-
-def fake_attest_module(check: FakeAttestationCheck) -> types.ModuleType:
-    module = types.ModuleType("harness.attest")
-    module.verify_attestation = lambda commit_dir, *, public_key=None, repo_root=".": check  # type: ignore[attr-defined]
-    return module
-
-
-@dataclass(frozen=True)
-class FakeDiff:
-    regressed: bool
-    regressions: tuple[str, ...] = ()
-
-
-def fake_diff_module() -> types.ModuleType:
-    """harness.diff's agreed functions, comparing outcomes only."""
-    module = types.ModuleType("harness.diff")
-
-    def diff_evidence(base: Evidence, head: Evidence, *, base_teeth: Any = None, head_teeth: Any = None) -> FakeDiff:
-        before = {r.id: r.outcome for r in base.results}
-        regressions = tuple(
-            f"{r.id}: {before[r.id].value} -> {r.outcome.value}" for r in head.results
-            if before.get(r.id) is Outcome.PASSED and r.outcome is not Outcome.PASSED
-        )
-        return FakeDiff(bool(regressions), regressions)
-
-    module.diff_evidence = diff_evidence  # type: ignore[attr-defined]
-    module.diff_to_dict = lambda d: {"regressed": d.regressed, "regressions": list(d.regressions)}  # type: ignore[attr-defined]
-    module.diff_markdown = lambda d: "".join(f"- regressed: {r}\n" for r in d.regressions) or "no change\n"  # type: ignore[attr-defined]
-    return module
+    text = path.read_text(encoding="utf-8")
+    if path.name == "attestation.dsse.json":
+        envelope = json.loads(text)
+        payload = base64.b64decode(envelope["payload"]).decode("utf-8")
+        envelope["payload"] = base64.b64encode(payload.replace('":', '": ', 1).encode("utf-8")).decode("ascii")
+        edited = json.dumps(envelope)
+    else:
+        edited = text.replace('": ', '":  ', 1)
+    assert edited != text, path
+    path.write_text(edited, encoding="utf-8")
 
 
 # ---------------------------------------------------------------------------------------- the browser

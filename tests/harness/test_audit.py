@@ -8,9 +8,8 @@ cases are that evidence with one thing changed. (What the rendered page shows: t
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
-import sys
+import shutil
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -19,20 +18,18 @@ import pytest
 
 from harness import audit as audit_lib
 from harness import record
+from harness.diff import diff_markdown, diff_to_dict
 from harness.model import Outcome, SourceLocation
 from harness.schema import load_schema
 
 from tests.harness.audit_support import (
-    FakeAttestationCheck,
     Run,
     audit_cli,
     commit_all,
-    fake_attest_module,
-    fake_diff_module,
-    gate_with_waivers,
-    has_module,
     parse_dom,
     real_run,
+    signed_run,
+    tamper,
     with_result,
     with_survivor,
     waiver,
@@ -46,6 +43,12 @@ TODAY = date(2026, 12, 1)
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     return real_run(tmp_path_factory.mktemp("audit") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def signed(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """The tiny project whose pyproject.toml names its attestation key, verified, given teeth and signed."""
+    return signed_run(tmp_path_factory.mktemp("audit-signed") / "tiny")
 
 
 def _reports(tmp_path: Path, run: Run, evidence=None, teeth=None, **extra: str) -> Path:
@@ -170,13 +173,7 @@ def test_a_second_audit_of_a_tag_replaces_the_first_as_a_whole_and_a_failed_writ
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")], "no staging directory left behind"
 
 
-def test_the_previous_release_is_the_newest_other_audit_and_its_diff_is_shown(
-    run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    if has_module("diff"):
-        importlib.import_module("harness.diff")
-    else:  # issue 12's DIFF part not merged yet: the agreed interface, faked
-        monkeypatch.setitem(sys.modules, "harness.diff", fake_diff_module())
+def test_the_previous_release_is_the_newest_other_audit_and_its_diff_is_shown(run: Run, tmp_path: Path) -> None:
     reports = _reports(tmp_path, run)
     audit_lib.release_audit("v1.0.0", reports=reports, repo_root=run.root, today=TODAY)
     audit_lib.release_audit("v1.1.0", reports=reports, repo_root=run.root, today=TODAY)
@@ -186,42 +183,47 @@ def test_the_previous_release_is_the_newest_other_audit_and_its_diff_is_shown(
     assert third.previous is not None and third.previous.tag == "v1.1.0"
     assert not third.decision.go and third.decision.diff.regressed is True
     recorded = json.loads((reports / "releases" / "v2.0.0" / "audit.json").read_text())
-    diff_module = sys.modules["harness.diff"]
+    assert [c.falsifier_id for c in third.decision.diff.regressions] == ["FALSIFY-CLAMP-001"]
     assert recorded["previous_release"] == "v1.1.0"
-    assert recorded["diff"] == json.loads(json.dumps(diff_module.diff_to_dict(third.decision.diff)))
+    assert recorded["diff"] == json.loads(json.dumps(diff_to_dict(third.decision.diff)))
+    assert recorded["diff"]["regressed"] is True
     markdown = (reports / "releases" / "v2.0.0" / "audit.md").read_text()
-    assert "Previous release v1.1.0" in markdown and diff_module.diff_markdown(third.decision.diff).strip() in markdown
+    assert "Previous release v1.1.0" in markdown and diff_markdown(third.decision.diff).strip() in markdown
     page = parse_dom((reports / "releases" / "v2.0.0" / "audit.html").read_text(encoding="utf-8"))
     diff = page.by_id("diff")
     assert diff is not None and "regressed: yes" in diff.text() and "FALSIFY-CLAMP-001" in diff.text()
 
 
-def test_an_attestation_that_does_not_verify_is_no_go_and_a_required_missing_one_too(
-    run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    bad = FakeAttestationCheck(False, (f"{run.sha}/evidence.json: sha256 differs from the signed subject",), key_id="k1")
-    monkeypatch.setitem(sys.modules, "harness.attest", fake_attest_module(bad))
-    reports = _reports(tmp_path, run, **{"attestation.dsse.json": '{"payloadType": "x"}\n'})
-    result = audit_lib.release_audit("v3", reports=reports, repo_root=run.root, today=TODAY)
-    assert not result.decision.go
-    assert f"attestation: {run.sha}/evidence.json: sha256 differs from the signed subject" in result.decision.reasons
+@pytest.mark.parametrize("edited", ["evidence.json", "teeth.json", "attestation.dsse.json"])
+def test_an_attestation_that_does_not_verify_is_no_go_naming_the_edited_file(signed: Run, tmp_path: Path, edited: str) -> None:
+    reports = tmp_path / "reports"
+    shutil.copytree(signed.root / "reports" / signed.sha, reports / signed.sha)
+    tamper(reports / signed.sha / edited)
+    result = audit_lib.release_audit("v3", reports=reports, repo_root=signed.root, today=TODAY)
+    assert not result.decision.go and result.attestation is not None and not result.attestation.valid
+    problems = [r for r in result.decision.reasons if r.startswith("attestation: ")]
+    assert problems and all(edited in p for p in problems), result.decision.reasons
     out = reports / "releases" / "v3"
-    assert (out / "attestation.dsse.json").read_bytes() == (reports / run.sha / "attestation.dsse.json").read_bytes()
-    # Required by the project (the key configured) but absent: NO-GO naming the command that makes one.
-    missing = audit_lib.decide(run.evidence, run.teeth, attestation=None, attestation_required=True, today=TODAY,
-                               attest_command=f"harness attest reports/{run.sha} --key KEY")
-    assert f"no attestation, and [tool.harness] attestation_public_key requires one: run `harness attest reports/{run.sha} --key KEY`" in missing.reasons
-    good = audit_lib.decide(run.evidence, run.teeth, attestation=FakeAttestationCheck(True, key_id="k1"),
-                            attestation_required=True, today=TODAY)
+    assert (out / "attestation.dsse.json").read_bytes() == (reports / signed.sha / "attestation.dsse.json").read_bytes()
+    assert json.loads((out / "audit.json").read_text())["attestation"]["valid"] is False
+
+
+def test_a_required_attestation_that_is_missing_is_no_go_and_a_valid_one_go(signed: Run, tmp_path: Path) -> None:
+    from harness.attest import verify_attestation
+
+    missing = audit_lib.decide(signed.evidence, signed.teeth, attestation=None, attestation_required=True, today=TODAY,
+                               attest_command=f"harness attest reports/{signed.sha} --key KEY")
+    assert f"no attestation, and [tool.harness] attestation_public_key requires one: run `harness attest reports/{signed.sha} --key KEY`" in missing.reasons
+    check = verify_attestation(signed.root / "reports" / signed.sha, repo_root=signed.root, commit=signed.sha)
+    assert check.valid, check.problems
+    good = audit_lib.decide(signed.evidence, signed.teeth, attestation=check, attestation_required=True, today=TODAY)
     assert good.go, good.reasons
+    # Another commit's attestation copied beside this evidence: named, never a pass.
+    other = verify_attestation(signed.root / "reports" / signed.sha, repo_root=signed.root, commit="0" * 40)
+    assert not other.valid
 
 
-def test_waivers_cover_a_failure_until_they_expire(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = gate_with_waivers(TODAY)
-    if fake is not None:  # issue 12's DIFF part (waivers in the gate) not merged yet: its agreed rules, faked
-        from harness import gate
-
-        monkeypatch.setattr(gate, "verdict", fake)
+def test_waivers_cover_a_failure_until_they_expire(run: Run) -> None:
     failing = with_result(run.evidence, "FALSIFY-CLAMP-001", outcome=Outcome.FALSIFIED, reason="clamp(30, 0, 10) was 30")
     # Something must have passed besides (a release where nothing was verified is NO-GO, waivers or not).
     failing = with_result(failing, "FALSIFY-GPU-001", outcome=Outcome.PASSED, reason="")
@@ -283,31 +285,15 @@ def test_a_cuda_leg_run_on_a_gpu_is_go_under_require_cuda_and_names_the_gpu(run:
 
 
 def test_a_real_attestation_makes_it_go_and_an_edit_after_signing_or_its_absence_no_go(tmp_path: Path) -> None:
-    if not has_module("attest"):
-        pytest.skip("issue 12's ATTEST part (harness/attest.py) is not merged yet")
-    attest = importlib.import_module("harness.attest")
-    import harness
-    from tests.harness.audit_support import make_project
-
-    root = tmp_path / "signed"
-    make_project(root)
-    attest.keygen(root / "keys")
-    with (root / "pyproject.toml").open("a") as fh:
-        fh.write('\n[tool.harness]\nattestation_public_key = "keys/attestation.pub"\n')
-    with (root / ".gitignore").open("a") as fh:
-        fh.write("keys/attestation.key\n")
-    sha = commit_all(root, "the key that signs our evidence")
-    harness.verify([root / "contracts"], out=root / "reports")
-    harness.teeth([root / "contracts"], out=root / "reports")
-    attest.attest(root / "reports" / sha, root / "keys" / "attestation.key", repo_root=root)
+    signed = signed_run(tmp_path / "signed")
+    root, sha = signed.root, signed.sha
     proc = audit_cli(root, "--release", "v1")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = root / "reports" / "releases" / "v1"
     assert (out / "attestation.dsse.json").read_bytes() == (root / "reports" / sha / "attestation.dsse.json").read_bytes()
     assert json.loads((out / "audit.json").read_text())["attestation"]["valid"] is True
     # teeth.json edited after signing: the attestation no longer verifies, and the audit names it.
-    teeth_file = root / "reports" / sha / "teeth.json"
-    teeth_file.write_text(teeth_file.read_text().replace('"complete": true', '"complete":  true'))
+    tamper(root / "reports" / sha / "teeth.json")
     proc = audit_cli(root, "--release", "v1")
     assert proc.returncode == 1 and "NO-GO: attestation: " in proc.stdout and "teeth.json" in proc.stdout, proc.stdout
     # Required by [tool.harness] attestation_public_key, and absent.
@@ -318,8 +304,6 @@ def test_a_real_attestation_makes_it_go_and_an_edit_after_signing_or_its_absence
 
 
 def test_a_waiver_recorded_by_verify_is_go_until_the_audit_day_passes_its_expiry(tmp_path: Path) -> None:
-    if not has_module("waivers"):
-        pytest.skip("issue 12's DIFF part (harness/waivers.py, waivers in verify) is not merged yet")
     import harness
     from tests.harness.audit_support import make_project
 
@@ -348,3 +332,38 @@ def test_a_waiver_recorded_by_verify_is_go_until_the_audit_day_passes_its_expiry
     assert not late.decision.go and any("expired" in r for r in late.decision.reasons), late.decision.reasons
     recorded = json.loads((root / "reports" / "releases" / "v1" / "audit.json").read_text())
     assert recorded["verdict"] == "NO-GO"
+
+
+def test_the_gates_waiver_warnings_are_the_audits_notes(run: Run) -> None:
+    # verify prints the gate's warnings (a waiver that waives nothing); the audit must not drop them.
+    idle = waiver("FALSIFY-CLAMP-001", "was flaky", "ana", TODAY + timedelta(days=60), None, SourceLocation("contracts/waivers.yaml", 2))
+    decision = audit_lib.decide(with_waivers(run.evidence, (idle,)), run.teeth, today=TODAY)
+    assert decision.go, decision.reasons
+    assert "waiver FALSIFY-CLAMP-001 (contracts/waivers.yaml:2) waives nothing: every falsifier it matches passed; remove it" in decision.warnings
+
+
+def test_an_unbound_falsifier_is_an_error_in_the_audit_the_diff_and_the_attestation(run: Run, tmp_path: Path) -> None:
+    # `harness import pv` writes `binding: {unbound: TEXT}` for prose; verify records it as error, and no
+    # consumer of the evidence may read it as anything but a failure.
+    import harness
+    from harness.attest import predicate_lists, predicate_result
+    from harness.diff import diff_evidence
+    from tests.harness.audit_support import make_project
+
+    root = tmp_path / "prose"
+    make_project(root)
+    contract = root / "contracts" / "tiny.yaml"
+    contract.write_text(contract.read_text() + (
+        "  - id: FALSIFY-PROSE-001\n    attacks: [INV-CLAMP-001]\n    prediction: it holds.\n    if_fails: it does not.\n"
+        "    binding:\n      unbound: proptest over random bounds\n"
+    ))
+    commit_all(root, "an imported prose falsifier")
+    evidence = harness.verify([root / "contracts"], out=root / "reports")
+    (prose,) = [r for r in evidence.results if r.id == "FALSIFY-PROSE-001"]
+    assert prose.outcome is Outcome.ERROR and prose.reason.startswith("unbound: no runnable test is bound")
+    decision = audit_lib.decide(evidence, None, today=TODAY)
+    assert not decision.go
+    assert any(r.startswith("FALSIFY-PROSE-001: error: unbound: no runnable test is bound") for r in decision.reasons), decision.reasons
+    d = diff_evidence(run.evidence, evidence, today=TODAY)
+    assert d.regressed and [c.falsifier_id for c in d.regressions] == ["FALSIFY-PROSE-001"]
+    assert "FALSIFY-PROSE-001" in predicate_lists(evidence)["failedTests"] and predicate_result(evidence) == "FAILED"

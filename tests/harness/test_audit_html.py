@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -20,17 +19,16 @@ from harness.audit_html import render_html
 from harness.model import Outcome, SourceLocation
 
 from tests.harness.audit_support import (
-    FakeAttestationCheck,
     Node,
     Run,
     artifacts_dir,
     chromium,
-    fake_attest_module,
-    gate_with_waivers,
     parse_dom,
     real_run,
     rendered_dom,
     screenshot,
+    signed_run,
+    tamper,
     with_result,
     with_survivor,
     waiver,
@@ -96,6 +94,15 @@ def test_a_go_page_shows_go_every_falsifier_the_cuda_leg_teeth_and_digests(run: 
     assert teeth is not None
     clamp = next(r for r in teeth.rows() if r[1] == "INV-CLAMP-001")
     assert int(clamp[4]) > 0 and clamp[5] == "0", clamp  # killed, none survived
+    gpu = next(r for r in teeth.rows() if r[1] == "INV-GPU-001")
+    assert gpu[6] == f"{gpu[3]} not_run", gpu  # what the mutants that were neither killed nor survived were
+    summary = dom.by_id("summary")
+    assert summary is not None
+    lines = [" ".join(li.text().split()) for li in summary.find_all(lambda n: n.tag == "li")]
+    assert lines[0] == "Falsifiers: 2 in 1 contract: 1 passed, 1 not_run", lines
+    assert lines[1].startswith(f"Teeth: {run.teeth.totals['mutants']} mutants of 2 invariants: ") and ", 0 survived" in lines[1], lines
+    assert lines[2:] == ["Attestation: none (not required: [tool.harness] attestation_public_key is not set)", "Waivers: none",
+                         "Previous release: none found beside this one"], lines
     digests = dict(r for r in dom.by_id("digests").rows())  # type: ignore[union-attr]
     assert digests["commit"] == run.sha
     assert digests["evidence.json"] == audit_lib.sha256((tmp_path / "reports" / run.sha / "evidence.json").read_bytes())
@@ -133,22 +140,21 @@ def test_each_no_go_reason_is_on_the_rendered_page(run: Run, tmp_path: Path, cas
         assert any(r[1] == "FALSIFY-CLAMP-001" and r[2] == "falsified" for r in table.rows())
 
 
-def test_an_invalid_attestation_is_on_the_rendered_page(run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    problem = f"{run.sha}/teeth.json: sha256 differs from the signed subject (edited after signing)"
-    monkeypatch.setitem(sys.modules, "harness.attest", fake_attest_module(FakeAttestationCheck(False, (problem,), key_id="k1")))
-    dom, _ = _page(run, tmp_path, "nogo-attestation", extra={"attestation.dsse.json": "{}\n"})
-    assert _verdict(dom) == "NO-GO" and f"attestation: {problem}" in _reasons(dom)
-    assert dom.by_id("attestation").text().startswith("INVALID (key k1)")  # type: ignore[union-attr]
+def test_an_invalid_attestation_is_on_the_rendered_page(tmp_path: Path) -> None:
+    from harness.attest import key_id, load_public_key
+
+    signed = signed_run(tmp_path / "signed")
+    tamper(signed.root / "reports" / signed.sha / "teeth.json")  # edited after signing
+    audit_lib.release_audit("v1.0.0", reports=signed.root / "reports", repo_root=signed.root, today=TODAY)
+    dom, _ = _render(signed.root / "reports" / "releases" / "v1.0.0" / "audit.html", tmp_path, "nogo-attestation")
+    problems = [r for r in _reasons(dom) if r.startswith("attestation: ")]
+    assert _verdict(dom) == "NO-GO" and problems and all("teeth.json" in p for p in problems), _reasons(dom)
+    signer = key_id(load_public_key(signed.root / "keys" / "attestation.pub"))
+    shown = dom.by_id("attestation").text()  # type: ignore[union-attr]
+    assert shown.startswith(f"INVALID (key {signer})") and "teeth.json" in shown, shown
 
 
-def test_an_expired_waiver_is_on_the_rendered_page_and_one_in_force_shows_as_waived(
-    run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fake = gate_with_waivers(TODAY)
-    if fake is not None:  # issue 12's DIFF part (waivers in the gate) not merged yet: its agreed rules, faked
-        from harness import gate
-
-        monkeypatch.setattr(gate, "verdict", fake)
+def test_an_expired_waiver_is_on_the_rendered_page_and_one_in_force_shows_as_waived(run: Run, tmp_path: Path) -> None:
     failing = with_result(run.evidence, "FALSIFY-CLAMP-001", outcome=Outcome.FALSIFIED, reason="clamp(30, 0, 10) was 30")
     failing = with_result(failing, "FALSIFY-GPU-001", outcome=Outcome.PASSED, reason="")
     where = SourceLocation("contracts/waivers.yaml", 2)

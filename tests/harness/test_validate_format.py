@@ -240,3 +240,34 @@ def test_an_unbound_falsifier_is_a_warning_in_every_format(checkout: Path, capsy
     lines = out.splitlines()
     assert code == 0 and lines[0].startswith("::warning file=proj/contracts/good.yaml,line=14,title=FALSIFY-FMT-DEMO-001::")
     assert lines[-1] == "1 contract, 1 invariant, 1 falsifier: valid (1 unbound: verify records them as error)"
+
+
+def test_the_waivers_files_problems_are_in_every_format_under_the_waivers_rule(
+    checkout: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An expired waiver (line 2) and one matching no falsifier (line 6), in the waivers.yaml validate finds
+    # beside the contracts: marked on their lines in a pull request and on the code-scanning tab.
+    (checkout / "proj" / "contracts" / "waivers.yaml").write_text(
+        "waivers:\n  - falsifier: FALSIFY-FMT-DEMO-*\n    reason: old\n    owner: ana\n    expires: 2020-01-01\n"
+        "  - falsifier: FALSIFY-NOPE-*\n    reason: typo\n    owner: bo\n    expires: 2099-01-01\n"
+    )
+    monkeypatch.chdir(checkout)
+    code, out, _ = run(capsys, "proj/contracts", "--format", "json")
+    records = json.loads(out)
+    assert code == 2 and [(r["path"], r["line"], r["rule"], r["severity"]) for r in records] == [
+        ("proj/contracts/waivers.yaml", 2, "waivers", "error"), ("proj/contracts/waivers.yaml", 6, "waivers", "error"),
+    ]
+    assert "expired on 2020-01-01" in records[0]["message"] and "matches no falsifier" in records[1]["message"]
+    code, out, _ = run(capsys, "proj/contracts", "--format", "sarif")
+    log = json.loads(out)
+    assert code == 2 and list(sarif_validator().iter_errors(log)) == []
+    results = log["runs"][0]["results"]
+    assert [(r["ruleId"], r["level"], r["locations"][0]["physicalLocation"]["region"]["startLine"]) for r in results] == [
+        ("waivers", "error", 2), ("waivers", "error", 6),
+    ]
+    assert all(r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "proj/contracts/waivers.yaml" for r in results)
+    code, out, _ = run(capsys, "proj/contracts", "--format", "github")
+    lines = out.splitlines()
+    assert code == 2
+    assert lines[0].startswith("::error file=proj/contracts/waivers.yaml,line=2,title=FALSIFY-FMT-DEMO-*::waiver expired on 2020-01-01")
+    assert lines[1].startswith("::error file=proj/contracts/waivers.yaml,line=6,title=FALSIFY-NOPE-*::")
