@@ -338,7 +338,7 @@ def _run_command(
     deadline = time.monotonic() + timeout_s
     steps = binding.steps
     if len(steps) == 1:
-        return _run_step(binding, argv, repo_root, timeout_s, deadline)
+        return _run_step(binding, argv, repo_root, timeout_s, deadline, params)
     # An all-or-nothing chain (`A && B` without a shell): each step under what is left of the deadline,
     # each counted on its own, so a second filter that matches nothing is an error even when the first
     # matched; the first step that does not pass decides, and the steps after it never run.
@@ -349,7 +349,7 @@ def _run_command(
         which = f"step {n} of {len(steps)} ({' '.join(step)})"
         if left <= 0:
             return _Verdict(Outcome.ERROR, f"{which} never started: timed out after {timeout_s:g}s (timeout_s)")
-        verdict = _run_step(binding, list(step), repo_root, left, deadline)
+        verdict = _run_step(binding, list(step), repo_root, left, deadline, params)
         if verdict.outcome is not Outcome.PASSED:
             return replace(verdict, reason=f"{which}: {verdict.reason}")
         for key in totals:
@@ -360,7 +360,8 @@ def _run_command(
 
 
 def _run_unbound(
-    binding: Binding, repo_root: Path, timeout_s: float, guards: tuple[str, ...] = (), fork: tuple[str, ...] | None = None
+    binding: Binding, repo_root: Path, timeout_s: float, guards: tuple[str, ...] = (), fork: tuple[str, ...] | None = None,
+    params: dict[str, str] | None = None,
 ) -> _Verdict:
     # Nothing to run is never a pass: the text is shown so the user sees what the claim was.
     return _Verdict(
@@ -370,8 +371,11 @@ def _run_unbound(
     )
 
 
-def _run_step(binding: Binding, argv: list[str], repo_root: Path, timeout_s: float, deadline: float) -> _Verdict:
-    """One command of a command binding, counted by its count_pattern or junit file."""
+def _run_step(
+    binding: Binding, argv: list[str], repo_root: Path, timeout_s: float, deadline: float, params: dict[str, str] | None = None
+) -> _Verdict:
+    """One command of a command binding, counted by its count_pattern or junit file; `params` are the
+    contract parameters' HARNESS_PARAM_* variables."""
     junit: Path | None = None
     if binding.junit is not None:
         junit, why_not = _junit_path(binding, repo_root)

@@ -35,7 +35,7 @@ import pytest
 from harness.console import sigterm_as_interrupt
 from harness.environment import collect_environment, git_state
 from harness.execute import HARNESS_PARENT, error_result
-from harness.model import Contract, Evidence, Falsifier, FalsifierResult
+from harness.model import Contract, Evidence, Falsifier, FalsifierResult, Outcome
 from harness.plugin import CONTRACTS_OPTION, IDS_PROPERTY, RERUN_OPTION, RESULT_PROPERTY, matches_selection, report_properties
 from harness.record import (
     KEPT_FILES,
