@@ -142,19 +142,19 @@ def falsify_claimed_family_matches_tensors(checkpoint: str | None = None) -> Non
 
 
 def _greedy(model: Any, prompt: list[int], steps: int) -> tuple[list[int], bool]:
-    """Greedy argmax continuation of `prompt` with the model's forward pass (no cache); (tokens, all logits finite).
+    """`steps` greedy tokens after `prompt` through pretrain.generate.generate (the KV-cache decoding `pretrain
+    generate` runs), and whether the logits behind every step are finite: (tokens, finite).
 
-    Until `pretrain generate` exists this is the generation the release gate runs."""
+    The logits are those of one full forward pass over the prompt and the generated tokens: position i's are
+    what chose token i+1 (generate returns tokens, not logits)."""
     import torch
 
-    ids = torch.tensor([prompt], dtype=torch.long)
-    finite = True
+    from pretrain.generate import generate
+
     with torch.no_grad():
-        for _ in range(steps):
-            logits = model(ids)[0, -1]
-            finite = finite and bool(torch.isfinite(logits).all())
-            ids = torch.cat([ids, logits.argmax().view(1, 1)], dim=1)
-    return ids[0, len(prompt):].tolist(), finite
+        ids = generate(model, torch.tensor([prompt], dtype=torch.long), max_new_tokens=steps)
+        logits = model(ids)[0, len(prompt) - 1:]
+    return ids[0, len(prompt):].tolist(), bool(torch.isfinite(logits).all())
 
 
 def falsify_loads_strictly_and_generates_deterministically(checkpoint: str | None = None) -> None:
