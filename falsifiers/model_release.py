@@ -121,7 +121,7 @@ def _reads_controls(header: "Header") -> None:
             except CheckpointError as exc:
                 shown = ", ".join(repr(n) for n in sorted(bad)[:5])
                 more = f", ... (+{count - 5} more)" if count > 5 else ""
-                assert f"{count} tensor(s) hold NaN or Inf weights: {shown}{more}" in str(exc), (
+                assert f"{count} tensor(s) hold NaN or Inf weights: {shown}{more}; " in str(exc), (
                     f"negative control: load_tensors refused {count} NaN/Inf tensors with {exc}, not naming them "
                     f"({shown}{more}); a defect in pretrain.checkpoint, not in the artifact"
                 )
@@ -266,6 +266,10 @@ def _quality_controls(header: "Header") -> None:
         assert result.rc == 1 and "quality" in out and out["quality"]["score"] < QUALITY_THRESHOLD, (
             f"negative control: `pretrain inspect LOW --min-score {QUALITY_THRESHOLD} --json` on a file without identity "
             f"or provenance exited {result.rc} with {sorted(out)}; it must exit 1 with its scorecard")
+        text = run_cli("inspect", low, "--quality", "--min-score", str(QUALITY_THRESHOLD))
+        assert text.rc == 1 and f"/100 (NOT ship-ready: threshold {QUALITY_THRESHOLD}" in text.out + text.err, (
+            f"negative control: `pretrain inspect LOW --quality --min-score {QUALITY_THRESHOLD}` exited {text.rc} "
+            f"without printing the scorecard: {(text.out + text.err).strip()[:300]}")
 
 
 # ---------------------------------------------------------------------------------------- 3: family agrees
@@ -335,6 +339,8 @@ def _load_controls(loaded: Any) -> None:
     and so must its weights with one tensor too many."""
     import dataclasses
 
+    import torch
+
     from pretrain.model import LoadError, load_state_strict  # StrictLoadError (an extra tensor) is a LoadError
 
     state = {k: v.detach() for k, v in loaded.model.state_dict().items()}
@@ -342,6 +348,11 @@ def _load_controls(loaded: Any) -> None:
     embed = state["model.embed_tokens.weight"]
     tied_state = {k: v for k, v in state.items() if k != "lm_head.weight"} | {"lm_head.weight": embed + 1}
     extra = state | {"model.extra.weight": embed[:1].clone()}
+    # Built from the state alone (no skeleton passed in), the same weights must give the same logits.
+    rebuilt = load_state_strict(loaded.config, state, "control")
+    ids = torch.arange(min(8, loaded.config.vocab_size)).view(1, -1)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(ids), loaded.model(ids)), "negative control: load_state_strict rebuilt other logits"
     for cfg, tensors, expected, what in ((tied, tied_state, "differs from model.embed_tokens.weight", "a tied head that differs"),
                                          (loaded.config, extra, "model.extra.weight", "an unexpected tensor")):
         try:
