@@ -76,6 +76,13 @@ def _verify(checkpoint: Path, out: Path, *k: str, card: Path | None = None) -> t
     return proc.returncode, json.loads(files[0].read_text()), proc.stdout + proc.stderr
 
 
+def _printed(result: dict, output: str, fix: str) -> None:
+    """verify printed the falsifier's line: FALSIFIED, its id and its recorded reason, the fix whole where the
+    reason holds it whole (a reason is cut at 500 characters; the evidence's counterexample has it all)."""
+    assert f"FALSIFIED {result['id']} (" in output and result["reason"] in output, output
+    assert fix in output or (fix not in result["reason"] and len(result["reason"]) >= 490), (fix, output)
+
+
 def _results(evidence: dict) -> dict[str, dict]:
     return {f["id"]: f for c in evidence["contracts"] for f in c["falsifiers"]}
 
@@ -175,7 +182,8 @@ def test_a_mis_stamped_checkpoint_fails_the_family_check_with_the_salvage_comman
     result = _results(evidence)["FALSIFY-RELEASE-FAMILY-001"]
     assert result["outcome"] == "falsified"
     fix = f"pretrain stamp {mis} --architecture llama --hf-architecture LlamaForCausalLM --hf-model-type llama -o {tmp_path / 'mis.fixed.safetensors'}"
-    assert fix in result["counterexample"] and fix in output, result["counterexample"]
+    assert fix in result["counterexample"], result["counterexample"]
+    _printed(result, output, fix)
     # The command runs as printed, and its output passes the check.
     proc = subprocess.run(fix, shell=True, cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -206,7 +214,7 @@ def test_a_val_loss_that_does_not_reproduce_fails_with_the_command_that_measures
     assert result["outcome"] == "falsified"
     assert f"recorded {recorded * 0.9:.4f}" in result["reason"] and "more than 2%" in result["reason"]
     fix = result["counterexample"].rsplit("measure and record it again: ", 1)[1]
-    assert fix in output
+    _printed(result, output, fix)
     assert fix.startswith(f"pretrain train --init {wrong} --steps 0 --seq-len 32 --val-windows 16 --data "), fix
     # The command runs as printed and writes a checkpoint whose val_loss reproduces.
     proc = subprocess.run(fix, shell=True, cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=600)
