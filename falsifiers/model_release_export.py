@@ -202,6 +202,30 @@ def falsify_export_round_trip(checkpoint: str | None = None) -> None:
         for dtype in ("f32", "f16", "q8_0"):
             _check_gguf(ckpt, Path(d) / f"model-{dtype}.gguf", ours, dtype,
                         f"pretrain export {q} --format gguf --dtype {dtype} -o model-{dtype}.gguf", license_)
+    _export_controls(ours.config)
+
+
+def _export_controls(cfg: Any) -> None:
+    """Negative controls a good checkpoint never exercises: a tensor llama.cpp has no name for must be refused
+    (never written under a made-up name), and the q/k permutation with no separate KV head count is the one
+    with it equal to the head count."""
+    import numpy as np
+
+    from pretrain.export_gguf import gguf_tensors, llama_permute
+    from pretrain.export_hf import ExportError
+
+    try:
+        gguf_tensors(cfg.family, {"model.unknown.weight": np.zeros((2, 2), dtype=np.float32)},
+                     cfg.num_attention_heads, cfg.num_key_value_heads, cfg.num_hidden_layers)
+    except ExportError:
+        pass
+    else:
+        raise AssertionError("negative control: gguf_tensors wrote a tensor llama.cpp has no name for "
+                             "(a defect in pretrain.export_gguf, not in the checkpoint)")
+    heads = cfg.num_attention_heads
+    weights = np.arange(heads * 4 * 3, dtype=np.float32).reshape(heads * 4, 3)
+    assert np.array_equal(llama_permute(weights, heads, None), llama_permute(weights, heads, heads)), (
+        "negative control: llama_permute without a KV head count is not the permutation for the head count")
 
 
 # ---------------------------------------------------------------- falsifier 7
@@ -264,6 +288,13 @@ def falsify_card_agrees_with_checkpoint(checkpoint: str | None = None, card: str
     wrong = _disagreements(parse_card(written, "the card `pretrain card` writes"), metadata)
     assert not wrong, (f"`pretrain card {shlex.quote(ckpt)}` writes a card that disagrees with the checkpoint: "
                        + "; ".join(wrong) + " (a defect in pretrain.card, not in the artifact)")
+    # Negative control: a checkpoint trained from scratch never exercises base_model; one with an init must
+    # get it, as the Hub links a fine-tune to its base.
+    from pretrain.card import frontmatter_for
+
+    based = frontmatter_for({**metadata, "init": "org/base-model"}, "control", None).get("base_model")
+    assert based == "org/base-model", (f"negative control: the card for a checkpoint initialised from org/base-model "
+                                       f"states base_model {based!r} (a defect in pretrain.card, not in the artifact)")
     assert Path(card_path).is_file(), f"{card_path}: no model card there; write it: `{fix}`"
     front = parse_card(Path(card_path).read_text(encoding="utf-8"), card_path)
     wrong = _disagreements(front, metadata)

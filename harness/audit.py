@@ -749,3 +749,20 @@ def attestation_summary(audit: Audit) -> str:
 
 
 OUTCOMES: tuple[str, ...] = tuple(o.value for o in Outcome)
+
+
+def parameter_rows(audit: Audit) -> list[tuple[str, str, str, str, str, str]]:
+    """(contract, parameter, kind, value, file, sha256) for each parameter the evidence's run was given
+    (ContractResult.parameters): the artifact a model release's audit is about. A file is one row (file
+    empty); a directory one row per file in it; a string one row with no digest."""
+    rows: list[tuple[str, str, str, str, str, str]] = []
+    for c in audit.evidence.contracts:
+        for p in c.parameters:
+            kind, value = p.kind.value, p.absolute or p.value
+            if p.files is not None:
+                rows += [(c.id, p.name, kind, value, name, digest) for name, digest in p.files.items()]
+                if not p.files:
+                    rows.append((c.id, p.name, kind, value, "(empty directory)", ""))
+            else:
+                rows.append((c.id, p.name, kind, value, "", p.sha256 or ""))
+    return rows

@@ -7,7 +7,7 @@ stylesheet: no colours needed, tables not split mid-row). The sections and their
 
 Stable hooks for tools and the browser test: `#verdict` (GO or NO-GO), `#summary`, `#reasons`, `table.falsifiers`
 (one per contract, `data-contract`), `#not-run`, `#teeth`, `#waivers`, `#diff`, `#history` (the SVG
-chart), `#environment`, `#digests`.
+chart), `#environment`, `#parameters` (when the run was given any), `#digests`.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from harness.audit import (
     falsifier_rows,
     not_run_rows,
     summary_lines,
+    parameter_rows,
     teeth_rows,
     waiver_rows,
 )
@@ -239,6 +240,7 @@ def render_html(audit: Audit) -> str:
     body += [
         f'<h2>Attestation</h2><p id="attestation">{_t(attestation_summary(audit))}</p>',
         "<h2>Environment</h2>", _table(["Key", "Value"], [[_t(k), _t(v, 500)] for k, v in environment_rows(e)], ' id="environment"'),
+        *_parameters_section(audit),
         "<h2>Digests</h2>", _table(["What", "Digest"], [[_t(k), f"<code>{_t(v)}</code>"] for k, v in digest_rows(audit)], ' id="digests"'),
     ]
     return (
@@ -250,3 +252,13 @@ def render_html(audit: Audit) -> str:
         f"<title>Release {_t(audit.release)}: {d.verdict}</title><style>{CSS}</style></head>\n"
         f'<body class="{"go" if d.go else "nogo"}">\n' + "\n".join(body) + "\n</body></html>\n"
     )
+
+
+def _parameters_section(audit: Audit) -> list[str]:
+    """<h2>Parameters</h2> and `table#parameters`: the artifact the run was given, each file with its sha256."""
+    rows = parameter_rows(audit)
+    if not rows:
+        return []
+    cells = [[f"<code>{_t(c)}</code>", f"<code>{_t(n)}</code>", _t(k), f"<code>{_t(v)}</code>",
+              f"<code>{_t(f)}</code>" if f else "", f"<code>{_t(d)}</code>" if d else ""] for c, n, k, v, f, d in rows]
+    return ["<h2>Parameters</h2>", _table(["Contract", "Parameter", "Kind", "Value", "File", "sha256"], cells, ' id="parameters"')]

@@ -15,6 +15,7 @@ from harness.audit import (
     falsifier_rows,
     not_run_rows,
     summary_lines,
+    parameter_rows,
     teeth_rows,
     waiver_rows,
 )
@@ -124,6 +125,17 @@ def render_markdown(audit: Audit) -> str:
         lines += ["No evidence found under the reports directory.", ""]
     lines += ["## Attestation", "", _c(attestation_summary(audit), 1000), "", "## Environment", "", "| Key | Value |", "|---|---|"]
     lines += [f"| {_c(k)} | {_c(v)} |" for k, v in environment_rows(e)]
+    lines += _parameters_section(audit)
     lines += ["", "## Digests", "", "| What | Digest |", "|---|---|"]
     lines += [f"| {_c(k)} | {_code(v)} |" for k, v in digest_rows(audit)]
     return "\n".join(lines) + "\n"
+
+
+def _parameters_section(audit: Audit) -> list[str]:
+    """## Parameters: the artifact the run was given (each file with its sha256); nothing for a run without."""
+    rows = parameter_rows(audit)
+    if not rows:
+        return []
+    lines = ["", "## Parameters", "", "| Contract | Parameter | Kind | Value | File | sha256 |", "|---|---|---|---|---|---|"]
+    return lines + [f"| {_code(c)} | {_code(n)} | {_c(k)} | {_code(v)} | {_code(f) if f else ''} | {_code(d) if d else ''} |"
+                    for c, n, k, v, f, d in rows]

@@ -21,7 +21,6 @@ import shlex
 import shutil
 import struct
 import sys
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -32,11 +31,11 @@ from pretrain.checkpoint import (
     Header,
     WriteInterrupted,
     atomic_write,
-    cleanup_on_signals,
     read_header,
     read_safetensors_header,
     remove_stale_temps,
 )
+from pretrain.atomic import atomic_directory
 from pretrain.formats.hf_dir import STAMP_KEY
 from pretrain.families import (
     FAMILIES,
@@ -367,26 +366,19 @@ def stamp_hf_dir(
         weights = {name: "in place" for name in header.shards}
     else:
         remove_stale_temps(dst)
-        with cleanup_on_signals():
-            tmp_dir: str | None = None
-            try:
-                tmp_dir = tempfile.mkdtemp(prefix=f".{dst.name}.{os.getpid()}.", suffix=".tmp", dir=dst.parent)
-                for entry in sorted(src.iterdir()):
-                    target = Path(tmp_dir) / entry.name
-                    if entry.name == HF_CONFIG:
-                        continue
-                    if entry.name in header.shards:
-                        weights[entry.name] = _link_or_copy(entry, target)
-                    elif entry.is_dir():
-                        shutil.copytree(entry, target, symlinks=True)
-                    else:
-                        shutil.copy2(entry, target)
-                atomic_write(Path(tmp_dir) / HF_CONFIG, write_config)
-                os.rename(tmp_dir, dst)
-            except BaseException:
-                if tmp_dir is not None:
-                    shutil.rmtree(tmp_dir, ignore_errors=True)
-                raise
+        # pretrain.atomic's one directory write: built beside `dst`, renamed in whole, removed on error or signal.
+        with atomic_directory(dst) as tmp_dir:
+            for entry in sorted(src.iterdir()):
+                target = tmp_dir / entry.name
+                if entry.name == HF_CONFIG:
+                    continue
+                if entry.name in header.shards:
+                    weights[entry.name] = _link_or_copy(entry, target)
+                elif entry.is_dir():
+                    shutil.copytree(entry, target, symlinks=True)
+                else:
+                    shutil.copy2(entry, target)
+            atomic_write(tmp_dir / HF_CONFIG, write_config)
     final = read_header(dst)
     if final.tensors != header.tensors:
         raise CheckpointError(dst, "stamped directory's tensors did not read back as the input's", "report this as a bug")

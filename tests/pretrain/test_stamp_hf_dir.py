@@ -271,3 +271,16 @@ def test_the_salvage_recipe_names_a_free_directory_when_the_fixed_one_exists(tmp
         assert main(argv[1:]) == 0, capsys.readouterr().err
     assert main(["stamp", str(src), "--architecture", "qwen2"]) == 2
     assert f"(e.g. -o {tmp_path / 'hf.fixed.3'})" in capsys.readouterr().err
+
+
+def test_the_stamped_directory_gets_the_umask_permissions_not_the_temp_directorys(tmp_path: Path) -> None:
+    # Was: stamp built it with its own mkdtemp (mode 0700) and renamed that in, so a team's shared release
+    # directory was readable by its owner alone. Now it is pretrain.atomic.atomic_directory's write.
+    src = save(tmp_path / "hf")
+    old = os.umask(0o022)
+    try:
+        assert main(["stamp", str(src), "--architecture", "qwen2", *PROVENANCE, "-o", str(tmp_path / "out")]) == 0
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp directory left beside it
