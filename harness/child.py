@@ -23,6 +23,9 @@ from harness import channel, guard_coverage, imported_files, parameters, replay_
 
 MAX_TEXT = 8000
 
+# The most characters of a falsified result's one-line reason (its counterexample keeps the whole message).
+REASON_MAX = 4000
+
 
 def _where(exc: BaseException) -> str:
     """`file:line in function` of the innermost frame, so a bare `assert` still says what failed."""
@@ -82,7 +85,9 @@ def classify(target: str) -> dict[str, Any]:
         where = _where(exc)
         counterexample = message if message else f"assertion failed at {where}"
         first_line = (message.splitlines() or [""])[0] or f"assertion failed at {where}"
-        return {"outcome": "falsified", "reason": f"AssertionError: {first_line}"[:500], "counterexample": counterexample}
+        # The reason is the first line, bounded so a runaway message cannot flood a terminal, but long enough to
+        # hold a fix command whole (its paths included): a falsifier's fix must run as verify prints it.
+        return {"outcome": "falsified", "reason": f"AssertionError: {first_line}"[:REASON_MAX], "counterexample": counterexample}
     except BaseException as exc:  # noqa: BLE001 - SystemExit/KeyboardInterrupt inside a falsifier are its errors too
         where = _where(exc)
         detail = _message(exc)
