@@ -123,7 +123,10 @@ def check_references(docs: list[ContractDoc], problems: Problems, today: date) -
             requires = fal.get("requires")
             if isinstance(requires, dict):
                 for kind in requires:
-                    if isinstance(kind, str) and kind not in requirements.BUILTIN_KINDS and requirements.is_known(kind):
+                    # Built-in kinds and `parameters` (the run's --param values, not a machine probe) need no
+                    # entry point lookup, which would cost validate the import of importlib.metadata.
+                    builtin = kind in requirements.BUILTIN_KINDS or kind == requirements.PARAMETERS
+                    if isinstance(kind, str) and not builtin and requirements.is_known(kind):
                         try:
                             requirements.probe_for(kind)
                         except requirements.ProbeError as exc:
