@@ -187,8 +187,10 @@ def decide(
             (reasons if require_cuda else warnings).append(line + ("" if require_cuda else "; --require-cuda makes this NO-GO"))
     if require_cuda and cuda_results and not gpu_names(evidence) and not any(r.outcome is Outcome.NOT_RUN for r in cuda_results):
         reasons.append("the evidence records no GPU, so its CUDA falsifiers cannot have run on CUDA")
+    unsupplied = _unsupplied_parameters(evidence)
+    reasons += [reason for _, reason in unsupplied]
     for r in results:
-        if r.outcome is Outcome.NOT_RUN and not is_cuda_falsifier(r, cuda):
+        if r.outcome is Outcome.NOT_RUN and not is_cuda_falsifier(r, cuda) and r.id not in dict(unsupplied):
             warnings.append(f"{r.id}: not_run: {r.reason.splitlines()[0] if r.reason else ''}")
     diff = None
     if previous is not None:
@@ -204,6 +206,25 @@ def decide(
         warnings=tuple(warnings),
         diff=diff,
     )
+
+
+def _unsupplied_parameters(evidence: Evidence) -> list[tuple[str, str]]:
+    """(falsifier id, reason) for each falsifier not run for want of a parameter, in a contract the run WAS
+    given parameters for: that run verified an artifact, and a release of it with one of its gates skipped
+    (a model without its card) is NO-GO. A contract given no parameters at all (this repository's code
+    audit, where the model contract has no artifact) keeps its not_run falsifiers as notes."""
+    from harness.parameters import NEEDS_PREFIX
+
+    found = []
+    for contract in evidence.contracts:
+        if not contract.parameters:
+            continue
+        given = ", ".join(p.name for p in contract.parameters)
+        for r in contract.falsifiers:
+            if r.outcome is Outcome.NOT_RUN and r.reason.startswith(NEEDS_PREFIX):
+                found.append((r.id, f"{r.id}: not_run: {r.reason.splitlines()[0]}: {contract.id} was verified with "
+                                    f"parameters ({given}), so a release of that artifact needs every gate run"))
+    return found
 
 
 # ---------------------------------------------------------------------------------------- the inputs

@@ -249,6 +249,10 @@ def missing(falsifier: Falsifier, contract: Contract) -> list[Parameter]:
     return [p for p in contract.parameters if (p.required or p.name in needed) and p.given is None]
 
 
+# How the reason of a falsifier not run for want of a parameter begins (the release audit looks for it).
+NEEDS_PREFIX = "needs parameter"
+
+
 def not_run_reason(contract: Contract, absent: Sequence[Parameter]) -> str:
     """`needs parameter NAME (harness verify CONTRACT --param NAME=PATH)`: the command that supplies them."""
     flags = [f"--param {p.name}={placeholder(p.kind)}" for p in absent]

@@ -367,3 +367,22 @@ def test_an_unbound_falsifier_is_an_error_in_the_audit_the_diff_and_the_attestat
     d = diff_evidence(run.evidence, evidence, today=TODAY)
     assert d.regressed and [c.falsifier_id for c in d.regressions] == ["FALSIFY-PROSE-001"]
     assert "FALSIFY-PROSE-001" in predicate_lists(evidence)["failedTests"] and predicate_result(evidence) == "FAILED"
+
+
+def test_an_artifact_release_with_a_gate_not_run_for_want_of_a_parameter_is_no_go(run: Run) -> None:
+    # A contract run WITH parameters verified an artifact: a gate of it skipped because another parameter was
+    # not given (a model released without its card) must not be GO; the same not_run in a contract given no
+    # parameters at all (the code audit, where the model contract has no artifact) stays a note.
+    from harness.model import ParameterKind, ParameterValue
+
+    first = run.evidence.contracts[0].falsifiers[0].id
+    needs = "needs parameter card (harness verify contracts/tiny.yaml --param card=PATH)"
+    skipped = with_result(run.evidence, first, outcome=Outcome.NOT_RUN, reason=needs)
+    note_only = audit_lib.decide(skipped, run.teeth, today=TODAY)
+    assert not any(first in r for r in note_only.reasons) and f"{first}: not_run: {needs}" in note_only.warnings
+    checkpoint = ParameterValue("checkpoint", ParameterKind.PATH, "m.safetensors", "/w/m.safetensors", "ab" * 32)
+    contracts = (dataclasses.replace(skipped.contracts[0], parameters=(checkpoint,)), *skipped.contracts[1:])
+    artifact = audit_lib.decide(dataclasses.replace(skipped, contracts=contracts), run.teeth, today=TODAY)
+    assert not artifact.go
+    assert f"{first}: not_run: {needs}: {contracts[0].id} was verified with parameters (checkpoint), so a release of that artifact needs every gate run" in artifact.reasons
+    assert not any(w.startswith(f"{first}: not_run") for w in artifact.warnings)
