@@ -128,6 +128,21 @@ def _reads_controls(header: "Header") -> None:
             else:
                 raise AssertionError(f"negative control: load_tensors loaded a file with {count} NaN/Inf tensors in "
                                      f"{dtype}; the read gate lets non-finite weights through (a defect in pretrain.checkpoint)")
+        # float8 e4m3fn: torch has no isfinite (nor aminmax) kernel for it, so the check widens it to find a
+        # NaN; a gate that skipped such dtypes would pass a float8 artifact holding NaN.
+        weights = torch.ones(8)
+        weights[3] = float("nan")
+        f8_path = f"{d}/f8.safetensors"
+        save_file({"ok": torch.ones(4).to(torch.float8_e4m3fn), "bad0": weights.to(torch.float8_e4m3fn)}, f8_path)
+        try:
+            load_tensors(f8_path)
+        except CheckpointError as exc:
+            assert "1 tensor(s) hold NaN or Inf weights: 'bad0'; " in str(exc), (
+                f"negative control: load_tensors refused a float8 NaN tensor with {exc}, not naming it; a defect in pretrain.checkpoint"
+            )
+        else:
+            raise AssertionError("negative control: load_tensors loaded a float8_e4m3fn tensor holding NaN; the read gate "
+                                 "lets non-finite float8 weights through (a defect in pretrain.checkpoint)")
         gguf_path, f6_path = f"{d}/control.gguf", f"{d}/f6.safetensors"
         _write_tiny_gguf(gguf_path)
         # A header pretrain's parser accepts (F6_E2M3 is a safetensors dtype) with data the safetensors library
