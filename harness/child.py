@@ -19,7 +19,7 @@ import sys
 import traceback
 from typing import Any
 
-from harness import channel, guard_coverage, imported_files, parameters, replay_child
+from harness import channel, guard_coverage, imported_files, param_env, replay_child
 
 MAX_TEXT = 8000
 
@@ -68,7 +68,7 @@ def classify(target: str) -> dict[str, Any]:
         }
     try:
         # Contract parameters (harness.parameters) the function takes by name; all are in the environment too.
-        returned = func(**parameters.keyword_arguments(func, os.environ))
+        returned = func(**param_env.keyword_arguments(func, os.environ))
         if returned is not None:
             # `return a == b` instead of `assert a == b`, a generator, or an un-awaited coroutine: the check
             # either never ran or its verdict would be thrown away, so this can never count as passed.

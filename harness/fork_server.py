@@ -61,7 +61,8 @@ ANSWER_S = 30.0
 # Standard-library modules every child imports (harness.child, harness.channel, guard_coverage, pytest_counter):
 # imported once here, as the preload list is. Never a module of the harness or of a repository under test.
 _STDLIB = (
-    "ast", "dataclasses", "enum", "fcntl", "hashlib", "hmac", "importlib.util", "inspect", "json", "pathlib",
+    "ast", "dataclasses", "enum", "fcntl", "hashlib", "hmac", "importlib.abc", "importlib.machinery", "importlib.util",
+    "inspect", "json", "pathlib",
     "runpy", "secrets", "select", "shutil", "tempfile", "traceback", "typing",
 )
 _HEADER = struct.Struct(">I")
@@ -164,6 +165,20 @@ def _held_files() -> list[tuple[str, str]]:
         if isinstance(file, str) and os.path.isabs(file) and os.path.realpath(file) not in _OWN:
             held.append((name, os.path.realpath(file)))
     return held
+
+
+# harness.imported_files.HELD_MODULE: a child reads which modules it inherited from here, so that listing the
+# repository files it imported does not resolve the path of every module the server holds (over 100 ms a child
+# with torch preloaded). Every one is outside the repository the child runs in: _from_repository refused otherwise.
+HELD_MODULE = "_harness_fork_server_held"
+
+
+def _publish_held() -> None:
+    import types
+
+    state = types.ModuleType(HELD_MODULE, "The modules the fork server held when it forked this process.")
+    state.names = frozenset(sys.modules)  # type: ignore[attr-defined]
+    sys.modules[HELD_MODULE] = state
 
 
 def _from_repository(root: str, held: list[tuple[str, str]], installed: tuple[str, ...]) -> str | None:
@@ -299,6 +314,7 @@ def serve(sock: socket.socket, preload: Sequence[str]) -> None:
     _send(sock, {"ready": True, "pid": os.getpid()})
     installed = tuple(os.path.join(os.path.realpath(p), "") for p in base_path if p)
     held = _held_files()
+    _publish_held()
     while True:
         received = _receive(sock)
         if received is None:

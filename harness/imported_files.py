@@ -41,6 +41,10 @@ _MAX_SPAWNS = 64
 _MAX_OPENED = 100_000  # more files read than this: not measured (the listing would be the evidence's bulk)
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 _PYTHON_NAME = re.compile(r"(python|pypy)[0-9.]*[a-z]?$")
+# Where a child forked from harness.fork_server finds the names of the modules the server held when it forked
+# (a frozenset): the server refuses to fork for a repository any of them came from, so they need no resolving
+# here (a server holding torch holds thousands). harness/fork_server.py spells the same name.
+HELD_MODULE = "_harness_fork_server_held"
 
 
 class Watch:
@@ -124,10 +128,22 @@ class Watch:
             return f"{event}: {program}, a script"
         return None
 
-    def _relative(self, file: str | None) -> str | None:
+    def _real(self, file: str, dirs: dict[str, str]) -> str:
+        """os.path.realpath(file), resolving each directory once: a process holding torch has thousands of
+        modules in a few hundred directories, and realpath stats every component of every path (over 100 ms
+        per falsifier); only a file that is itself a link costs a realpath of its own."""
+        if os.path.islink(file):
+            return os.path.realpath(file)
+        head, tail = os.path.split(os.path.abspath(file))
+        real_head = dirs.get(head)
+        if real_head is None:
+            real_head = dirs[head] = os.path.realpath(head)
+        return os.path.join(real_head, tail)
+
+    def _relative(self, file: str | None, dirs: dict[str, str] | None = None) -> str | None:
         if not file:
             return None
-        real = os.path.realpath(file)
+        real = self._real(file, {} if dirs is None else dirs)
         if not real.startswith(self.root + os.sep) or not os.path.isfile(real):
             return None
         relative = Path(os.path.relpath(real, self.root))
@@ -149,12 +165,18 @@ class Watch:
         if self.overflow:
             return {"imported_files": None, "imports_unmeasured": "the falsifier opened files that could not all be recorded"}
         found: set[str] = set()
-        for module in list(sys.modules.values()):
-            relative = self._relative(getattr(module, "__file__", None))
+        dirs: dict[str, str] = {}
+        held = getattr(sys.modules.get(HELD_MODULE), "names", None)
+        # Only the modules imported since the fork: reading an inherited module object at all writes to its
+        # reference count, which copies its memory page (a few thousand page faults in a child of torch).
+        names = sys.modules.keys() - held if isinstance(held, frozenset) else list(sys.modules)
+        for name in names:
+            file = getattr(sys.modules.get(name), "__file__", None)
+            relative = self._relative(file, dirs) if isinstance(file, str) else None
             if relative is not None:
                 found.add(relative)
         for file in [*extra, *self.opened]:
-            relative = self._relative(file)
+            relative = self._relative(file, dirs)
             if relative is not None:
                 found.add(relative)
         return {"imported_files": sorted(found)}

@@ -12,7 +12,7 @@ NAME=VALUE` gives them. This module owns every step of that, once:
 - running (`missing`, `not_run_reason`, `environment`): a falsifier missing a parameter it needs is
   `not_run` with the `--param` that supplies it, never run without it; otherwise its child gets each given
   parameter as `HARNESS_PARAM_<NAME>` (the absolute path for path kinds) whatever the binding kind, and a
-  python binding's function the keyword argument NAME when it takes one (`keyword_arguments`, in the child).
+  python binding's function the keyword argument NAME when it takes one (`harness.param_env`, in the child).
 
 Knows nothing of what the artifact is: the falsifiers decide what a checkpoint must be.
 """
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import inspect
 import os
 import re
 import shlex
@@ -30,10 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.model import Contract, Falsifier, Parameter, ParameterKind, ParameterValue
-
-ENV_PREFIX = "HARNESS_PARAM_"
-# The names given to the child, so harness.child can pass the ones its function takes as keywords.
-NAMES_ENV = "HARNESS_PARAMS"
+# The child's half (harness.child imports it without harness.model), re-exported: one copy of each name.
+from harness.param_env import ENV_PREFIX, NAMES_ENV, env_name
 NAME = re.compile(r"[a-z][a-z0-9_]*")
 _MENTION = re.compile(ENV_PREFIX + r"([A-Za-z0-9_]+)")
 _CHUNK = 1 << 20
@@ -41,10 +38,6 @@ _CHUNK = 1 << 20
 
 class ParameterError(ValueError):
     """A `--param` that cannot be used; the message is one line naming the flag and what to do."""
-
-
-def env_name(name: str) -> str:
-    return ENV_PREFIX + name.upper()
 
 
 def placeholder(kind: ParameterKind) -> str:
@@ -268,19 +261,3 @@ def environment(contract: Contract) -> dict[str, str]:
     if values:
         env[NAMES_ENV] = ",".join(v.name for v in values)
     return env
-
-
-def keyword_arguments(func: Callable[..., Any], environ: Mapping[str, str]) -> dict[str, str]:
-    """In the child: the given parameters `func` takes as keyword arguments (by name), from the environment."""
-    names = [n for n in environ.get(NAMES_ENV, "").split(",") if n]
-    if not names:
-        return {}
-    try:
-        signature = inspect.signature(func)
-    except (TypeError, ValueError):
-        return {}
-    accepted = {
-        name for name, p in signature.parameters.items()
-        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    }
-    return {n: environ[env_name(n)] for n in names if n in accepted and env_name(n) in environ}

@@ -304,3 +304,44 @@ def test_verify_with_a_bad_tool_harness_table_exits_2_naming_pyproject_toml_and_
     assert f"harness verify: {tmp_path / 'pyproject.toml'}: [tool.harness] {message}" in proc.stderr
     assert "; nothing was run" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_forked_child_lists_the_repository_files_it_imported_and_none_the_server_held(project: Path) -> None:
+    # harness.imported_files skips the modules the server held when it forked (harness.fork_server.HELD_MODULE:
+    # the same name on both sides) and resolves only those imported since: the listing is what a fresh process's.
+    from harness import imported_files
+
+    assert fork_server.HELD_MODULE == imported_files.HELD_MODULE
+    (project / "pkg").mkdir()
+    (project / "pkg" / "__init__.py").write_text("")
+    (project / "pkg" / "used.py").write_text("VALUE = 2\n")
+    (project / "data.txt").write_text("2\n")
+    (project / "reads.py").write_text(textwrap.dedent(
+        """\
+        import sys
+
+        from pkg.used import VALUE
+
+
+        def check():
+            assert "fractions" in sys.modules, "not forked from the fork server"
+            assert open("data.txt").read().strip() == str(VALUE)
+        """
+    ))
+    forked = _run(project, "reads:check")
+    assert forked.outcome is Outcome.PASSED, forked.reason
+    assert forked.modules is not None
+    assert sorted(forked.modules) == ["data.txt", "pkg/__init__.py", "pkg/used.py", "reads.py"]
+
+
+def test_the_child_side_of_the_harness_imports_only_the_child_modules() -> None:
+    # Every module harness.child imports is paid for in every forked child (once per falsifier): the
+    # contract model (harness.model's dataclasses) and the parameter binding stay in the parent.
+    import subprocess
+
+    code = "import sys, harness.child; print(' '.join(sorted(m for m in sys.modules if m.startswith('harness'))))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert set(out) <= {
+        "harness", "harness.child", "harness.channel", "harness.guard_coverage", "harness.imported_files",
+        "harness.param_env", "harness.replay_child",
+    }, out
