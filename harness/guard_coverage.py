@@ -1,10 +1,12 @@
-"""Vacuity: which guards of the attacked invariants ran while a falsifier ran (coverage.py).
+"""Vacuity: which guards of the attacked invariants ran while a falsifier ran (harness.line_probe, coverage.py).
 
 A falsifier that passes without executing the code that upholds its invariant proves nothing. The parent
 (harness.execute) hands the guards (`module:qualname`, the `guards` of the invariants a falsifier attacks)
 to the child in $HARNESS_GUARDS; the child (harness.child, or the child pytest through
-harness.pytest_counter) resolves each guard to its defining file and body lines, measures only those files
-with coverage.py while the falsifier runs - in subprocesses of the same interpreter too, through coverage's
+harness.pytest_counter) resolves each guard to its defining file and body lines and measures them while the
+falsifier runs: in its own process by probes in the guards' code on Python 3.11 (harness.line_probe; a
+tracer would slow every frame), else with coverage.py on the guards' files; in subprocesses of the same
+interpreter and forked workers with coverage.py, through coverage's
 `[run] patch = subprocess` (its environment variable and the .pth file its wheel installs; nothing is
 written outside a private temp directory) - and folds {guard: covered body lines} into the result it
 reports, before that result is written. The parent then turns a pass that executed no guard into
@@ -29,6 +31,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from harness import line_probe
 
 GUARDS_ENV = "HARNESS_GUARDS"
 # Outer coverage requests (a CI measuring the harness itself) must not start a second tracer in the
@@ -217,6 +221,8 @@ class Measurement:
         self.spans: dict[str, GuardSpan] = {}
         self.unresolved: dict[str, str] = {}
         self._cov: Any = None
+        self._probe: line_probe.LineProbe | None = None
+        self._rc: Path | None = None
         self._dir: Path | None = None
         self._saved_env: dict[str, str | None] = {}
         self._saved_exit: Any = None
@@ -236,29 +242,52 @@ class Measurement:
                 self.unresolved[guard] = str(exc)
         if not self.spans:
             return
-        import coverage  # only a measured child pays for the import
-
         self._dir = Path(tempfile.mkdtemp(prefix="harness-guards-"))
         (self._dir / "data").mkdir()
-        rc = _coverage_rc(self._dir, (s.file for s in self.spans.values()))
+        self._rc = _coverage_rc(self._dir, (s.file for s in self.spans.values()))
         self._saved_env = {k: os.environ.get(k) for k in _OUTER_COVERAGE_ENV}
         self._saved_exit = os._exit
-        self._cov = coverage.Coverage(config_file=str(rc))
+        if line_probe.AVAILABLE:
+            # This process: probes in the guards' own code (no tracer, harness.line_probe). Its python
+            # subprocesses and forks: coverage.py with the same rc, as below (they save to the data directory).
+            self._probe = line_probe.LineProbe(_lookup(g) for g in self.spans)
+            os.environ.pop("COVERAGE_PROCESS_CONFIG", None)
+            os.environ["COVERAGE_PROCESS_START"] = str(self._rc)
+            _ForkHook.measuring = self
+            _ForkHook.install()
+            return
+        import coverage  # only a measured child pays for the import
+
+        self._cov = coverage.Coverage(config_file=str(self._rc))
         self._cov.start()
+
+    def _measure_fork(self) -> None:
+        """In a process forked from this one while measuring (multiprocessing's fork workers): coverage.py
+        measures it and saves at its exit (os._exit included, the rc's patches), as coverage's fork patch did."""
+        self._probe = None  # the inherited probes' record dies with this process; the tracer's is saved
+        try:
+            import coverage
+
+            coverage.Coverage(config_file=str(self._rc)).start()
+        except Exception:  # noqa: BLE001 - unmeasured reads as "no guard ran here", never breaks the worker
+            pass
 
     def finish(self) -> dict[str, Any]:
         """Stop measuring, combine this process's data with its subprocesses', clean up; the result fields."""
         covered: dict[str, set[int]] = {}
-        if self._cov is not None:
+        if self._cov is not None or self._probe is not None:
             try:
-                self._cov.stop()
-                self._cov.save()
-                self._cov.combine(strict=False)
-                data = self._cov.get_data()
-                by_real = {os.path.realpath(f): f for f in data.measured_files()}
+                ran = self._probe.lines() if self._probe is not None else {}
+                if self._probe is not None:
+                    _ForkHook.measuring = None
+                    self._probe.restore()
+                else:
+                    self._cov.stop()
+                    self._cov.save()
+                for file, lines in self._saved_data().items():
+                    ran.setdefault(file, set()).update(lines)
                 for guard, span in self.spans.items():
-                    ran = data.lines(by_real[span.file]) if span.file in by_real else None
-                    covered[guard] = set(ran or ()) & span.lines
+                    covered[guard] = ran.get(span.file, set()) & span.lines
             except Exception as exc:  # noqa: BLE001 - unmeasured must read as "no guard ran", never crash the child
                 covered = {}
                 for guard in self.spans:
@@ -267,6 +296,19 @@ class Measurement:
                 self._restore()
         lines = {g: sorted(covered.get(g, ())) for g in self.guards}
         return {"guard_lines": lines, "guards_unresolved": dict(self.unresolved)}
+
+    def _saved_data(self) -> dict[str, set[int]]:
+        """{real path: lines} that coverage.py saved in the data directory (this process's tracer, or the
+        subprocesses' and forks'); coverage is imported only when there is something to read."""
+        assert self._dir is not None
+        if self._cov is None and not any((self._dir / "data").iterdir()):
+            return {}
+        import coverage
+
+        combined = self._cov if self._cov is not None else coverage.Coverage(config_file=str(self._rc))
+        combined.combine(strict=False)
+        data = combined.get_data()
+        return {os.path.realpath(f): set(data.lines(f) or ()) for f in data.measured_files()}
 
     def _restore(self) -> None:
         os._exit = self._saved_exit  # type: ignore[assignment] - coverage's _exit patch saves a stopped tracer
@@ -277,6 +319,24 @@ class Measurement:
                 os.environ[key] = value
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
+
+
+class _ForkHook:
+    """os.register_at_fork cannot be undone: one hook per process, measuring whichever Measurement is current."""
+
+    measuring: Measurement | None = None
+    installed_in: int | None = None
+
+    @classmethod
+    def install(cls) -> None:
+        if cls.installed_in != os.getpid():
+            cls.installed_in = os.getpid()
+            os.register_at_fork(after_in_child=cls._after_fork)
+
+    @classmethod
+    def _after_fork(cls) -> None:
+        if cls.measuring is not None:
+            cls.measuring._measure_fork()
 
 
 def from_env() -> Measurement | None:

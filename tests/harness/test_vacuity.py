@@ -31,9 +31,27 @@ GUARD_MODULE = textwrap.dedent(
 
         def unused(self):
             return None
+
+
+    import functools
+
+
+    def logged(func):
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            return func(*args, **kwargs)
+        return wrapper
+
+
+    class Decorated:
+        @logged
+        def admit(self, value):
+            return value >= 0  # DECORATED BODY
     '''
 )
 GUARD_LINES = [4, 6]  # the body lines of fx_guarded.check that a non-negative value runs
+# The body line of Decorated.admit: its decorator's wrapper is not the method's code (harness.line_probe unwraps).
+DECORATED_LINES = [next(i for i, line in enumerate(GUARD_MODULE.splitlines(), 1) if "DECORATED BODY" in line)]
 
 # A re-export, as pretrain.checkpoint re-exports the format modules' functions.
 API_MODULE = "from fx_guarded import check\n\n__all__ = ['check']\n"
@@ -98,6 +116,23 @@ FALSIFIERS = textwrap.dedent(
 
     def through_the_class():
         assert fx_guarded.Gate().admit(1)
+
+
+    def _in_a_fork_worker():
+        assert fx_guarded.check(2) == 2
+
+
+    def through_a_fork_worker():
+        import multiprocessing
+
+        worker = multiprocessing.get_context("fork").Process(target=_in_a_fork_worker)
+        worker.start()
+        worker.join()
+        assert worker.exitcode == 0
+
+
+    def through_a_decorated_method():
+        assert fx_guarded.Decorated().admit(1)
     '''
 )
 
@@ -126,6 +161,7 @@ def _contract() -> str:
     for inv, guards in invariants:
         lines += [f"  - id: {inv}", "    kind: safety", "    statement: The fixture holds.", f"    guards: {guards}"]
     lines += ["  - id: INV-VAC-004", "    kind: safety", "    statement: No guards named."]
+    lines += ["  - id: INV-VAC-005", "    kind: safety", "    statement: The fixture holds.", "    guards: [fx_guarded:Decorated]"]
     cases = [
         falsifier("FALSIFY-VAC-001", '{python: "fx_vac:never_calls_the_guard"}', attacks="INV-VAC-001"),
         falsifier("FALSIFY-VAC-002", '{python: "fx_vac:calls_the_guard"}', attacks="INV-VAC-001"),
@@ -135,6 +171,8 @@ def _contract() -> str:
         falsifier("FALSIFY-VAC-006", '{python: "fx_vac:falsified_without_the_guard"}', attacks="INV-VAC-001"),
         falsifier("FALSIFY-VAC-007", '{python: "fx_vac:calls_the_guard"}', attacks="INV-VAC-002"),
         falsifier("FALSIFY-VAC-008", '{python: "fx_vac:through_the_class"}', attacks="INV-VAC-003"),
+        falsifier("FALSIFY-VAC-009", '{python: "fx_vac:through_a_fork_worker"}', attacks="INV-VAC-001"),
+        falsifier("FALSIFY-VAC-012", '{python: "fx_vac:through_a_decorated_method"}', attacks="INV-VAC-005"),
         falsifier("FALSIFY-VAC-010", '{pytest: "tests/test_vac_bound.py::test_calls_the_guard"}', attacks="INV-VAC-001"),
         falsifier("FALSIFY-VAC-011", '{pytest: "tests/test_vac_bound.py::test_never_calls_the_guard"}', attacks="INV-VAC-001"),
         falsifier("FALSIFY-VAC-020", '{command: [sh, -c, "exit 0"]}', attacks="INV-VAC-001"),
@@ -185,6 +223,20 @@ def test_a_guard_reached_only_through_a_python_m_subprocess_in_another_cwd_count
     assert r["outcome"] == "passed", r["reason"]
     assert r["guards_executed"] == ["fx_guarded:check"]
     assert r["guard_lines"] == {"fx_guarded:check": GUARD_LINES}
+
+
+def test_a_guard_reached_only_in_a_forked_worker_counts(run) -> None:
+    # multiprocessing's fork workers: the inherited probes' record would die with the worker; it is measured
+    # by coverage.py from the fork on and saved when it exits (os._exit included).
+    r = _result(run, "FALSIFY-VAC-009")
+    assert r["outcome"] == "passed", r["reason"]
+    assert r["guard_lines"] == {"fx_guarded:check": GUARD_LINES}
+
+
+def test_a_decorated_method_of_a_class_guard_counts_its_own_body(run) -> None:
+    r = _result(run, "FALSIFY-VAC-012")
+    assert r["outcome"] == "passed", r["reason"]
+    assert r["guard_lines"] == {"fx_guarded:Decorated": DECORATED_LINES}
 
 
 @pytest.mark.parametrize("fid", ["FALSIFY-VAC-004", "FALSIFY-VAC-005"])
