@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import execute, fork_server, requirements
+from harness import execute, fork_server, parameters, requirements
 from harness.model import Binding, BindingKind, Contract, Falsifier, SourceLocation
 from harness.validate import validate_report
 
@@ -84,7 +84,9 @@ def _peer(root: Path, contracts: Path, scratch: Path) -> list[str]:
     body, nodes = ["import subprocess\n"], []
     for contract in validation.contracts:
         for falsifier in contract.falsifiers:
-            if falsifier.deferred is not None or requirements.unmet(falsifier.requires) is not None:
+            # What verify does not run here either: deferred, unmet requirements (CUDA), a parameter not given.
+            if falsifier.deferred is not None or requirements.unmet(falsifier.requires) is not None \
+                    or parameters.missing(falsifier, contract):
                 continue
             binding, name = falsifier.binding, "test_" + falsifier.id.replace("-", "_").lower()
             if binding.kind is BindingKind.PYTHON:

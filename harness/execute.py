@@ -423,13 +423,36 @@ _RUNNERS = {
 }
 
 
+# The math libraries' thread pools (torch's intra-op pool reads these at its first parallel region in the child).
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def thread_share(concurrent: int | None = None, environ: Any = None, cores: int | None = None) -> dict[str, str]:
+    """The thread variables for a child when `concurrent` falsifiers run side by side (default: this process's
+    pytest-xdist worker count, as under `harness verify -j N`): each gets cores // concurrent threads, at least
+    one, so `-j 2` on 2 cores runs two busy threads, not four fighting over two cores. Nothing for a run of one
+    at a time (the libraries' default: every core), or when the environment already sets any of them."""
+    environ = os.environ if environ is None else environ
+    if concurrent is None:
+        try:
+            concurrent = int(environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+        except ValueError:
+            concurrent = 1
+    if concurrent <= 1 or any(environ.get(name) for name in THREAD_ENV):
+        return {}
+    share = str(max(1, (cores or os.cpu_count() or 1) // concurrent))
+    return dict.fromkeys(THREAD_ENV, share)
+
+
 def run_falsifier(
-    falsifier: Falsifier, contract: Contract, repo_root: str | os.PathLike[str], *, today: date | None = None
+    falsifier: Falsifier, contract: Contract, repo_root: str | os.PathLike[str], *, today: date | None = None,
+    concurrent: int | None = None,
 ) -> FalsifierResult:
-    """Decide and run one falsifier; never raises for anything the falsifier does (Ctrl-C excepted)."""
+    """Decide and run one falsifier; never raises for anything the falsifier does (Ctrl-C excepted).
+    `concurrent`: how many falsifiers run at the same time as this one, for thread_share (teeth's -j)."""
     start = time.monotonic()
     guards = guard_coverage.guards_of(falsifier.attacks, contract.invariants)
-    verdict = _decide(falsifier, Path(repo_root), today or clock.today(), guards, contract)
+    verdict = _decide(falsifier, Path(repo_root), today or clock.today(), guards, contract, thread_share(concurrent))
     guards_executed, guard_lines, vacuous = _vacuity(falsifier, verdict, guards)
     if vacuous is not None:
         verdict = replace(verdict, outcome=Outcome.VACUOUS, reason=vacuous, counterexample=None)
@@ -489,7 +512,8 @@ def _vacuity(
 
 
 def _decide(
-    falsifier: Falsifier, repo_root: Path, today: date, guards: tuple[str, ...] = (), contract: Contract | None = None
+    falsifier: Falsifier, repo_root: Path, today: date, guards: tuple[str, ...] = (), contract: Contract | None = None,
+    threads: dict[str, str] | None = None,
 ) -> _Verdict:
     if falsifier.deferred is not None:
         until = falsifier.deferred.until
@@ -517,7 +541,8 @@ def _decide(
     except ProjectConfigError as exc:
         return _Verdict(Outcome.ERROR, f"{exc}; fix it, or run with {fork_server.DISABLE_ENV}=0 to bypass the fork server")
     try:
-        params = parameters.environment(contract) if contract is not None else {}
+        # The child's own variables on top of the harness's environment: the contract's parameters, its threads.
+        params = (parameters.environment(contract) if contract is not None else {}) | (threads or {})
         return _RUNNERS[falsifier.binding.kind](falsifier.binding, repo_root, falsifier.timeout_s, guards, fork, params)
     except fork_server.PreloadError as exc:
         return _Verdict(

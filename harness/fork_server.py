@@ -140,6 +140,12 @@ def _after_fork_fixups(cwd: str, env: dict[str, str]) -> None:
         from pathlib import Path
 
         vars(hypothesis_config)["__hypothesis_home_directory_default"] = Path(cwd) / ".hypothesis"
+    torch = sys.modules.get("torch")
+    threads = env.get("OMP_NUM_THREADS", "")
+    if torch is not None and threads.isdigit() and int(threads) > 0:
+        # A fresh process's torch sizes its intra-op pool from OMP_NUM_THREADS; the server's OpenMP read the
+        # server's environment when torch was imported, so a child given its own (harness -j) must say it.
+        torch.set_num_threads(int(threads))
     if env.get("COVERAGE_PROCESS_START") or env.get("COVERAGE_PROCESS_CONFIG"):
         # What coverage's .pth does at a fresh interpreter's start (an outer measurement of the run).
         try:

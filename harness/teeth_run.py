@@ -287,9 +287,10 @@ def _mutations(root: Path, site: GuardSite) -> tuple[GuardSite, mutate.Mutations
 class _Runner:
     """Runs falsifiers in fresh copies of the repository; safe to call from several threads."""
 
-    def __init__(self, roots: dict[str, Path], scratch: Path) -> None:
+    def __init__(self, roots: dict[str, Path], scratch: Path, jobs: int = 1) -> None:
         self.roots = roots
         self.scratch = scratch
+        self.jobs = jobs  # runs at once: each child's share of the cores (execute.thread_share)
         self._files: dict[Path, list[str]] = {}
         self._lock = threading.Lock()
         self._count = 0
@@ -310,7 +311,7 @@ class _Runner:
         root = self.roots[contract.id]
         copy = self._copy(root)
         try:
-            result = run_falsifier(falsifier, contract, copy)
+            result = run_falsifier(falsifier, contract, copy, concurrent=self.jobs)
         finally:
             shutil.rmtree(copy, ignore_errors=True)
         self.coverage[(contract.id, falsifier.id)] = result.guard_lines
@@ -357,7 +358,7 @@ class _Runner:
         try:
             for contract, falsifier, baseline in usable:
                 limit = mutant_timeout(baseline.duration_s, falsifier.timeout_s)
-                result = run_falsifier(dataclasses.replace(falsifier, timeout_s=limit), contract, copy)
+                result = run_falsifier(dataclasses.replace(falsifier, timeout_s=limit), contract, copy, concurrent=self.jobs)
                 if result.outcome is Outcome.PASSED:
                     missed.append(falsifier.id)
                     continue
@@ -494,7 +495,7 @@ def teeth(
     results: dict[tuple[str, str, str], MutantResult] = {}
     interrupted = False
     with tempfile.TemporaryDirectory(prefix="harness-teeth-") as scratch:
-        runner = _Runner(roots, Path(scratch))
+        runner = _Runner(roots, Path(scratch), jobs)
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="harness-teeth")
         try:
             # At most `jobs` runs in flight, a ready mutant before the next baseline: an invariant's mutants

@@ -345,3 +345,33 @@ def test_the_child_side_of_the_harness_imports_only_the_child_modules() -> None:
         "harness", "harness.child", "harness.channel", "harness.guard_coverage", "harness.imported_files",
         "harness.param_env", "harness.replay_child", "harness.line_probe",
     }, out
+
+
+def test_a_forked_child_sizes_torch_threads_from_its_own_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The server's OpenMP read the server's environment at import; a child given OMP_NUM_THREADS (harness -j
+    # gives each child its share of the cores) must run with it, as a fresh process would.
+    pytest.importorskip("torch")
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "t"\n\n[tool.harness]\npreload = ["torch"]\n')
+    (tmp_path / "threads.py").write_text(
+        "import os\n\nimport torch\n\n\ndef check():\n"
+        "    torch.ones(256, 256) @ torch.ones(256, 256)\n"
+        "    assert torch.get_num_threads() == int(os.environ['OMP_NUM_THREADS']), torch.get_num_threads()\n"
+    )
+    monkeypatch.delenv(fork_server.DISABLE_ENV, raising=False)
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    try:
+        result = run_falsifier(_falsifier("threads:check"), CONTRACT, tmp_path, concurrent=2)
+    finally:
+        fork_server.shutdown()
+    assert result.outcome is Outcome.PASSED, result.reason
+
+
+def test_side_by_side_falsifiers_share_the_cores_unless_the_environment_says() -> None:
+    from harness.execute import thread_share
+
+    assert thread_share(2, {}, cores=2) == {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    assert thread_share(None, {"PYTEST_XDIST_WORKER_COUNT": "4"}, cores=16)["OMP_NUM_THREADS"] == "4"
+    assert thread_share(3, {}, cores=2)["OMP_NUM_THREADS"] == "1"  # never zero
+    assert thread_share(1, {}, cores=2) == {} and thread_share(None, {}, cores=2) == {}  # one at a time: every core
+    assert thread_share(2, {"OMP_NUM_THREADS": "2"}, cores=2) == {}  # the user's choice stands
