@@ -7,9 +7,10 @@ modules once, instead of as fresh interpreters that import torch (seconds) and t
 Two halves in this one file:
 
 - the server, run as this file (`python -c` running it by path) with SOCKET_FD PRELOAD_JSON, in a session of its own. It
-  imports only the standard library and the preload list - nothing of the harness or of any repository
-  under test (not even this file's directory or the current one is on sys.path), so one server serves every repository
-  root, teeth's mutated copies included. It makes itself a child subreaper and serves one request at a
+  imports only the standard library, the preload list and the harness's own child side (harness.child and what it
+  imports, from this file's package) - nothing of any repository under test (neither the current directory nor
+  this file's is left on sys.path), so one server serves every repository root, teeth's mutated copies included
+  (a child that finds another copy of the harness on its sys.path drops the preloaded one). It makes itself a child subreaper and serves one request at a
   time over a Unix socket pair: the descriptors a child needs arrive with SCM_RIGHTS (the output file and
   the result channel's key pipe, harness.channel; the server never reads the pipe, so no key is ever in
   its memory), with argv (`python -m MODULE ARGS...`), cwd and the environment. It forks one child,
@@ -65,6 +66,15 @@ _STDLIB = (
     "inspect", "json", "pathlib",
     "runpy", "secrets", "select", "shutil", "tempfile", "traceback", "typing",
 )
+# The harness's own child side (what `python -m harness.child` and the pytest child's `-p harness.pytest_counter`
+# import): imported once here from the harness this file belongs to, under their own names, so a child does not
+# import (or, without bytecode files, compile) them again. A child whose sys.path finds another copy of the harness
+# (teeth's copy of a repository that contains it) drops them and imports its own (_own_harness_or_none).
+_HARNESS_CHILD = (
+    "harness", "harness.channel", "harness.param_env", "harness.imported_files", "harness.line_probe",
+    "harness.guard_coverage", "harness.replay_child", "harness.child",
+)
+_HARNESS_PYTEST_CHILD = ("harness.replay_pytest", "harness.pytest_counter")  # with pytest preloaded only
 _HEADER = struct.Struct(">I")
 # Idle servers kept per process: one per thread that runs falsifiers at once (teeth -j), and a few spare.
 MAX_IDLE = max(4, os.cpu_count() or 1)
@@ -162,12 +172,63 @@ def _after_fork_fixups(cwd: str, env: dict[str, str]) -> None:
 _OWN = tuple(os.path.realpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), f)) for f in ("fork_server.py", "supervisor.py"))
 
 
-def _held_files() -> list[tuple[str, str]]:
-    """(module, real path of its file) of every module the server holds, once after preloading."""
+def _preload_harness() -> tuple[str, ...]:
+    """Import the harness's child-side modules from this file's package; the names imported (none if that fails)."""
+    import importlib
+
+    names = _HARNESS_CHILD + (_HARNESS_PYTEST_CHILD if "pytest" in sys.modules else ())
+    parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sys.path.insert(0, parent)
+    try:
+        for name in names:
+            importlib.import_module(name)
+    except BaseException:  # noqa: BLE001 - never fatal: each child then imports the harness itself
+        _forget_harness()
+        return ()
+    finally:
+        sys.path.remove(parent)
+    return names
+
+
+def _forget_harness() -> set[str]:
+    gone = {n for n in sys.modules if n == "harness" or n.startswith("harness.")}
+    for name in gone:
+        del sys.modules[name]
+    return gone
+
+
+def _own_harness_or_none() -> None:
+    """In the child: keep the preloaded harness only if the child's sys.path finds the same package (as a fresh
+    `python -m harness.child` there would import it); otherwise drop it, and what it imported is imported anew."""
+    held = sys.modules.get("harness")
+    if held is None:
+        return
+    import importlib.util
+
+    del sys.modules["harness"]
+    try:
+        spec = importlib.util.find_spec("harness")
+    except (ImportError, ValueError):
+        spec = None
+    sys.modules["harness"] = held
+    same = spec is not None and spec.origin is not None and isinstance(getattr(held, "__file__", None), str) \
+        and os.path.realpath(spec.origin) == os.path.realpath(held.__file__)
+    if not same:
+        gone = _forget_harness()
+        state = sys.modules.get(HELD_MODULE)
+        if state is not None:
+            state.names = state.names - gone  # type: ignore[attr-defined] - imported anew: listed as the child's own
+
+
+def _held_files(exempt: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """(module, real path of its file) of every module the server holds, once after preloading; `exempt`: the
+    harness's child side, which a child keeps only where it finds the same files (_own_harness_or_none)."""
     held = []
     for name, module in list(sys.modules.items()):
         file = getattr(module, "__file__", None)
         # Only an absolute path says where a module came from (torch.ops claims a bare "_ops.py").
+        if name in exempt:
+            continue
         if isinstance(file, str) and os.path.isabs(file) and os.path.realpath(file) not in _OWN:
             held.append((name, os.path.realpath(file)))
     return held
@@ -236,6 +297,7 @@ def _child(request: dict[str, Any], fds: list[int], sock: socket.socket, base_pa
         import importlib
 
         importlib.invalidate_caches()
+        _own_harness_or_none()
         _after_fork_fixups(cwd, env)
         module, *args = request["argv"][2:]
         sys.argv = [module, *args]
@@ -317,9 +379,10 @@ def serve(sock: socket.socket, preload: Sequence[str]) -> None:
         except BaseException as exc:  # noqa: BLE001 - reported to the client, which names pyproject.toml
             _send(sock, {"ready": False, "error": f"cannot import {name!r}: {type(exc).__name__}: {exc}"[:2000]})
             return
+    harness_modules = _preload_harness()
     _send(sock, {"ready": True, "pid": os.getpid()})
     installed = tuple(os.path.join(os.path.realpath(p), "") for p in base_path if p)
-    held = _held_files()
+    held = _held_files(exempt=harness_modules)
     _publish_held()
     while True:
         received = _receive(sock)

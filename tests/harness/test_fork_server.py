@@ -375,3 +375,27 @@ def test_side_by_side_falsifiers_share_the_cores_unless_the_environment_says() -
     assert thread_share(3, {}, cores=2)["OMP_NUM_THREADS"] == "1"  # never zero
     assert thread_share(1, {}, cores=2) == {} and thread_share(None, {}, cores=2) == {}  # one at a time: every core
     assert thread_share(2, {"OMP_NUM_THREADS": "2"}, cores=2) == {}  # the user's choice stands
+
+
+def test_a_child_that_finds_another_copy_of_the_harness_runs_that_copy(project: Path) -> None:
+    # The server preloads the harness's child side from its own package; teeth's copy of a repository that
+    # contains the harness must run the copy's (as a fresh `python -m harness.child` in the copy would).
+    import shutil
+
+    import harness
+
+    shutil.copytree(Path(harness.__file__).parent, project / "harness", ignore=shutil.ignore_patterns("__pycache__"))
+    (project / "which.py").write_text(
+        "import os\nimport sys\n\n\ndef check():\n"
+        "    assert 'fractions' in sys.modules, 'not forked from the fork server'\n"
+        "    here = os.path.realpath(os.getcwd())\n"
+        "    for name in ('harness', 'harness.channel', 'harness.guard_coverage'):\n"
+        "        assert os.path.realpath(sys.modules[name].__file__).startswith(here + os.sep), (name, sys.modules[name].__file__)\n"
+    )
+    result = _run(project, "which:check")
+    assert result.outcome is Outcome.PASSED, result.reason
+    # and where the child finds the server's own package, it keeps the preloaded one: its `harness.child` module
+    # (a fresh `python -m harness.child` holds that file only as __main__)
+    (project / "fresh.py").write_text("import sys\n\n\ndef check():\n    assert 'harness.child' in sys.modules\n")
+    shutil.rmtree(project / "harness")
+    assert _run(project, "fresh:check").outcome is Outcome.PASSED
