@@ -74,7 +74,7 @@ _HARNESS_CHILD = (
     "harness", "harness.channel", "harness.param_env", "harness.imported_files", "harness.line_probe",
     "harness.guard_coverage", "harness.replay_child", "harness.child",
 )
-_HARNESS_PYTEST_CHILD = ("harness.replay_pytest", "harness.pytest_counter")  # with pytest preloaded only
+# Not harness.pytest_counter: it reads the result channel's key when pytest imports it as a plugin, in the child.
 _HEADER = struct.Struct(">I")
 # Idle servers kept per process: one per thread that runs falsifiers at once (teeth -j), and a few spare.
 MAX_IDLE = max(4, os.cpu_count() or 1)
@@ -176,7 +176,7 @@ def _preload_harness() -> tuple[str, ...]:
     """Import the harness's child-side modules from this file's package; the names imported (none if that fails)."""
     import importlib
 
-    names = _HARNESS_CHILD + (_HARNESS_PYTEST_CHILD if "pytest" in sys.modules else ())
+    names = _HARNESS_CHILD
     parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     sys.path.insert(0, parent)
     try:

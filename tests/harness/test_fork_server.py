@@ -399,3 +399,15 @@ def test_a_child_that_finds_another_copy_of_the_harness_runs_that_copy(project: 
     (project / "fresh.py").write_text("import sys\n\n\ndef check():\n    assert 'harness.child' in sys.modules\n")
     shutil.rmtree(project / "harness")
     assert _run(project, "fresh:check").outcome is Outcome.PASSED
+
+
+def test_a_pytest_falsifier_forked_from_a_server_holding_pytest_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The counting plugin reads its result channel when the child's pytest loads it: the server must not hold it.
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "p"\n\n[tool.harness]\npreload = ["pytest", "fractions"]\n')
+    (tmp_path / "test_p.py").write_text("import sys\n\n\ndef test_forked():\n    assert 'fractions' in sys.modules\n")
+    monkeypatch.delenv(fork_server.DISABLE_ENV, raising=False)
+    try:
+        result = run_falsifier(_falsifier("test_p.py::test_forked", kind=BindingKind.PYTEST), CONTRACT, tmp_path)
+    finally:
+        fork_server.shutdown()
+    assert (result.outcome, result.reason) == (Outcome.PASSED, "1 passed, 0 skipped"), result.reason
