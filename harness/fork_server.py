@@ -72,7 +72,7 @@ _STDLIB = (
 # (teeth's copy of a repository that contains it) drops them and imports its own (_own_harness_or_none).
 _HARNESS_CHILD = (
     "harness", "harness.channel", "harness.param_env", "harness.imported_files", "harness.line_probe",
-    "harness.guard_coverage", "harness.replay_child", "harness.child",
+    "harness.subprocess_probe", "harness.guard_coverage", "harness.replay_child", "harness.child",
 )
 # Not harness.pytest_counter: it reads the result channel's key when pytest imports it as a plugin, in the child.
 _HEADER = struct.Struct(">I")

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import line_probe
+from harness import line_probe, subprocess_probe
 
 GUARDS_ENV = "HARNESS_GUARDS"
 # Outer coverage requests (a CI measuring the harness itself) must not start a second tracer in the
@@ -251,8 +251,12 @@ class Measurement:
             # This process: probes in the guards' own code (no tracer, harness.line_probe). Its python
             # subprocesses and forks: coverage.py with the same rc, as below (they save to the data directory).
             self._probe = line_probe.LineProbe(_lookup(g) for g in self.spans)
-            os.environ.pop("COVERAGE_PROCESS_CONFIG", None)
-            os.environ["COVERAGE_PROCESS_START"] = str(self._rc)
+            # Its python subprocesses probe the guards' files too (harness.subprocess_probe), saving beside.
+            probe_env = subprocess_probe.environment(self._dir / "data", (s.file for s in self.spans.values()), os.environ)
+            self._saved_env.update({k: os.environ.get(k) for k in probe_env})
+            for key in _OUTER_COVERAGE_ENV:
+                os.environ.pop(key, None)
+            os.environ.update(probe_env)
             _ForkHook.measuring = self
             _ForkHook.install()
             return
@@ -298,17 +302,20 @@ class Measurement:
         return {"guard_lines": lines, "guards_unresolved": dict(self.unresolved)}
 
     def _saved_data(self) -> dict[str, set[int]]:
-        """{real path: lines} that coverage.py saved in the data directory (this process's tracer, or the
-        subprocesses' and forks'); coverage is imported only when there is something to read."""
+        """{real path: lines} saved in the data directory: by the subprocesses' probes (harness.subprocess_probe),
+        and by coverage.py (this process's tracer, or forked workers'); coverage is imported only when it saved."""
         assert self._dir is not None
-        if self._cov is None and not any((self._dir / "data").iterdir()):
-            return {}
+        found = subprocess_probe.read_saved(self._dir / "data")
+        if self._cov is None and not any((self._dir / "data").glob(".coverage*")):
+            return found
         import coverage
 
         combined = self._cov if self._cov is not None else coverage.Coverage(config_file=str(self._rc))
         combined.combine(strict=False)
         data = combined.get_data()
-        return {os.path.realpath(f): set(data.lines(f) or ()) for f in data.measured_files()}
+        for file in data.measured_files():
+            found.setdefault(os.path.realpath(file), set()).update(data.lines(file) or ())
+        return found
 
     def _restore(self) -> None:
         os._exit = self._saved_exit  # type: ignore[assignment] - coverage's _exit patch saves a stopped tracer

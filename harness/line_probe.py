@@ -23,6 +23,10 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 # Looked up, not imported: every falsifier's child imports this module, and only a measured one pays for slipcover.
+# slipcover's probes, hit this many times after their first, stop the world to take themselves out (walking every
+# frame and module, from inside whatever line hit them: a Ctrl-C landing there surfaced as another exception).
+# The guards are a few functions: their probes stay, each hit one C call.
+NEVER_DEINSTRUMENT = 2**31 - 1
 AVAILABLE = sys.version_info < (3, 12) and importlib.util.find_spec("slipcover") is not None
 
 
@@ -58,7 +62,7 @@ class LineProbe:
         import slipcover
 
         # exclude_lines=[]: every line that ran counts, as in coverage.py's raw data (no pragma filtering).
-        self._sc = slipcover.Slipcover(exclude_lines=[])
+        self._sc = slipcover.Slipcover(exclude_lines=[], d_miss_threshold=NEVER_DEINSTRUMENT)
         self._saved: list[tuple[types.FunctionType, types.CodeType]] = []
         seen: set[int] = set()
         for obj in objects:

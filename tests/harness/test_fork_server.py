@@ -343,7 +343,7 @@ def test_the_child_side_of_the_harness_imports_only_the_child_modules() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert set(out) <= {
         "harness", "harness.child", "harness.channel", "harness.guard_coverage", "harness.imported_files",
-        "harness.param_env", "harness.replay_child", "harness.line_probe",
+        "harness.param_env", "harness.replay_child", "harness.line_probe", "harness.subprocess_probe",
     }, out
 
 

@@ -367,3 +367,43 @@ def test_a_pass_whose_child_reported_no_measurement_is_vacuous() -> None:
     assert reason is not None and "missed m:g" in reason and "reported no guard coverage" in reason
     malformed = execute._guard_data({"guard_lines": {"m:g": ["1"]}})
     assert malformed is None
+
+
+def test_a_subprocess_still_runs_the_environments_own_sitecustomize(tmp_path: Path) -> None:
+    # harness/probe_site/sitecustomize.py goes first on a measured falsifier's PYTHONPATH (harness.subprocess_probe):
+    # the environment's own sitecustomize must still run after it, as it would have.
+    import json
+    import os
+    import sys
+
+    from harness import subprocess_probe
+
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "sitecustomize.py").write_text("import os\nos.environ['OWN_SITECUSTOMIZE_RAN'] = '1'\n")
+    data = tmp_path / "data"
+    data.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(own)}
+    env |= subprocess_probe.environment(data, [str(tmp_path / "nothing.py")], env)
+    code = "import os, json; print(json.dumps(os.environ.get('OWN_SITECUSTOMIZE_RAN')))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == "1"
+    assert list(data.glob("probe-*.json")), "the probed subprocess wrote no record"
+
+
+def test_a_subprocess_that_ends_with_os_exit_still_reports_its_guard_lines(tmp_path: Path) -> None:
+    import os
+    import sys
+
+    from harness import subprocess_probe
+
+    guarded = tmp_path / "sp_guarded.py"
+    guarded.write_text("def check(v):\n    return v + 1\n")
+    data = tmp_path / "data"
+    data.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    env |= subprocess_probe.environment(data, [os.path.realpath(guarded)], env)
+    code = "import os, sp_guarded; sp_guarded.check(1); os._exit(0)"
+    subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, check=True)
+    saved = subprocess_probe.read_saved(data)
+    assert set(saved) == {os.path.realpath(guarded)} and 2 in saved[os.path.realpath(guarded)]  # the body line ran
