@@ -4,11 +4,11 @@ A falsifier that passes without executing the code that upholds its invariant pr
 (harness.execute) hands the guards (`module:qualname`, the `guards` of the invariants a falsifier attacks)
 to the child in $HARNESS_GUARDS; the child (harness.child, or the child pytest through
 harness.pytest_counter) resolves each guard to its defining file and body lines and measures them while the
-falsifier runs: in its own process by probes in the guards' code on Python 3.11 (harness.line_probe; a
-tracer would slow every frame), else with coverage.py on the guards' files; in subprocesses of the same
-interpreter and forked workers with coverage.py, through coverage's
-`[run] patch = subprocess` (its environment variable and the .pth file its wheel installs; nothing is
-written outside a private temp directory) - and folds {guard: covered body lines} into the result it
+falsifier runs: on Python 3.11 with slipcover by probes in the guards' code (harness.line_probe; a tracer
+would slow every frame), in its python subprocesses too (harness.subprocess_probe), and in forked workers
+with coverage.py; else everywhere with coverage.py on the guards' files, through coverage's
+`[run] patch = subprocess` (its environment variable and the .pth file its wheel installs). Nothing is
+written outside a private temp directory. It folds {guard: covered body lines} into the result it
 reports, before that result is written. The parent then turns a pass that executed no guard into
 `vacuous` (`judge`).
 
