@@ -481,8 +481,10 @@ def falsify_recorded_val_loss_reproduces(checkpoint: str | None = None) -> None:
         f"{split['dtype']}, {str(split['sha256'])[:12]}); give it the data it was trained on, or measure it on this "
         f"data: {fix}"
     )
-    starts = data_mod.val_windows(corpus.val, int(split["seq_len"]), int(split["windows"]))
-    measured = evaluate(loaded.model, corpus.val, starts, int(split["seq_len"]), torch.device("cpu"), None)
+    seq_len = int(split["seq_len"])
+    starts = data_mod.val_windows(corpus.val, seq_len, int(split["windows"]))
+    _check_windows(starts, len(corpus.val), seq_len, int(split["windows"]))
+    measured = evaluate(loaded.model, corpus.val, starts, seq_len, torch.device("cpu"), None)
     assert math.isfinite(measured), f"its val_loss on the recorded split is {measured}"
     assert abs(measured - recorded) <= VAL_LOSS_TOLERANCE * abs(recorded), (
         f"val_loss {measured:.4f} on the recorded validation split, recorded {recorded:.4f} "
@@ -490,6 +492,27 @@ def falsify_recorded_val_loss_reproduces(checkpoint: str | None = None) -> None:
         f"not describe these weights; measure and record it again: {fix}"
     )
     _corpus_controls(data_mod)
+
+
+def _check_windows(starts: Any, tokens: int, seq_len: int, windows: int) -> None:
+    """The windows the val_loss is measured on are the recorded split's: `windows` of them (fewer only where the
+    split has fewer start offsets), evenly spaced from the first offset to the last that fills one. A tiny,
+    barely trained model scores about the same on any windows, so the loss alone cannot tell (a val_windows that
+    returned the tokens themselves as offsets passed against the loss; harness teeth found it)."""
+    last = tokens - seq_len - 1
+    got = [int(s) for s in starts]
+    expected = min(windows, last + 1)
+    assert len(got) == expected and got[0] == 0 and (expected == 1 or got[-1] == last) and all(b > a for a, b in zip(got, got[1:])), (
+        f"pretrain.data.val_windows gave {len(got)} windows ({got[:3]}...{got[-2:]}) for a split of {tokens} tokens, "
+        f"--seq-len {seq_len}, {windows} windows recorded: expected {expected} evenly spaced from 0 to {last} (just 0 for one); a "
+        "defect in pretrain.data, not in the artifact"
+    )
+    if expected > 1:
+        step = last / (expected - 1)
+        assert all(abs(s - i * step) <= 0.5 for i, s in enumerate(got)), (
+            f"pretrain.data.val_windows gave windows that are not evenly spaced over the split ({got[:5]}...); a "
+            "defect in pretrain.data, not in the artifact"
+        )
 
 
 def _corpus_controls(data_mod: Any) -> None:
