@@ -10,8 +10,8 @@ Two halves in this one file:
   imports only the standard library, the preload list and the harness's own child side (harness.child and what it
   imports, from this file's package) - nothing of any repository under test (neither the current directory nor
   this file's is left on sys.path), so one server serves every repository root, teeth's mutated copies included
-  (a child that finds another copy of the harness on its sys.path drops the preloaded one). It makes itself a child subreaper and serves one request at a
-  time over a Unix socket pair: the descriptors a child needs arrive with SCM_RIGHTS (the output file and
+  (a child that finds another copy of the harness on its sys.path drops the preloaded one). It makes itself a
+  child subreaper and serves one request at a time over a Unix socket pair: the descriptors a child needs arrive with SCM_RIGHTS (the output file and
   the result channel's key pipe, harness.channel; the server never reads the pipe, so no key is ever in
   its memory), with argv (`python -m MODULE ARGS...`), cwd and the environment. It forks one child,
   which starts a session of its own, puts /dev/null on 0 and the output file on 1 and 2, chdir()s, takes
@@ -69,7 +69,7 @@ _STDLIB = (
 # The harness's own child side (what `python -m harness.child` and the pytest child's `-p harness.pytest_counter`
 # import): imported once here from the harness this file belongs to, under their own names, so a child does not
 # import (or, without bytecode files, compile) them again. A child whose sys.path finds another copy of the harness
-# (teeth's copy of a repository that contains it) drops them and imports its own (_own_harness_or_none).
+# (teeth's copy of a repository that contains it) drops them and imports its own (_drop_harness_unless_the_childs).
 _HARNESS_CHILD = (
     "harness", "harness.channel", "harness.param_env", "harness.imported_files", "harness.line_probe",
     "harness.subprocess_probe", "harness.guard_coverage", "harness.replay_child", "harness.child",
@@ -176,18 +176,17 @@ def _preload_harness() -> tuple[str, ...]:
     """Import the harness's child-side modules from this file's package; the names imported (none if that fails)."""
     import importlib
 
-    names = _HARNESS_CHILD
     parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     sys.path.insert(0, parent)
     try:
-        for name in names:
+        for name in _HARNESS_CHILD:
             importlib.import_module(name)
     except BaseException:  # noqa: BLE001 - never fatal: each child then imports the harness itself
         _forget_harness()
         return ()
     finally:
         sys.path.remove(parent)
-    return names
+    return _HARNESS_CHILD
 
 
 def _forget_harness() -> set[str]:
@@ -197,7 +196,7 @@ def _forget_harness() -> set[str]:
     return gone
 
 
-def _own_harness_or_none() -> None:
+def _drop_harness_unless_the_childs() -> None:
     """In the child: keep the preloaded harness only if the child's sys.path finds the same package (as a fresh
     `python -m harness.child` there would import it); otherwise drop it, and what it imported is imported anew."""
     held = sys.modules.get("harness")
@@ -222,13 +221,13 @@ def _own_harness_or_none() -> None:
 
 def _held_files(exempt: tuple[str, ...] = ()) -> list[tuple[str, str]]:
     """(module, real path of its file) of every module the server holds, once after preloading; `exempt`: the
-    harness's child side, which a child keeps only where it finds the same files (_own_harness_or_none)."""
+    harness's child side, which a child keeps only where it finds the same files (_drop_harness_unless_the_childs)."""
     held = []
     for name, module in list(sys.modules.items()):
-        file = getattr(module, "__file__", None)
-        # Only an absolute path says where a module came from (torch.ops claims a bare "_ops.py").
         if name in exempt:
             continue
+        file = getattr(module, "__file__", None)
+        # Only an absolute path says where a module came from (torch.ops claims a bare "_ops.py").
         if isinstance(file, str) and os.path.isabs(file) and os.path.realpath(file) not in _OWN:
             held.append((name, os.path.realpath(file)))
     return held
@@ -297,7 +296,7 @@ def _child(request: dict[str, Any], fds: list[int], sock: socket.socket, base_pa
         import importlib
 
         importlib.invalidate_caches()
-        _own_harness_or_none()
+        _drop_harness_unless_the_childs()
         _after_fork_fixups(cwd, env)
         module, *args = request["argv"][2:]
         sys.argv = [module, *args]

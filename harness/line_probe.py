@@ -22,11 +22,11 @@ import types
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-# Looked up, not imported: every falsifier's child imports this module, and only a measured one pays for slipcover.
 # slipcover's probes, hit this many times after their first, stop the world to take themselves out (walking every
 # frame and module, from inside whatever line hit them: a Ctrl-C landing there surfaced as another exception).
 # The guards are a few functions: their probes stay, each hit one C call.
 NEVER_DEINSTRUMENT = 2**31 - 1
+# Looked up, not imported: every falsifier's child imports this module, and only a measured one pays for slipcover.
 AVAILABLE = sys.version_info < (3, 12) and importlib.util.find_spec("slipcover") is not None
 
 
@@ -56,9 +56,10 @@ def functions_of(obj: Any) -> Iterator[types.FunctionType]:
 
 
 class LineProbe:
-    """Probes in the given functions' code from construction until `restore`; `lines` reads what ran."""
+    """Probes in the given functions' code from construction until `restore` (and in any code object given to
+    `instrument`, harness.subprocess_probe's modules); `lines` reads what ran."""
 
-    def __init__(self, objects: Iterable[Any]) -> None:
+    def __init__(self, objects: Iterable[Any] = ()) -> None:
         import slipcover
 
         # exclude_lines=[]: every line that ran counts, as in coverage.py's raw data (no pragma filtering).
@@ -71,8 +72,12 @@ class LineProbe:
                     continue
                 seen.add(id(function))
                 original = function.__code__
-                function.__code__ = self._sc.instrument(original)
+                function.__code__ = self.instrument(original)
                 self._saved.append((function, original))
+
+    def instrument(self, code: types.CodeType) -> types.CodeType:
+        """`code` with a probe before each of its lines (nested code objects included)."""
+        return self._sc.instrument(code)
 
     def lines(self) -> dict[str, set[int]]:
         """{real path of the file: the line numbers executed in it so far} over the probed functions."""

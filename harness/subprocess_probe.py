@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.line_probe import NEVER_DEINSTRUMENT
+from harness.line_probe import LineProbe
 
 ENV = "HARNESS_GUARD_PROBE"
 SITE_DIR = str(Path(__file__).resolve().parent / "probe_site")
@@ -109,25 +109,20 @@ class _Finder(importlib.abc.MetaPathFinder):
 
 class _Recorder:
     def __init__(self, data_dir: str, files: Iterable[str]) -> None:
-        import slipcover
-
         self.dir = data_dir
         self.files = frozenset(files)
-        self._sc = slipcover.Slipcover(exclude_lines=[], d_miss_threshold=NEVER_DEINSTRUMENT)
-        self._saved = False
+        self._probe = LineProbe()
+        self._saved_by: int | None = None  # the pid that wrote this process's file
 
     def probe(self, code: Any) -> Any:
-        return self._sc.instrument(code)
+        return self._probe.instrument(code)
 
     def save(self) -> None:
         """Write this process's lines once (a forked worker, with its own pid, writes its own file)."""
-        if self._saved == os.getpid():
+        if self._saved_by == os.getpid():
             return
-        self._saved = os.getpid()
-        lines: dict[str, list[int]] = {}
-        for name, data in self._sc.get_coverage()["files"].items():
-            path = os.path.realpath(name if os.path.isabs(name) else os.path.join(os.getcwd(), name))
-            lines.setdefault(path, []).extend(data["executed_lines"])
+        self._saved_by = os.getpid()
+        lines = {path: sorted(ran) for path, ran in self._probe.lines().items()}
         target = os.path.join(self.dir, f"{PREFIX}{os.getpid()}-{secrets.token_hex(4)}.json")
         try:
             with open(target + ".tmp", "w", encoding="utf-8") as handle:
